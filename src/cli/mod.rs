@@ -1,0 +1,45 @@
+//! The command line: `serve`, `policy check`, `key new`.
+//!
+//! Exit codes: 0 ok, 1 a check failed (e.g. an invalid policy), 2 an error
+//! (e.g. the port is taken).
+
+mod key;
+mod policy;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "A cost-aware model routing gateway with an OpenAI-compatible API.",
+    long_about = "A cost-aware model routing gateway with an OpenAI-compatible API.\n\n\
+        Point your OpenAI SDK's base URL at tollgate and use a tollgate key; \
+        a YAML policy decides which model answers each request.\n\n\
+        Example:\n  tollgate serve --config policies/default.yaml --allow-anonymous"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Serve(serve::ServeArgs),
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Policy(cmd) => policy::run(cmd),
+        Command::Key(cmd) => key::run(cmd),
+    }
+}

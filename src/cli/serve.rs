@@ -1,0 +1,121 @@
+//! `tollgate serve`: load the policy, build the gateway, serve until
+//! SIGINT/SIGTERM, then drain in-flight requests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use crate::gateway::{Gateway, Options};
+use crate::policy::load_file;
+
+#[derive(Args)]
+/// Run the gateway.
+///
+/// Loads the policy, logs which models are available (and why the others
+/// are not), and serves the OpenAI API: POST /v1/chat/completions,
+/// GET /v1/models, GET /healthz, GET /readyz.
+///
+/// Example:
+///   OPENAI_API_KEY=sk-... tollgate serve --config policies/default.yaml --listen 0.0.0.0:8080
+pub struct ServeArgs {
+    /// The policy file.
+    #[arg(long, short, default_value = "policies/default.yaml")]
+    config: PathBuf,
+    /// Address to listen on; port 0 picks a free port (printed at startup).
+    #[arg(long, short, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Accept requests without a key when the policy has no `keys:` section.
+    #[arg(long)]
+    allow_anonymous: bool,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+pub fn run(args: ServeArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let policy = load_file(&args.config).map_err(|e| anyhow::anyhow!("invalid policy:\n{e}"))?;
+    let gw = Arc::new(Gateway::new(
+        policy,
+        &Options {
+            allow_anonymous: args.allow_anonymous,
+        },
+    )?);
+    gw.log_availability();
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, policy = %args.config.display(), "tollgate listening");
+    println!("tollgate listening on http://{addr}");
+    axum::serve(listener, crate::server::app(gw))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutdown signal received; draining in-flight requests");
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,17 @@
+//! tollgate: a cost-aware model routing gateway with an OpenAI-compatible API.
+//!
+//! The request path (see `server` for the stack): auth → parse
+//! (`request`) → route (`route`, driven by `policy`) → engine (`upstream`)
+//! → accounting. `docs/architecture.md` has the whole picture.
+
+pub mod classify;
+pub mod cli;
+pub mod error;
+pub mod gateway;
+pub mod money;
+pub mod policy;
+pub mod request;
+pub mod route;
+pub mod secret;
+pub mod server;
+pub mod upstream;

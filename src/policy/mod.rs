@@ -1,0 +1,270 @@
+//! Routing policies: YAML in, one immutable `Policy` out.
+//!
+//! Two stages, shared by `serve` and `policy check`:
+//! 1. `yaml::parse` + serde into the `raw` types (shape only, unknown keys
+//!    rejected, the first shape error reported with its position);
+//! 2. `compile()` checks meaning (references, prices, hashes, env variables)
+//!    and collects *every* error before failing.
+//!
+//! Every error is rendered `file:line:col: path: message`.
+
+mod compile;
+pub mod env;
+pub mod raw;
+pub mod yaml;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+pub use compile::compile;
+
+use crate::classify::{Complexity, Task};
+use crate::money::{Nanos, Price};
+use crate::secret::Secret;
+
+/// Index of a model in `Policy::models`.
+pub type ModelId = usize;
+
+/// A compiled, validated policy. Immutable; a reload builds a new one.
+#[derive(Debug)]
+pub struct Policy {
+    pub max_body_bytes: usize,
+    pub providers: Vec<Provider>,
+    pub models: Vec<Model>,
+    pub model_ids: HashMap<String, ModelId>,
+    pub aliases: HashMap<String, String>,
+    pub routes: Vec<Route>,
+    /// `None`: the policy has no `keys:` section.
+    pub keys: Option<Vec<Key>>,
+    pub retry: Retry,
+}
+
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+}
+
+#[derive(Debug)]
+pub enum ProviderKind {
+    OpenAi {
+        base_url: String,
+        /// `None` when the key expanded to nothing: its models are unavailable.
+        api_key: Option<Secret>,
+        timeout: Duration,
+    },
+    Local {
+        device: Device,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+#[derive(Debug)]
+pub struct Model {
+    pub name: String,
+    pub provider: usize,
+    pub upstream_model: String,
+    pub pricing: Pricing,
+    pub context: Option<u32>,
+    pub file: Option<String>,
+    pub chat_template: Option<String>,
+    pub max_concurrency: u32,
+    pub max_queue: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pricing {
+    PerToken(Price),
+    /// USD per hour of the machine; per-token cost comes from measured throughput.
+    GpuHour(Nanos),
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub when: When,
+    pub chain: Vec<ModelId>,
+}
+
+#[derive(Debug, Default)]
+pub struct When {
+    pub model: Option<Vec<String>>,
+    pub task: Option<Vec<Task>>,
+    pub complexity: Option<Vec<Complexity>>,
+    pub strong_score: Option<Cmp>,
+    pub prompt_tokens: Option<Cmp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cmp {
+    pub op: CmpOp,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+}
+
+impl Cmp {
+    pub fn holds(&self, x: f64) -> bool {
+        match self.op {
+            CmpOp::Lt => x < self.value,
+            CmpOp::Le => x <= self.value,
+            CmpOp::Gt => x > self.value,
+            CmpOp::Ge => x >= self.value,
+            CmpOp::Eq => x == self.value,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Key {
+    pub id: String,
+    pub team: String,
+    pub hash: [u8; 32],
+    pub models: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub max_attempts: u32,
+    pub backoff: Duration,
+}
+
+impl Policy {
+    pub fn model(&self, name: &str) -> Option<&Model> {
+        self.model_ids.get(name).map(|&i| &self.models[i])
+    }
+
+    pub fn provider_of(&self, model: &Model) -> &Provider {
+        &self.providers[model.provider]
+    }
+}
+
+/// One problem found in a policy, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub line: usize,
+    pub col: usize,
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found while loading one policy file.
+#[derive(Debug)]
+pub struct LoadError {
+    pub file: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            let path = if d.path.is_empty() { "." } else { &d.path };
+            write!(
+                f,
+                "{}:{}:{}: {}: {}",
+                self.file, d.line, d.col, path, d.message
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Reads and compiles a policy file, expanding variables from the process
+/// environment.
+pub fn load_file(path: &Path) -> Result<Policy, LoadError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+        file: file.clone(),
+        diagnostics: vec![Diagnostic {
+            line: 1,
+            col: 1,
+            path: String::new(),
+            message: format!("cannot read file: {e}"),
+        }],
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    load_str(&file, &text, base, &|name| std::env::var(name).ok())
+}
+
+/// Compiles policy text. `base` resolves relative file paths; `env` looks
+/// up variables (tests pass their own).
+pub fn load_str(
+    file: &str,
+    text: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Policy, LoadError> {
+    let err = |diagnostics| LoadError {
+        file: file.to_string(),
+        diagnostics,
+    };
+    let doc = yaml::parse(text).map_err(|e| {
+        err(vec![Diagnostic {
+            line: e.pos.line,
+            col: e.pos.col,
+            path: String::new(),
+            message: format!("invalid YAML: {}", e.message),
+        }])
+    })?;
+    let raw: raw::RawPolicy = serde_path_to_error::deserialize(&doc.value).map_err(|e| {
+        let mut path = e.path().to_string();
+        if path == "." {
+            path.clear();
+        }
+        let message = e.inner().to_string();
+        // Point unknown keys at the key itself, not at its parent.
+        if let Some(key) = message
+            .strip_prefix("unknown field `")
+            .and_then(|m| m.split('`').next())
+        {
+            if !path.ends_with(key) {
+                path = if path.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{path}.{key}")
+                };
+            }
+        }
+        let pos = doc.position(&path);
+        err(vec![Diagnostic {
+            line: pos.line,
+            col: pos.col,
+            path,
+            message,
+        }])
+    })?;
+    compile(raw, base, env).map_err(|errors| {
+        err(errors
+            .into_iter()
+            .map(|(path, message)| {
+                let pos = doc.position(&path);
+                Diagnostic {
+                    line: pos.line,
+                    col: pos.col,
+                    path,
+                    message,
+                }
+            })
+            .collect())
+    })
+}

@@ -1,0 +1,148 @@
+//! The policy file exactly as written: serde types with unknown keys
+//! rejected. Nothing here is checked beyond shape; `compile` does the rest
+//! and reports every problem at once.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub version: u32,
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    pub models: BTreeMap<String, RawModel>,
+    /// Names clients may send to be routed, e.g. `auto: router`.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    /// `None` (no `keys:` section) means anonymous access, allowed only
+    /// with `serve --allow-anonymous`.
+    pub keys: Option<Vec<RawKey>>,
+    #[serde(default)]
+    pub retry: RawRetry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Largest accepted request body, e.g. `1MiB` or a byte count.
+    pub max_body: Option<ByteSize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ByteSize {
+    Bytes(u64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub kind: String,
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    /// Time allowed until the upstream's first byte, e.g. `60s`.
+    pub timeout: Option<String>,
+    /// For `kind: local`: `auto`, `cpu` or `cuda:N`.
+    pub device: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub provider: String,
+    /// The name sent upstream, when it differs from the policy's name.
+    pub upstream_model: Option<String>,
+    pub price: Option<RawPrice>,
+    pub context: Option<u32>,
+    /// For local models: the GGUF file.
+    pub file: Option<String>,
+    /// For local models: a `.jinja` or `.json` chat template file.
+    pub chat_template: Option<String>,
+    pub max_concurrency: Option<u32>,
+    pub max_queue: Option<u32>,
+}
+
+/// USD per 1M tokens, or the hourly price of the machine a local model runs on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub input: Option<serde_json::Number>,
+    pub output: Option<serde_json::Number>,
+    pub gpu_hour: Option<serde_json::Number>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    #[serde(default)]
+    pub when: RawWhen,
+    pub to: String,
+    #[serde(default)]
+    pub fallback: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWhen {
+    /// The model or alias the client asked for.
+    pub model: Option<OneOrMany>,
+    pub task: Option<OneOrMany>,
+    pub complexity: Option<OneOrMany>,
+    /// A comparison such as `">= 0.6"`.
+    pub strong_score: Option<Comparison>,
+    /// A comparison such as `"> 3000"`.
+    pub prompt_tokens: Option<Comparison>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// `">= 0.6"`, or a bare number meaning `>=`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Comparison {
+    Number(serde_json::Number),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub id: String,
+    pub team: String,
+    /// `sha256:<64 hex digits>`, as printed by `tollgate key new`.
+    pub hash: String,
+    /// Models and aliases this key may use; all when absent.
+    pub models: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Upstream attempts per request, across the fallback chain.
+    pub max_attempts: Option<u32>,
+    /// First backoff between attempts, doubled each time, with jitter.
+    pub backoff: Option<String>,
+}

@@ -1,0 +1,313 @@
+//! The parse stage: the chat request body, parsed once.
+//!
+//! The body is kept as a JSON object so that every field the gateway does
+//! not interpret (tools, tool_choice, response_format, seed, n, logprobs,
+//! fields from newer API versions…) reaches the upstream untouched. The
+//! fields the gateway itself needs are validated here and copied out, each
+//! bad one reported as a 400 naming it.
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+const ROLES: &[&str] = &[
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
+
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    /// The whole body as sent.
+    pub body: Map<String, Value>,
+    pub model: String,
+    pub stream: bool,
+    /// The client asked for the final usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub seed: Option<u64>,
+    pub stop: Vec<String>,
+}
+
+impl ChatRequest {
+    pub fn parse(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::invalid_request(
+                format!(
+                    "We could not parse the JSON body of your request: {e}. \
+                     The body must be a JSON object."
+                ),
+                None,
+            )
+        })?;
+        let Value::Object(body) = value else {
+            return Err(ApiError::invalid_request(
+                "The request body must be a JSON object.",
+                None,
+            ));
+        };
+        let model = match body.get("model") {
+            Some(Value::String(m)) if !m.is_empty() => m.clone(),
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                return Err(ApiError::invalid_request(
+                    "you must provide a model parameter",
+                    Some("model"),
+                ))
+            }
+            Some(_) => return Err(type_error("model", "a string")),
+        };
+        check_messages(body.get("messages"))?;
+        let stream = match body.get("stream") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(type_error("stream", "a boolean")),
+        };
+        let include_usage = match body.get("stream_options") {
+            None | Some(Value::Null) => false,
+            Some(Value::Object(o)) => {
+                if !stream {
+                    return Err(ApiError::invalid_request(
+                        "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                        Some("stream_options"),
+                    ));
+                }
+                match o.get("include_usage") {
+                    None | Some(Value::Null) => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => return Err(type_error("stream_options.include_usage", "a boolean")),
+                }
+            }
+            Some(_) => return Err(type_error("stream_options", "an object")),
+        };
+        // Newer clients send max_completion_tokens; either bounds the reply.
+        let max_tokens = match (
+            positive_int(&body, "max_completion_tokens")?,
+            positive_int(&body, "max_tokens")?,
+        ) {
+            (Some(a), _) => Some(a),
+            (None, b) => b,
+        };
+        let temperature = number_in(&body, "temperature", 0.0, 2.0)?;
+        let top_p = number_in(&body, "top_p", 0.0, 1.0)?;
+        if let Some(n) = positive_int(&body, "n")? {
+            if n > 128 {
+                return Err(ApiError::invalid_request(
+                    format!("{n} is greater than the maximum of 128 - 'n'"),
+                    Some("n"),
+                ));
+            }
+        }
+        let seed = match body.get("seed") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64().map(|s| s as u64),
+            Some(_) => return Err(type_error("seed", "an integer")),
+        };
+        let stop = match body.get("stop") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(a)) if a.len() <= 4 && a.iter().all(Value::is_string) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            Some(_) => {
+                return Err(type_error(
+                    "stop",
+                    "a string or an array of up to 4 strings",
+                ))
+            }
+        };
+        Ok(ChatRequest {
+            body,
+            model,
+            stream,
+            include_usage,
+            max_tokens,
+            temperature,
+            top_p,
+            seed,
+            stop,
+        })
+    }
+
+    /// The body for an OpenAI-compatible upstream: the same fields, the
+    /// upstream's model name, and for streams always a usage chunk (the
+    /// gateway accounts every request even if the client did not ask).
+    pub fn upstream_body(&self, upstream_model: &str) -> Bytes {
+        let mut body = self.body.clone();
+        body.insert("model".into(), Value::String(upstream_model.to_string()));
+        if self.stream {
+            let opts = body
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !opts.is_object() {
+                *opts = Value::Object(Map::new());
+            }
+            if let Value::Object(o) = opts {
+                o.insert("include_usage".into(), Value::Bool(true));
+            }
+        }
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    }
+
+    /// The messages, validated by `parse`.
+    pub fn messages(&self) -> &[Value] {
+        self.body
+            .get("messages")
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+fn type_error(param: &str, expected: &str) -> ApiError {
+    ApiError::invalid_request(
+        format!("Invalid type for '{param}': expected {expected}."),
+        Some(param),
+    )
+}
+
+fn check_messages(messages: Option<&Value>) -> Result<(), ApiError> {
+    let list = match messages {
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid_request(
+                "Missing required parameter: 'messages'.",
+                Some("messages"),
+            ))
+        }
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(type_error("messages", "an array")),
+    };
+    if list.is_empty() {
+        return Err(ApiError::invalid_request(
+            "Invalid 'messages': empty array. Expected an array with minimum length 1.",
+            Some("messages"),
+        ));
+    }
+    for (i, m) in list.iter().enumerate() {
+        let Value::Object(m) = m else {
+            return Err(type_error(&format!("messages[{i}]"), "an object"));
+        };
+        match m.get("role") {
+            Some(Value::String(r)) if ROLES.contains(&r.as_str()) => {}
+            Some(Value::String(r)) => {
+                return Err(ApiError::invalid_request(
+                    format!(
+                        "Invalid value: '{r}'. Supported values are: {}.",
+                        ROLES.join(", ")
+                    ),
+                    Some(&format!("messages[{i}].role")),
+                ))
+            }
+            _ => {
+                return Err(ApiError::invalid_request(
+                    format!("Missing required parameter: 'messages[{i}].role'."),
+                    Some(&format!("messages[{i}].role")),
+                ))
+            }
+        }
+        match m.get("content") {
+            None | Some(Value::Null) | Some(Value::String(_)) | Some(Value::Array(_)) => {}
+            Some(_) => {
+                return Err(type_error(
+                    &format!("messages[{i}].content"),
+                    "a string or an array of content parts",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn positive_int(body: &Map<String, Value>, name: &str) -> Result<Option<u32>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) if v >= 1 => Ok(Some(u32::try_from(v).unwrap_or(u32::MAX))),
+            _ => Err(ApiError::invalid_request(
+                format!("Invalid '{name}': must be an integer of at least 1."),
+                Some(name),
+            )),
+        },
+        Some(_) => Err(type_error(name, "an integer")),
+    }
+}
+
+fn number_in(
+    body: &Map<String, Value>,
+    name: &str,
+    lo: f64,
+    hi: f64,
+) -> Result<Option<f64>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(v) if (lo..=hi).contains(&v) => Ok(Some(v)),
+            _ => Err(ApiError::invalid_request(
+                format!("Invalid '{name}': must be between {lo} and {hi}."),
+                Some(name),
+            )),
+        },
+        Some(_) => Err(type_error(name, "a number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<ChatRequest, ApiError> {
+        ChatRequest::parse(s.as_bytes())
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        let p = |s| parse(s).unwrap_err().param;
+        assert_eq!(
+            p(r#"{"messages":[{"role":"user","content":"hi"}]}"#).as_deref(),
+            Some("model")
+        );
+        assert_eq!(p(r#"{"model":"m"}"#).as_deref(), Some("messages"));
+        assert_eq!(
+            p(r#"{"model":"m","messages":[]}"#).as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            p(r#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#).as_deref(),
+            Some("messages[0].role")
+        );
+        assert_eq!(
+            p(r#"{"model":"m","messages":[{"role":"user"}],"temperature":7}"#).as_deref(),
+            Some("temperature")
+        );
+        assert_eq!(
+            p(r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":0}"#).as_deref(),
+            Some("max_tokens")
+        );
+        assert!(parse("{not json")
+            .unwrap_err()
+            .message
+            .contains("parse the JSON"));
+        assert!(parse("[1]").is_err());
+    }
+
+    #[test]
+    fn upstream_body_keeps_unknown_fields_and_asks_for_usage() {
+        let r = parse(
+            r#"{"model":"auto","stream":true,"messages":[{"role":"user","content":"hi"}],
+                "tools":[{"type":"function","function":{"name":"f"}}],"seed":7,"x_new":1}"#,
+        )
+        .unwrap();
+        assert!(!r.include_usage);
+        let out: Value = serde_json::from_slice(&r.upstream_body("gpt-4-0613")).unwrap();
+        assert_eq!(out["model"], "gpt-4-0613");
+        assert_eq!(out["tools"][0]["function"]["name"], "f");
+        assert_eq!(out["seed"], 7);
+        assert_eq!(out["x_new"], 1);
+        assert_eq!(out["stream_options"]["include_usage"], true);
+    }
+}

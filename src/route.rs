@@ -1,0 +1,158 @@
+//! The route stage: requested model + request facts → an ordered chain of
+//! models to try.
+//!
+//! - An alias (e.g. `auto`) is routed: the first route whose `when` holds
+//!   wins; a route without `when.model` applies to every alias.
+//! - A concrete model is re-routed only by routes that name it in
+//!   `when.model`; otherwise it goes straight to that model (rule `direct`).
+//! - Conditions on facts the request does not have (no classifier ran) do
+//!   not hold.
+
+use crate::classify::{Complexity, Task};
+use crate::policy::{ModelId, Policy, Route};
+
+/// What is known about a request when it is routed.
+#[derive(Debug, Default, Clone)]
+pub struct Facts {
+    pub task: Option<Task>,
+    pub complexity: Option<Complexity>,
+    pub strong_score: Option<f64>,
+    pub prompt_tokens: Option<u32>,
+}
+
+/// The router's answer: which models to try, in order, and why.
+#[derive(Debug, Clone)]
+pub struct RouteDecision {
+    pub rule: String,
+    pub chain: Vec<ModelId>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RouteError {
+    /// Neither a model nor an alias of this policy (or not allowed for the key).
+    UnknownModel,
+    /// An alias that no route accepts for this request.
+    NoRoute,
+}
+
+pub fn route(policy: &Policy, requested: &str, facts: &Facts) -> Result<RouteDecision, RouteError> {
+    let is_alias = policy.aliases.contains_key(requested);
+    let concrete = policy.model_ids.get(requested).copied();
+    if !is_alias && concrete.is_none() {
+        return Err(RouteError::UnknownModel);
+    }
+    let hit = policy.routes.iter().find(|r| {
+        let model_ok = match &r.when.model {
+            Some(names) => names.iter().any(|n| n == requested),
+            None => is_alias,
+        };
+        model_ok && facts_hold(r, facts)
+    });
+    match (hit, concrete) {
+        (Some(r), _) => Ok(RouteDecision {
+            rule: r.name.clone(),
+            chain: r.chain.clone(),
+        }),
+        (None, Some(id)) => Ok(RouteDecision {
+            rule: "direct".to_string(),
+            chain: vec![id],
+        }),
+        (None, None) => Err(RouteError::NoRoute),
+    }
+}
+
+fn facts_hold(r: &Route, f: &Facts) -> bool {
+    let w = &r.when;
+    within(&w.task, f.task)
+        && within(&w.complexity, f.complexity)
+        && w.strong_score
+            .is_none_or(|c| f.strong_score.is_some_and(|s| c.holds(s)))
+        && w.prompt_tokens
+            .is_none_or(|c| f.prompt_tokens.is_some_and(|t| c.holds(f64::from(t))))
+}
+
+/// No set: holds. A set: holds when the fact is known and in it.
+fn within<T: PartialEq>(set: &Option<Vec<T>>, v: Option<T>) -> bool {
+    match set {
+        None => true,
+        Some(s) => v.is_some_and(|v| s.contains(&v)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::load_str;
+    use std::path::Path;
+
+    const POLICY: &str = r#"
+version: 1
+providers:
+  up: { kind: openai, base_url: "http://127.0.0.1:1/v1", api_key: k }
+models:
+  big: { provider: up, price: { input: 30, output: 60 } }
+  small: { provider: up, price: { input: 1.5, output: 2 } }
+aliases: { auto: router }
+routes:
+  - name: hard
+    when: { task: [code, math], complexity: high }
+    to: big
+    fallback: [small]
+  - name: scored
+    when: { strong_score: ">= 0.7" }
+    to: big
+  - name: pin-big
+    when: { model: big, prompt_tokens: "> 1000" }
+    to: small
+  - name: default
+    to: small
+"#;
+
+    fn policy() -> Policy {
+        load_str("t.yaml", POLICY, Path::new("."), &|_| None).unwrap()
+    }
+
+    #[test]
+    fn alias_routes_by_facts() {
+        let p = policy();
+        let hard = Facts {
+            task: Some(Task::Code),
+            complexity: Some(Complexity::High),
+            ..Facts::default()
+        };
+        let d = route(&p, "auto", &hard).unwrap();
+        assert_eq!(d.rule, "hard");
+        assert_eq!(d.chain, vec![p.model_ids["big"], p.model_ids["small"]]);
+
+        let scored = Facts {
+            strong_score: Some(0.8),
+            ..Facts::default()
+        };
+        assert_eq!(route(&p, "auto", &scored).unwrap().rule, "scored");
+        // Missing facts never satisfy a condition.
+        assert_eq!(
+            route(&p, "auto", &Facts::default()).unwrap().rule,
+            "default"
+        );
+    }
+
+    #[test]
+    fn concrete_models_are_rerouted_only_by_routes_naming_them() {
+        let p = policy();
+        let d = route(&p, "big", &Facts::default()).unwrap();
+        assert_eq!(
+            (d.rule.as_str(), d.chain.clone()),
+            ("direct", vec![p.model_ids["big"]])
+        );
+        let long = Facts {
+            prompt_tokens: Some(2000),
+            ..Facts::default()
+        };
+        assert_eq!(route(&p, "big", &long).unwrap().rule, "pin-big");
+        assert_eq!(route(&p, "small", &long).unwrap().rule, "direct");
+        assert_eq!(
+            route(&p, "gpt-9", &long).unwrap_err(),
+            RouteError::UnknownModel
+        );
+    }
+}

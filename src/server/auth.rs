@@ -1,0 +1,94 @@
+//! The auth stage: `Authorization: Bearer <gateway key>` → `Caller`.
+//!
+//! Deny by default: every path needs a key except those in
+//! `UNAUTHENTICATED`. Keys are stored as SHA-256 digests; the presented
+//! key's digest is compared with every stored one in constant time, so
+//! neither timing nor early exit says which key (or how much of it)
+//! matched. The client's key is never forwarded upstream.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::header;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+
+/// Paths anyone may call.
+pub const UNAUTHENTICATED: &[&str] = &["/healthz"];
+
+/// Who is calling; added to every authenticated request's extensions.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key_id: Arc<str>,
+    pub team: Arc<str>,
+    /// Index into `Policy::keys`; `None` for anonymous callers.
+    pub key: Option<usize>,
+}
+
+impl Caller {
+    /// May this caller use `model` (a model or alias name)?
+    pub fn may_use(&self, gw: &Gateway, model: &str) -> bool {
+        match (self.key, &gw.policy.keys) {
+            (Some(i), Some(keys)) => keys[i]
+                .models
+                .as_ref()
+                .is_none_or(|allowed| allowed.iter().any(|m| m == model)),
+            _ => true,
+        }
+    }
+}
+
+pub async fn authenticate(
+    State(gw): State<Arc<Gateway>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if UNAUTHENTICATED.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let caller = match &gw.policy.keys {
+        None => Caller {
+            key_id: Arc::from("anonymous"),
+            team: Arc::from("anonymous"),
+            key: None,
+        },
+        Some(keys) => {
+            let Some(token) = bearer(&req) else {
+                return ApiError::unauthorized(
+                    "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
+                )
+                .into_response();
+            };
+            let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+            let mut found = None;
+            for (i, k) in keys.iter().enumerate() {
+                if bool::from(k.hash.ct_eq(&digest)) {
+                    found = Some(i);
+                }
+            }
+            match found {
+                Some(i) => Caller {
+                    key_id: Arc::from(keys[i].id.as_str()),
+                    team: Arc::from(keys[i].team.as_str()),
+                    key: Some(i),
+                },
+                None => {
+                    return ApiError::unauthorized("Incorrect API key provided.").into_response()
+                }
+            }
+        }
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
+}

@@ -1,0 +1,120 @@
+//! The engine stage: where a chosen model actually runs.
+//!
+//! Each model in the policy gets one `Backend`: an OpenAI-compatible HTTP
+//! upstream, the embedded local engine, or `Unavailable` (with the reason,
+//! e.g. no API key) so the router skips it and says why at startup.
+//!
+//! A backend call either produces a `Reply` (nothing has been sent to the
+//! client yet for a JSON reply; for a stream, the first event has arrived)
+//! or a `Failure` telling the caller whether to try the next model.
+
+pub mod openai;
+pub mod sse;
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::Stream;
+
+use crate::error::ApiError;
+
+/// Token counts as reported by the model server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl Usage {
+    /// Reads an OpenAI `usage` object.
+    pub fn from_json(v: &serde_json::Value) -> Option<Usage> {
+        Some(Usage {
+            prompt_tokens: v.get("prompt_tokens")?.as_u64()?,
+            completion_tokens: v.get("completion_tokens")?.as_u64()?,
+        })
+    }
+}
+
+/// A stream of SSE frames ready for the client (`data: ...\n\n`).
+pub type SseStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+
+/// How a request ended, for accounting and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Complete,
+    /// The upstream broke off mid-stream; the client got an error event.
+    UpstreamBroke,
+    /// The client went away before the end.
+    ClientGone,
+}
+
+/// Called exactly once when a reply ends, however it ends.
+pub type OnFinish = Box<dyn FnOnce(Option<Usage>, Ending) + Send>;
+
+pub enum Reply {
+    /// A complete JSON body (`model` already names the policy model).
+    Json { body: Bytes, usage: Option<Usage> },
+    /// A stream whose first event has already arrived.
+    Stream(SseStream),
+}
+
+/// Why an attempt failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// Try the next model in the chain (connect error, timeout, 429, 5xx,
+    /// a full local engine, an upstream that rejects the gateway's key).
+    Retry(RetryReason),
+    /// Answer the client with this (e.g. the upstream says the request is invalid).
+    Final(ApiError),
+}
+
+#[derive(Debug, Clone)]
+pub enum RetryReason {
+    Connect(String),
+    Timeout,
+    /// A retryable status; `retry_after` from the upstream, if any.
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+    },
+    /// Not configured or not loaded (e.g. no API key, model still loading).
+    Unavailable(String),
+    /// The local engine's queue is full.
+    Busy,
+    /// The upstream answered something that is not the OpenAI format.
+    Malformed(String),
+}
+
+impl RetryReason {
+    /// The error a client gets when this was the last failure.
+    pub fn to_api_error(&self) -> ApiError {
+        match self {
+            RetryReason::Timeout => ApiError::gateway_timeout(),
+            RetryReason::Status {
+                status: 429,
+                retry_after,
+            } => ApiError::rate_limited(
+                "The upstream model provider is rate limiting requests. Try again later.",
+                Some(retry_after.unwrap_or(1)),
+            )
+            .caused_by(crate::error::Cause::Upstream),
+            RetryReason::Unavailable(_) | RetryReason::Busy => ApiError::unavailable(1),
+            RetryReason::Connect(_) | RetryReason::Status { .. } | RetryReason::Malformed(_) => {
+                ApiError::bad_gateway()
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for RetryReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RetryReason::Connect(e) => write!(f, "connect error: {e}"),
+            RetryReason::Timeout => f.write_str("timed out before the first byte"),
+            RetryReason::Status { status, .. } => write!(f, "upstream status {status}"),
+            RetryReason::Unavailable(why) => write!(f, "unavailable: {why}"),
+            RetryReason::Busy => f.write_str("local engine queue full"),
+            RetryReason::Malformed(why) => write!(f, "malformed upstream reply: {why}"),
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! OpenAI-compatible HTTP upstreams (OpenAI itself, Azure-style proxies,
+//! vLLM, llama.cpp's server, …).
+//!
+//! async-openai supplies the upstream configuration (`OpenAIConfig`: base
+//! URL, auth and organisation headers) and the wire type of error bodies.
+//! Its `Client` is not used to execute calls: it hides the HTTP status,
+//! retries 429/5xx on its own, and re-parses streams into typed events. A
+//! gateway needs the status (to choose between fallback and passing the
+//! error on), its own bounded retry across models, and the SSE frames as
+//! they arrive, so requests go through the same reqwest client directly.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_openai::config::{Config, OpenAIConfig};
+use async_openai::error::WrappedError;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use serde_json::Value;
+
+use super::sse::SseParser;
+use super::{Ending, Failure, OnFinish, Reply, RetryReason, Usage};
+use crate::error::{ApiError, Cause};
+use crate::secret::Secret;
+
+pub struct OpenAiUpstream {
+    http: reqwest::Client,
+    url: String,
+    headers: HeaderMap,
+    timeout: Duration,
+}
+
+impl OpenAiUpstream {
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &str,
+        api_key: &Secret,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        // OpenAIConfig::headers() panics on a key that is not a valid header value.
+        HeaderValue::from_str(&format!("Bearer {}", api_key.expose()))
+            .map_err(|_| "the API key contains characters not allowed in a header".to_string())?;
+        let config = OpenAIConfig::new()
+            .with_api_base(base_url)
+            .with_api_key(api_key.expose());
+        let mut headers = config.headers();
+        for v in headers.values_mut() {
+            v.set_sensitive(true);
+        }
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Ok(OpenAiUpstream {
+            http,
+            url: config.url("/chat/completions"),
+            headers,
+            timeout,
+        })
+    }
+
+    /// One attempt. `model` is the policy name the reply's `model` field
+    /// gets. A stream takes `on_finish` and calls it when it ends; for a
+    /// JSON reply the caller still holds it.
+    pub async fn chat(
+        &self,
+        body: Bytes,
+        stream: bool,
+        client_wants_usage: bool,
+        model: Arc<str>,
+        on_finish: &mut Option<OnFinish>,
+    ) -> Result<Reply, Failure> {
+        let send = self
+            .http
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .body(body)
+            .send();
+        let resp = match tokio::time::timeout(self.timeout, send).await {
+            Err(_) => return Err(Failure::Retry(RetryReason::Timeout)),
+            Ok(Err(e)) if e.is_timeout() => return Err(Failure::Retry(RetryReason::Timeout)),
+            Ok(Err(e)) => return Err(Failure::Retry(RetryReason::Connect(error_chain(&e)))),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(self.classify_error(resp).await);
+        }
+        if stream {
+            let mut relay = Relay {
+                upstream: Box::pin(resp.bytes_stream()),
+                parser: SseParser::default(),
+                ready: VecDeque::new(),
+                model,
+                client_wants_usage,
+                usage: None,
+                ending: None,
+                on_finish: None,
+            };
+            match tokio::time::timeout(self.timeout, relay.prime()).await {
+                Err(_) => Err(Failure::Retry(RetryReason::Timeout)),
+                Ok(Err(reason)) => Err(Failure::Retry(reason)),
+                Ok(Ok(())) => {
+                    relay.on_finish = on_finish.take();
+                    let s = futures::stream::unfold(relay, |mut r| async move {
+                        r.next_frame().await.map(|f| (f, r))
+                    });
+                    Ok(Reply::Stream(Box::pin(s)))
+                }
+            }
+        } else {
+            let bytes = match tokio::time::timeout(self.timeout, resp.bytes()).await {
+                Err(_) => return Err(Failure::Retry(RetryReason::Timeout)),
+                Ok(Err(e)) => return Err(Failure::Retry(RetryReason::Connect(error_chain(&e)))),
+                Ok(Ok(b)) => b,
+            };
+            let mut v: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| Failure::Retry(RetryReason::Malformed(e.to_string())))?;
+            let Some(obj) = v.as_object_mut() else {
+                return Err(Failure::Retry(RetryReason::Malformed(
+                    "body is not a JSON object".into(),
+                )));
+            };
+            let usage = obj.get("usage").and_then(Usage::from_json);
+            obj.insert("model".into(), Value::String(model.to_string()));
+            let body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+            Ok(Reply::Json { body, usage })
+        }
+    }
+
+    /// Maps an upstream error status to retry-or-answer.
+    async fn classify_error(&self, resp: reqwest::Response) -> Failure {
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let body = tokio::time::timeout(self.timeout, resp.bytes())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let upstream_error = serde_json::from_slice::<WrappedError>(&body).ok();
+        let message = upstream_error
+            .as_ref()
+            .map_or_else(String::new, |w| w.error.message.clone());
+        match status.as_u16() {
+            408 | 409 | 429 | 500..=599 => {
+                tracing::warn!(status = status.as_u16(), upstream_message = %truncate(&message), "upstream answered with a retryable error");
+                Failure::Retry(RetryReason::Status {
+                    status: status.as_u16(),
+                    retry_after,
+                })
+            }
+            401 | 403 | 404 => {
+                // The gateway's credentials or model mapping are wrong: the
+                // client cannot fix this, another model may still answer.
+                tracing::error!(status = status.as_u16(), upstream_message = %truncate(&message), "upstream rejected the gateway's request; check the provider's api_key and the model's upstream_model");
+                Failure::Retry(RetryReason::Unavailable(format!(
+                    "upstream status {status}"
+                )))
+            }
+            _ => {
+                // The request itself is invalid (e.g. bad tool schema): the
+                // client gets the upstream's explanation with its status.
+                let mut e = ApiError::invalid_request(
+                    if message.is_empty() {
+                        format!("The upstream rejected the request with status {status}.")
+                    } else {
+                        message
+                    },
+                    None,
+                )
+                .caused_by(Cause::Client);
+                e.status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_REQUEST);
+                if let Some(w) = upstream_error {
+                    e.param = w.error.param;
+                    e.code = w.error.code;
+                }
+                Failure::Final(e)
+            }
+        }
+    }
+}
+
+/// Relays an upstream SSE stream frame by frame: rewrites `model`, keeps
+/// the usage chunk for accounting, forwards it only to clients that asked,
+/// and ends a broken stream with an error event instead of a silent cut.
+struct Relay {
+    upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    parser: SseParser,
+    ready: VecDeque<Bytes>,
+    model: Arc<str>,
+    client_wants_usage: bool,
+    usage: Option<Usage>,
+    ending: Option<Ending>,
+    on_finish: Option<OnFinish>,
+}
+
+impl Relay {
+    /// Reads until the first frame is ready; fails if the upstream ends first.
+    async fn prime(&mut self) -> Result<(), RetryReason> {
+        while self.ready.is_empty() && self.ending.is_none() {
+            self.pull().await;
+        }
+        match self.ending {
+            Some(Ending::UpstreamBroke) if self.ready.len() <= 1 => Err(RetryReason::Malformed(
+                "stream ended before the first event".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(f) = self.ready.pop_front() {
+                return Some(f);
+            }
+            if let Some(ending) = self.ending {
+                if let Some(done) = self.on_finish.take() {
+                    done(self.usage, ending);
+                }
+                return None;
+            }
+            self.pull().await;
+        }
+    }
+
+    async fn pull(&mut self) {
+        match self.upstream.next().await {
+            Some(Ok(chunk)) => {
+                let mut events = Vec::new();
+                self.parser.feed(&chunk, |e| events.push(e));
+                for e in events {
+                    self.on_event(e);
+                    if self.ending.is_some() {
+                        break;
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %error_chain(&e), "upstream stream broke off");
+                self.broke();
+            }
+            None => {
+                tracing::warn!("upstream stream ended without [DONE]");
+                self.broke();
+            }
+        }
+    }
+
+    fn broke(&mut self) {
+        let err = ApiError::bad_gateway();
+        self.ready
+            .push_back(frame(&serde_json::to_vec(&err.body()).unwrap_or_default()));
+        self.ending = Some(Ending::UpstreamBroke);
+    }
+
+    fn on_event(&mut self, data: Vec<u8>) {
+        if data == b"[DONE]" {
+            self.ready
+                .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+            self.ending = Some(Ending::Complete);
+            return;
+        }
+        let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&data) else {
+            self.ready.push_back(frame(&data));
+            return;
+        };
+        if let Some(u) = obj.get("usage").and_then(Usage::from_json) {
+            self.usage = Some(u);
+        }
+        if !self.client_wants_usage {
+            obj.remove("usage");
+            let no_choices = obj
+                .get("choices")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty);
+            if no_choices {
+                return;
+            }
+        }
+        if obj.contains_key("model") {
+            obj.insert("model".into(), Value::String(self.model.to_string()));
+        }
+        self.ready
+            .push_back(frame(&serde_json::to_vec(&obj).unwrap_or_default()));
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(done) = self.on_finish.take() {
+            done(self.usage, Ending::ClientGone);
+        }
+    }
+}
+
+fn frame(data: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(data.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// The error with its sources, for logs (reqwest hides the cause otherwise).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(200) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

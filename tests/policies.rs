@@ -1,0 +1,104 @@
+//! Every policy shipped in `policies/` and `examples/` compiles.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+fn env(name: &str) -> Option<String> {
+    // The shipped policies may require these; give them values so the test
+    // checks the policy, not the machine's environment.
+    matches!(name, "OPENAI_API_KEY").then(|| "sk-test".to_string())
+}
+
+#[test]
+fn every_shipped_policy_compiles() {
+    let mut checked = 0;
+    for dir in ["policies", "examples"] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let base = path.parent().unwrap();
+                if let Err(e) =
+                    tollgate::policy::load_str(&path.display().to_string(), &text, base, &env)
+                {
+                    panic!("{e}");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked >= 4,
+        "expected the shipped policies, found {checked}"
+    );
+}
+
+#[test]
+fn the_default_policy_runs_without_an_api_key() {
+    let text = std::fs::read_to_string("policies/default.yaml").unwrap();
+    let p = tollgate::policy::load_str("default.yaml", &text, Path::new("policies"), &|_| None)
+        .unwrap();
+    assert!(
+        p.keys.is_none(),
+        "the embedded default is the anonymous demo"
+    );
+    let openai = p.providers.iter().find(|p| p.name == "openai").unwrap();
+    match &openai.kind {
+        tollgate::policy::ProviderKind::OpenAi {
+            api_key, base_url, ..
+        } => {
+            assert!(api_key.is_none());
+            assert_eq!(base_url, "https://api.openai.com/v1");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_its_position() {
+    let text = "version: 1
+providers:
+  up: { kind: openai, api_key: \"${NOPE}\", timeout: soon }
+models:
+  a: { provider: up, price: { input: 1 } }
+  b: { provider: nowhere, price: { input: 1, output: 1 } }
+aliases: { auto: router }
+routes:
+  - name: r
+    when: { task: [poetry], strong_score: \">= 2\" }
+    to: a
+    fallback: [zzz]
+keys:
+  - { id: k, team: t, hash: \"md5:abc\" }
+";
+    let err = tollgate::policy::load_str("bad.yaml", text, Path::new("."), &|_| None).unwrap_err();
+    let shown = err.to_string();
+    let expected = [
+        "bad.yaml:3:",
+        "providers.up.api_key: environment variable NOPE is not set",
+        "providers.up.timeout: `soon` is not a duration",
+        "bad.yaml:5:",
+        "models.a.price: give both `input` and `output`",
+        "bad.yaml:6:",
+        "models.b.provider: unknown provider `nowhere`",
+        "routes[0].fallback[0]: unknown model `zzz`",
+        "routes[0].when.task[0]: unknown task `poetry`",
+        "routes[0].when.strong_score: strong_score is between 0 and 1",
+        "keys[0].hash: key hashes start with `sha256:`",
+    ];
+    for e in expected {
+        assert!(shown.contains(e), "missing `{e}` in:\n{shown}");
+    }
+    assert!(err.diagnostics.len() >= 8, "{shown}");
+}
+
+#[test]
+fn unknown_keys_are_rejected_where_they_are() {
+    let text = "version: 1\nmodels:\n  a:\n    provider: p\n    prise: { input: 1 }\n";
+    let err = tollgate::policy::load_str("typo.yaml", text, Path::new("."), &|_| None).unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with("typo.yaml:5:5: models.a.prise: unknown field `prise`"),
+        "{shown}"
+    );
+}

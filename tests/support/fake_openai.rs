@@ -1,0 +1,297 @@
+//! A fake OpenAI upstream that speaks the real wire format: chat
+//! completions as JSON or SSE chunks (with `usage` when asked), OpenAI
+//! error bodies, 429 with `Retry-After`, delays and streams that break
+//! mid-way. It listens on port 0, counts its hits and records what it was
+//! sent, so tests can assert on exactly what the gateway forwarded.
+//!
+//! Shared by the integration tests and `examples/fake_openai.rs` (the
+//! standalone server used by the Python SDK check and the load benchmark).
+#![allow(dead_code, clippy::unwrap_used, clippy::disallowed_methods)]
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Value};
+
+/// What the fake does for one request. Scripted behaviours are used in
+/// order; when the script is empty it answers normally.
+#[derive(Debug, Clone)]
+pub enum Behavior {
+    Ok,
+    /// An OpenAI error body with this status (429 gets `Retry-After: 1`).
+    Status(u16),
+    /// Wait, then answer normally.
+    Delay(Duration),
+    /// Stream: send two content chunks, then drop the connection.
+    DropMidStream,
+    /// Stream: send headers, then close without any event.
+    CloseBeforeFirstEvent,
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub body: Value,
+    pub headers: HeaderMap,
+}
+
+#[derive(Clone)]
+pub struct Fake {
+    pub addr: SocketAddr,
+    state: Arc<Shared>,
+}
+
+struct Shared {
+    api_key: String,
+    hits: AtomicUsize,
+    record: bool,
+    requests: Mutex<Vec<Recorded>>,
+    script: Mutex<VecDeque<Behavior>>,
+    chunk_delay: Duration,
+}
+
+pub struct Options {
+    pub api_key: String,
+    pub record: bool,
+    pub chunk_delay: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            api_key: "upstream-secret".into(),
+            record: true,
+            chunk_delay: Duration::ZERO,
+        }
+    }
+}
+
+impl Fake {
+    pub async fn start() -> Fake {
+        Fake::start_with(Options::default()).await
+    }
+
+    pub async fn start_on(listener: tokio::net::TcpListener, opts: Options) -> Fake {
+        let state = Arc::new(Shared {
+            api_key: opts.api_key,
+            hits: AtomicUsize::new(0),
+            record: opts.record,
+            requests: Mutex::new(Vec::new()),
+            script: Mutex::new(VecDeque::new()),
+            chunk_delay: opts.chunk_delay,
+        });
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .with_state(state.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Fake { addr, state }
+    }
+
+    pub async fn start_with(opts: Options) -> Fake {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Fake::start_on(listener, opts).await
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn script(&self, behaviors: impl IntoIterator<Item = Behavior>) {
+        self.state.script.lock().unwrap().extend(behaviors);
+    }
+
+    pub fn hits(&self) -> usize {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+}
+
+fn error(status: u16, message: &str, kind: &str, code: Option<&str>) -> Response {
+    let mut res = (
+        StatusCode::from_u16(status).unwrap(),
+        axum::Json(
+            json!({"error": {"message": message, "type": kind, "param": null, "code": code}}),
+        ),
+    )
+        .into_response();
+    if status == 429 {
+        res.headers_mut()
+            .insert("retry-after", "1".parse().unwrap());
+    }
+    res
+}
+
+async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if auth != format!("Bearer {}", s.api_key) {
+        return error(
+            401,
+            "Incorrect API key provided.",
+            "invalid_request_error",
+            Some("invalid_api_key"),
+        );
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return error(
+            400,
+            "We could not parse the JSON body of your request.",
+            "invalid_request_error",
+            None,
+        );
+    };
+    if s.record {
+        s.requests.lock().unwrap().push(Recorded {
+            body: req.clone(),
+            headers: headers.clone(),
+        });
+    }
+    let behavior = s.script.lock().unwrap().pop_front().unwrap_or(Behavior::Ok);
+    match behavior {
+        Behavior::Status(code) => {
+            let (msg, kind, c) = match code {
+                429 => (
+                    "Rate limit reached for requests",
+                    "requests",
+                    Some("rate_limit_exceeded"),
+                ),
+                400 => (
+                    "Invalid schema for function 'f'.",
+                    "invalid_request_error",
+                    Some("invalid_function_parameters"),
+                ),
+                _ => (
+                    "The server had an error while processing your request.",
+                    "server_error",
+                    None,
+                ),
+            };
+            return error(code, msg, kind, c);
+        }
+        Behavior::Delay(d) => tokio::time::sleep(d).await,
+        _ => {}
+    }
+    let model = req["model"].as_str().unwrap_or("unknown").to_string();
+    let stream = req["stream"].as_bool().unwrap_or(false);
+    let usage_wanted = req["stream_options"]["include_usage"]
+        .as_bool()
+        .unwrap_or(false);
+    let prompt_tokens = prompt_tokens(&req);
+    let tools = req.get("tools").is_some();
+    if !stream {
+        let message = if tools {
+            json!({"role": "assistant", "content": null, "tool_calls": [{
+                "id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]})
+        } else {
+            json!({"role": "assistant", "content": "Hello from the fake upstream."})
+        };
+        let body = json!({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_700_000_000,
+            "model": format!("{model}-fake"), "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "message": message, "logprobs": null,
+                         "finish_reason": if tools { "tool_calls" } else { "stop" }}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 7,
+                      "total_tokens": prompt_tokens + 7}
+        });
+        return axum::Json(body).into_response();
+    }
+    let pieces = ["Hello", " from", " the", " fake", " upstream."];
+    let mut frames: Vec<String> = Vec::new();
+    let chunk = |delta: Value, finish: Value| {
+        let mut c = json!({
+            "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000,
+            "model": format!("{model}-fake"), "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]
+        });
+        if usage_wanted {
+            c["usage"] = Value::Null;
+        }
+        format!("data: {c}\n\n")
+    };
+    frames.push(chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    ));
+    for p in pieces {
+        frames.push(chunk(json!({"content": p}), Value::Null));
+    }
+    frames.push(chunk(json!({}), json!("stop")));
+    if usage_wanted {
+        let u = json!({
+            "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000,
+            "model": format!("{model}-fake"), "choices": [],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": pieces.len(),
+                      "total_tokens": prompt_tokens + pieces.len() as u64}
+        });
+        frames.push(format!("data: {u}\n\n"));
+    }
+    frames.push("data: [DONE]\n\n".into());
+    let delay = s.chunk_delay;
+    let body = match behavior {
+        Behavior::CloseBeforeFirstEvent => Body::empty(),
+        Behavior::DropMidStream => {
+            let head: Vec<String> = frames.into_iter().take(3).collect();
+            let s = futures::stream::iter(
+                head.into_iter()
+                    .map(|f| Ok::<_, std::io::Error>(Bytes::from(f))),
+            )
+            .chain(futures::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Err(std::io::Error::other("connection reset"))
+            }));
+            Body::from_stream(s)
+        }
+        _ if delay.is_zero() => Body::from(frames.concat()),
+        _ => {
+            let s = futures::stream::iter(frames).then(move |f| async move {
+                tokio::time::sleep(delay).await;
+                Ok::<_, Infallible>(Bytes::from(f))
+            });
+            Body::from_stream(s)
+        }
+    };
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(body)
+        .unwrap()
+}
+
+use futures::StreamExt;
+
+/// A deterministic stand-in for a tokenizer: one token per whitespace word.
+fn prompt_tokens(req: &Value) -> u64 {
+    req["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|m| {
+                    m["content"]
+                        .as_str()
+                        .unwrap_or("")
+                        .split_whitespace()
+                        .count() as u64
+                        + 4
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}

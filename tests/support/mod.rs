@@ -1,0 +1,71 @@
+//! Test support: the fake upstream and an in-process gateway on port 0.
+#![allow(dead_code, clippy::unwrap_used, clippy::disallowed_methods)]
+
+pub mod fake_openai;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tollgate::gateway::{Gateway, Options};
+
+pub const KEY: &str = "tg_test_key_full_access";
+pub const LIMITED_KEY: &str = "tg_test_key_limited";
+
+pub fn hash(key: &str) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
+}
+
+/// A policy with two upstreams: `primary` (gpt-4 → gpt-3.5-turbo) and
+/// `backup`, and two keys.
+pub fn policy(primary: &str, backup: &str, timeout: &str) -> String {
+    format!(
+        r#"
+version: 1
+server: {{ max_body: 64KiB }}
+providers:
+  primary: {{ kind: openai, base_url: "{primary}", api_key: upstream-secret, timeout: {timeout} }}
+  backup: {{ kind: openai, base_url: "{backup}", api_key: upstream-secret, timeout: 2s }}
+models:
+  gpt-4: {{ provider: primary, upstream_model: gpt-4-0613, price: {{ input: 30, output: 60 }} }}
+  gpt-3.5-turbo: {{ provider: primary, price: {{ input: 1.5, output: 2 }} }}
+  backup-model: {{ provider: backup, price: {{ input: 0.5, output: 1 }} }}
+aliases: {{ auto: router }}
+routes:
+  - name: main
+    when: {{ model: [auto, gpt-4] }}
+    to: gpt-4
+    fallback: [gpt-3.5-turbo, backup-model]
+keys:
+  - {{ id: full, team: core, hash: "{}" }}
+  - {{ id: limited, team: web, hash: "{}", models: [gpt-3.5-turbo] }}
+retry: {{ max_attempts: 3, backoff: 5ms }}
+"#,
+        hash(KEY),
+        hash(LIMITED_KEY)
+    )
+}
+
+/// Starts a gateway for `yaml` on 127.0.0.1:0.
+pub async fn start(yaml: &str) -> SocketAddr {
+    let policy = tollgate::policy::load_str("test.yaml", yaml, Path::new("."), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gw = Arc::new(Gateway::new(policy, &Options::default()).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, tollgate::server::app(gw))
+            .await
+            .unwrap();
+    });
+    addr
+}
+
+/// Splits an SSE body into its `data:` payloads.
+pub fn sse_events(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
