@@ -1,0 +1,65 @@
+"""The official OpenAI Python SDK, unchanged, talking to tollgate.
+
+    TOLLGATE_URL=http://127.0.0.1:8080/v1 TOLLGATE_KEY=tg_... python3 examples/python_client.py
+
+Only base_url and api_key differ from a direct OpenAI setup. Exits non-zero
+if anything tollgate returns is not what the SDK expects.
+"""
+
+import os
+import sys
+
+import openai
+from openai import OpenAI
+
+client = OpenAI(
+    base_url=os.environ.get("TOLLGATE_URL", "http://127.0.0.1:8080/v1"),
+    api_key=os.environ.get("TOLLGATE_KEY", "anonymous"),
+    max_retries=0,
+)
+model = os.environ.get("TOLLGATE_MODEL", "auto")
+messages = [{"role": "user", "content": "Say hello in five words."}]
+
+# 1. A plain completion.
+raw = client.chat.completions.with_raw_response.create(model=model, messages=messages, max_tokens=32)
+reply = raw.parse()
+print(f"create: model={reply.model} route={raw.headers.get('x-tollgate-route')} "
+      f"usage={reply.usage.prompt_tokens}+{reply.usage.completion_tokens} "
+      f"text={reply.choices[0].message.content!r}")
+assert reply.choices[0].message.content, "empty reply"
+assert reply.usage.completion_tokens > 0
+
+# 2. A stream, with the usage chunk requested.
+text, usage = [], None
+for chunk in client.chat.completions.create(
+    model=model, messages=messages, max_tokens=32, stream=True,
+    stream_options={"include_usage": True},
+):
+    if chunk.choices:
+        text.append(chunk.choices[0].delta.content or "")
+    if chunk.usage:
+        usage = chunk.usage
+print(f"stream: {''.join(text)!r} usage={usage.prompt_tokens}+{usage.completion_tokens}")
+assert "".join(text), "empty stream"
+assert usage is not None, "no usage chunk"
+
+# 3. The models this key may use.
+ids = [m.id for m in client.models.list()]
+print(f"models: {ids}")
+assert model in ids
+
+# 4. Errors arrive as the SDK's own exception types.
+try:
+    client.chat.completions.create(model="no-such-model", messages=messages)
+    sys.exit("expected NotFoundError")
+except openai.NotFoundError as e:
+    assert e.code == "model_not_found", e
+    print("unknown model -> NotFoundError (model_not_found)")
+try:
+    client.chat.completions.create(model=model, messages=[])
+    sys.exit("expected BadRequestError")
+except openai.BadRequestError as e:
+    assert e.param == "messages", e
+    print("empty messages -> BadRequestError (param=messages)")
+
+print("python SDK check: ok")
