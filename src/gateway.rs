@@ -14,13 +14,26 @@ use crate::upstream::openai::OpenAiUpstream;
 
 pub enum Backend {
     OpenAi(OpenAiUpstream),
+    #[cfg(feature = "local")]
+    Local(Arc<crate::local::LocalModel>),
     Unavailable(String),
 }
 
 impl Backend {
+    /// False while a local model is still loading.
+    pub fn settled(&self) -> bool {
+        match self {
+            #[cfg(feature = "local")]
+            Backend::Local(m) => m.is_loaded_or_failed(),
+            _ => true,
+        }
+    }
+
     pub fn unavailable_reason(&self) -> Option<String> {
         match self {
             Backend::Unavailable(why) => Some(why.clone()),
+            #[cfg(feature = "local")]
+            Backend::Local(m) => m.unavailable_reason(),
             Backend::OpenAi(_) => None,
         }
     }
@@ -54,6 +67,8 @@ impl Gateway {
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()
             .context("building the HTTP client")?;
+        #[cfg(feature = "local")]
+        let mut locals = crate::local::Registry::default();
         let mut backends = Vec::with_capacity(policy.models.len());
         for model in &policy.models {
             let provider = policy.provider_of(model);
@@ -70,8 +85,11 @@ impl Gateway {
                     "provider `{}` has no API key (its api_key expanded to nothing)",
                     provider.name
                 )),
+                #[cfg(feature = "local")]
+                ProviderKind::Local { device } => Backend::Local(locals.get(model, *device)?),
+                #[cfg(not(feature = "local"))]
                 ProviderKind::Local { .. } => Backend::Unavailable(
-                    "the embedded engine is not built into this tollgate".into(),
+                    "this tollgate was built without the `local` feature".into(),
                 ),
             };
             backends.push(backend);
@@ -94,25 +112,31 @@ impl Gateway {
         if self.anonymous {
             tracing::warn!("ANONYMOUS ACCESS: the policy has no keys, so every caller is accepted without authentication (--allow-anonymous)");
         }
-        let mut available = 0;
+        let (mut available, mut loading) = (0, 0);
         for (model, backend) in self.policy.models.iter().zip(&self.backends) {
             match backend.unavailable_reason() {
                 None => {
                     available += 1;
                     tracing::info!(model = %model.name, "model available");
                 }
+                Some(why) if !backend.settled() => {
+                    loading += 1;
+                    tracing::info!(model = %model.name, state = %why, "model loading; routes skip it until it is loaded");
+                }
                 Some(why) => {
                     tracing::warn!(model = %model.name, reason = %why, "model unavailable; routes skip it")
                 }
             }
         }
-        if available == 0 {
+        if available == 0 && loading == 0 {
             tracing::warn!("no model is available: every chat request will get 503");
         }
     }
 
-    /// True once every local model has loaded.
+    /// True once every local model has finished loading (or failed to:
+    /// a model that cannot load is reported at startup and skipped, it
+    /// does not hold readiness forever).
     pub fn ready(&self) -> bool {
-        true
+        self.backends.iter().all(Backend::settled)
     }
 }

@@ -8,6 +8,8 @@ pub mod classify;
 pub mod cli;
 pub mod error;
 pub mod gateway;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod money;
 pub mod policy;
 pub mod request;

@@ -110,7 +110,13 @@ async fn shutdown_signal() {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // mistralrs logs every loading step at info; tollgate logs the start
+        // and end of loading itself.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(
+                "info,mistralrs=warn,mistralrs_core=warn,mistralrs_quant=warn",
+            )
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -95,6 +95,11 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
                 )
                 .await
             }
+            #[cfg(feature = "local")]
+            Backend::Local(m) => {
+                m.chat(&chat, gw.model_names[id].clone(), &mut on_finish)
+                    .await
+            }
             Backend::Unavailable(why) => Err(Failure::Retry(RetryReason::Unavailable(why.clone()))),
         };
         match result {
@@ -172,10 +177,13 @@ fn backoff(base: Duration, n: u32) -> Duration {
 
 fn cost_of(gw: &Gateway, id: ModelId, usage: Option<Usage>) -> Option<Nanos> {
     let u = usage?;
-    match gw.policy.models[id].pricing {
-        Pricing::PerToken(p) => Some(p.cost(u.prompt_tokens, u.completion_tokens)),
-        Pricing::GpuHour(_) => None,
-    }
+    let price = match (&gw.backends[id], gw.policy.models[id].pricing) {
+        #[cfg(feature = "local")]
+        (Backend::Local(m), _) => m.price(),
+        (_, Pricing::PerToken(p)) => p,
+        (_, Pricing::GpuHour(_)) => return None,
+    };
+    Some(price.cost(u.prompt_tokens, u.completion_tokens))
 }
 
 /// What runs when a reply ends: the per-request log line (no prompt text,

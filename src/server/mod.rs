@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod chat;
+mod metrics;
 mod models;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +68,7 @@ pub fn app(gw: Arc<Gateway>) -> Router {
         .route("/v1/models/{id}", get(models::retrieve))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(stack)

@@ -21,7 +21,7 @@ use futures::{Stream, StreamExt};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::Value;
 
-use super::sse::SseParser;
+use super::sse::{frame, SseParser};
 use super::{Ending, Failure, OnFinish, Reply, RetryReason, Usage};
 use crate::error::{ApiError, Cause};
 use crate::secret::Secret;
@@ -298,14 +298,6 @@ impl Drop for Relay {
             done(self.usage, Ending::ClientGone);
         }
     }
-}
-
-fn frame(data: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(data.len() + 8);
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
 }
 
 /// The error with its sources, for logs (reqwest hides the cause otherwise).

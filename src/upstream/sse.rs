@@ -2,6 +2,17 @@
 //! complete `data:` payloads out. Only the `data` field matters for the
 //! OpenAI wire format; comments and other fields are skipped.
 
+use bytes::Bytes;
+
+/// One SSE event carrying `data`: `data: <data>\n\n`.
+pub fn frame(data: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(data.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
 #[derive(Debug, Default)]
 pub struct SseParser {
     buf: Vec<u8>,

@@ -1,0 +1,453 @@
+//! OpenAI chat request → mistralrs request, and mistralrs responses →
+//! OpenAI JSON / SSE frames, with exact usage from the engine's tokenizer.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+use mistralrs_core::{
+    Constraint, MessageContent, NormalRequest, RequestMessage, Response, SamplingParams, StopTokens,
+};
+use serde_json::{json, Value};
+use tokio::sync::mpsc::{Receiver, Sender};
+
+use super::admission::Slot;
+use super::{Engine, TOKEN_TIMEOUT};
+use crate::error::ApiError;
+use crate::request::ChatRequest;
+use crate::upstream::{Ending, Failure, OnFinish, RetryReason, SseStream, Usage};
+
+/// Fields the local engine cannot honour; a request using them is sent on
+/// to the next model in the chain instead of being answered wrongly.
+const UNSUPPORTED: &[&str] = &["tools", "functions", "response_format", "logprobs", "audio"];
+
+pub type Messages = Vec<IndexMap<String, MessageContent>>;
+
+pub struct LocalRequest {
+    messages: Messages,
+    sampling: SamplingParams,
+}
+
+impl LocalRequest {
+    pub fn into_normal(self, response: Sender<Response>, id: usize) -> NormalRequest {
+        NormalRequest {
+            messages: RequestMessage::Chat {
+                messages: self.messages,
+                enable_thinking: None,
+                reasoning_effort: None,
+            },
+            sampling_params: self.sampling,
+            response,
+            return_logprobs: false,
+            // Always streamed inside the engine: a dropped receiver cancels.
+            is_streaming: true,
+            id,
+            constraint: Constraint::None,
+            suffix: None,
+            tools: None,
+            tool_choice: None,
+            logits_processors: None,
+            return_raw_logits: false,
+            web_search_options: None,
+            model_id: None,
+            truncate_sequence: false,
+        }
+    }
+}
+
+fn unsupported(what: &str) -> RetryReason {
+    RetryReason::Unavailable(format!("the local engine does not support {what}"))
+}
+
+/// The conversation as mistralrs takes it; text content only.
+pub fn messages(chat: &ChatRequest) -> Result<Messages, RetryReason> {
+    chat.messages()
+        .iter()
+        .map(|m| {
+            let role = m["role"].as_str().unwrap_or("user");
+            let role = match role {
+                "developer" => "system",
+                "system" | "user" | "assistant" => role,
+                other => return Err(unsupported(&format!("`{other}` messages"))),
+            };
+            if m.get("tool_calls").is_some_and(|t| !t.is_null()) {
+                return Err(unsupported("tool calls"));
+            }
+            let content = match &m["content"] {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                Value::Array(parts) => {
+                    let mut text = String::new();
+                    for p in parts {
+                        match (p["type"].as_str(), p["text"].as_str()) {
+                            (Some("text"), Some(t)) => text.push_str(t),
+                            _ => return Err(unsupported("non-text content parts")),
+                        }
+                    }
+                    text
+                }
+                _ => return Err(unsupported("this message content")),
+            };
+            let mut out = IndexMap::new();
+            out.insert("role".to_string(), either::Either::Left(role.to_string()));
+            out.insert("content".to_string(), either::Either::Left(content));
+            Ok(out)
+        })
+        .collect()
+}
+
+pub fn request(chat: &ChatRequest) -> Result<LocalRequest, RetryReason> {
+    for field in UNSUPPORTED {
+        if chat
+            .body
+            .get(*field)
+            .is_some_and(|v| !v.is_null() && v != &Value::Bool(false))
+        {
+            return Err(unsupported(&format!("`{field}`")));
+        }
+    }
+    if chat
+        .body
+        .get("n")
+        .and_then(Value::as_u64)
+        .is_some_and(|n| n > 1)
+    {
+        return Err(unsupported("`n` > 1"));
+    }
+    let greedy = chat.temperature == Some(0.0);
+    let mut sampling = if greedy {
+        // Temperature 0 is greedy decoding: deterministic.
+        SamplingParams::deterministic()
+    } else {
+        let mut s = SamplingParams::deterministic();
+        s.top_k = None;
+        s.temperature = Some(chat.temperature.unwrap_or(1.0));
+        s.top_p = chat.top_p;
+        s
+    };
+    sampling.max_len = chat.max_tokens.map(|n| n as usize);
+    if !chat.stop.is_empty() {
+        sampling.stop_toks = Some(StopTokens::Seqs(chat.stop.clone()));
+    }
+    let f32_of = |k: &str| chat.body.get(k).and_then(Value::as_f64).map(|v| v as f32);
+    sampling.frequency_penalty = f32_of("frequency_penalty");
+    sampling.presence_penalty = f32_of("presence_penalty");
+    Ok(LocalRequest {
+        messages: messages(chat)?,
+        sampling,
+    })
+}
+
+/// Applies `stop` sequences to streamed text the way OpenAI does: the
+/// answer ends before the first occurrence, which is never sent. Text that
+/// could be the start of a stop sequence is held back until it is known
+/// not to be. (mistralrs stops the sequence on the same token, but in
+/// streaming mode it sends that token's whole text.)
+#[derive(Default)]
+struct StopFilter {
+    stops: Vec<String>,
+    pending: String,
+    cut: bool,
+}
+
+impl StopFilter {
+    /// Takes the next piece; returns the text that may be sent now.
+    fn push(&mut self, piece: &str) -> String {
+        if self.cut {
+            return String::new();
+        }
+        self.pending.push_str(piece);
+        if self.stops.is_empty() {
+            return std::mem::take(&mut self.pending);
+        }
+        if let Some(pos) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.pending.find(s.as_str()))
+            .min()
+        {
+            self.cut = true;
+            let out = self.pending[..pos].to_string();
+            self.pending.clear();
+            return out;
+        }
+        // Hold back the longest tail that is a proper prefix of a stop sequence.
+        let hold = self
+            .stops
+            .iter()
+            .flat_map(|s| s.char_indices().skip(1).map(|(i, _)| &s[..i]))
+            .filter(|prefix| self.pending.ends_with(prefix))
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        let keep = self.pending.split_off(self.pending.len() - hold);
+        std::mem::replace(&mut self.pending, keep)
+    }
+
+    /// The held-back text at the end of the answer.
+    fn flush(&mut self) -> String {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+/// One running sequence: turns engine responses into OpenAI frames.
+pub struct Generation {
+    rx: Receiver<Response>,
+    _slot: Slot,
+    model: Arc<str>,
+    id: String,
+    created: u64,
+    stream: bool,
+    include_usage: bool,
+    engine: Arc<Engine>,
+    ready: VecDeque<Bytes>,
+    text: String,
+    stops: StopFilter,
+    finish_reason: Option<String>,
+    usage: Option<Usage>,
+    error: Option<String>,
+    ending: Option<Ending>,
+    pub on_finish: Option<OnFinish>,
+}
+
+impl Generation {
+    pub fn new(
+        rx: Receiver<Response>,
+        slot: Slot,
+        model: Arc<str>,
+        chat: &ChatRequest,
+        engine: Arc<Engine>,
+    ) -> Self {
+        let nonce: u64 = rand::random();
+        Generation {
+            rx,
+            _slot: slot,
+            model,
+            id: format!("chatcmpl-{nonce:016x}"),
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            stream: chat.stream,
+            include_usage: chat.include_usage,
+            engine,
+            ready: VecDeque::new(),
+            text: String::new(),
+            stops: StopFilter {
+                stops: chat.stop.clone(),
+                ..StopFilter::default()
+            },
+            finish_reason: None,
+            usage: None,
+            error: None,
+            ending: None,
+            on_finish: None,
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> Bytes {
+        let c = json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+            "model": &*self.model, "system_fingerprint": null,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]
+        });
+        frame(&c)
+    }
+
+    /// Reads the next engine response.
+    async fn pull(&mut self) {
+        let next = tokio::time::timeout(TOKEN_TIMEOUT, self.rx.recv()).await;
+        match next {
+            Ok(Some(Response::Chunk(c))) => {
+                let first = self.text.is_empty() && self.ready.is_empty();
+                let Some(choice) = c.choices.into_iter().next() else {
+                    return;
+                };
+                let piece = self.stops.push(&choice.delta.content.unwrap_or_default());
+                if self.stream && (first || !piece.is_empty()) {
+                    let delta = if first {
+                        json!({"role": "assistant", "content": piece})
+                    } else {
+                        json!({"content": piece})
+                    };
+                    let f = self.chunk(delta, None);
+                    self.ready.push_back(f);
+                }
+                self.text.push_str(&piece);
+                if let Some(reason) = choice.finish_reason {
+                    let reason = if reason == "canceled" {
+                        "stop".to_string()
+                    } else {
+                        reason
+                    };
+                    self.finish(reason, c.usage);
+                }
+            }
+            Ok(Some(Response::Done(done))) => {
+                if let Some(choice) = done.choices.into_iter().next() {
+                    let piece = self.stops.push(&choice.message.content.unwrap_or_default());
+                    self.text.push_str(&piece);
+                    self.finish(choice.finish_reason, Some(done.usage));
+                }
+            }
+            Ok(Some(Response::ModelError(msg, _))) => self.broke(format!("model error: {msg}")),
+            Ok(Some(Response::InternalError(e))) => self.broke(format!("internal error: {e}")),
+            Ok(Some(Response::ValidationError(e))) => self.broke(format!("rejected: {e}")),
+            Ok(Some(_)) => self.broke("unexpected response kind".into()),
+            Ok(None) => self.broke("the engine closed the sequence".into()),
+            Err(_) => self.broke(format!("no token for {} s", TOKEN_TIMEOUT.as_secs())),
+        }
+    }
+
+    fn finish(&mut self, reason: String, usage: Option<mistralrs_core::Usage>) {
+        let rest = self.stops.flush();
+        if self.stream && !rest.is_empty() {
+            let f = self.chunk(json!({"content": rest}), None);
+            self.ready.push_back(f);
+        }
+        self.text.push_str(&rest);
+        if let Some(u) = usage {
+            self.usage = Some(Usage {
+                prompt_tokens: u.prompt_tokens as u64,
+                completion_tokens: u.completion_tokens as u64,
+            });
+            self.engine.meter.record(
+                u.prompt_tokens as u64,
+                f64::from(u.total_prompt_time_sec),
+                u.completion_tokens as u64,
+                f64::from(u.total_completion_time_sec),
+            );
+        }
+        if self.stream {
+            let f = self.chunk(json!({}), Some(&reason));
+            self.ready.push_back(f);
+            if let (true, Some(u)) = (self.include_usage, self.usage) {
+                let c = json!({
+                    "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                    "model": &*self.model, "system_fingerprint": null, "choices": [],
+                    "usage": usage_json(u),
+                });
+                self.ready.push_back(frame(&c));
+            }
+            self.ready
+                .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+        }
+        self.finish_reason = Some(reason);
+        self.ending = Some(Ending::Complete);
+    }
+
+    fn broke(&mut self, why: String) {
+        tracing::warn!(model = %self.model, reason = %why, "local generation failed");
+        if self.stream {
+            self.ready.push_back(frame(&ApiError::bad_gateway().body()));
+        }
+        self.error = Some(why);
+        self.ending = Some(Ending::UpstreamBroke);
+    }
+
+    /// Waits for the first frame; a failure before it may fall back.
+    pub async fn prime(&mut self) -> Result<(), Failure> {
+        while self.ready.is_empty() && self.ending.is_none() {
+            self.pull().await;
+        }
+        match (&self.ending, &self.error) {
+            (Some(Ending::UpstreamBroke), Some(why)) if self.text.is_empty() => {
+                Err(Failure::Retry(RetryReason::Malformed(why.clone())))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs the sequence to the end: the OpenAI JSON body and its usage.
+    pub async fn collect(mut self) -> Result<(Bytes, Option<Usage>), Failure> {
+        while self.ending.is_none() {
+            self.pull().await;
+        }
+        if let Some(why) = self.error.take() {
+            return Err(Failure::Retry(RetryReason::Malformed(why)));
+        }
+        let u = self.usage.unwrap_or_default();
+        let body = json!({
+            "id": self.id, "object": "chat.completion", "created": self.created,
+            "model": &*self.model, "system_fingerprint": null,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": self.text},
+                         "logprobs": null, "finish_reason": self.finish_reason}],
+            "usage": usage_json(u),
+        });
+        Ok((
+            Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+            self.usage,
+        ))
+    }
+
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(f) = self.ready.pop_front() {
+                return Some(f);
+            }
+            if let Some(ending) = self.ending {
+                if let Some(done) = self.on_finish.take() {
+                    done(self.usage, ending);
+                }
+                return None;
+            }
+            self.pull().await;
+        }
+    }
+
+    pub fn into_sse(self) -> SseStream {
+        Box::pin(futures::stream::unfold(self, |mut g| async move {
+            g.next_frame().await.map(|f| (f, g))
+        }))
+    }
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        // The receiver drops with us: mistralrs cancels the sequence at its
+        // next token, and the admission slot is released.
+        if let Some(done) = self.on_finish.take() {
+            done(self.usage, Ending::ClientGone);
+        }
+    }
+}
+
+fn usage_json(u: Usage) -> Value {
+    json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+           "total_tokens": u.prompt_tokens + u.completion_tokens})
+}
+
+fn frame(v: &Value) -> Bytes {
+    crate::upstream::sse::frame(&serde_json::to_vec(v).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StopFilter;
+
+    fn run(stops: &[&str], pieces: &[&str]) -> (String, bool) {
+        let mut f = StopFilter {
+            stops: stops.iter().map(|s| s.to_string()).collect(),
+            ..StopFilter::default()
+        };
+        let mut out: String = pieces.iter().map(|p| f.push(p)).collect();
+        out.push_str(&f.flush());
+        (out, f.cut)
+    }
+
+    #[test]
+    fn cuts_before_the_first_stop_sequence_even_inside_a_token() {
+        assert_eq!(
+            run(&["at"], &["The", " people", " seated", " at"]),
+            ("The people se".into(), true)
+        );
+        assert_eq!(run(&["END"], &["a", "bE", "N", "Dc"]), ("ab".into(), true));
+        assert_eq!(
+            run(&["\n\n", "END"], &["x\n", "y", "EN"]),
+            ("x\nyEN".into(), false)
+        );
+        assert_eq!(run(&[], &["a", "b"]), ("ab".into(), false));
+        assert_eq!(run(&["é!"], &["café", "?"]), ("café?".into(), false));
+    }
+}

@@ -1,0 +1,99 @@
+//! `GET /metrics`: Prometheus text format.
+//!
+//! Model availability, and for local engines the measured throughput
+//! (prefill and generation tokens/s over a sliding window), the per-token
+//! price it implies, and the in-flight and queued sequences.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderValue};
+
+use crate::gateway::Gateway;
+
+pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_model_available 1 if the model can answer now."
+    );
+    let _ = writeln!(out, "# TYPE tollgate_model_available gauge");
+    for (name, b) in gw.model_names.iter().zip(&gw.backends) {
+        let up = u8::from(b.unavailable_reason().is_none());
+        let _ = writeln!(out, "tollgate_model_available{{model=\"{name}\"}} {up}");
+    }
+    local(&gw, &mut out);
+    let mut res = out.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    res
+}
+
+#[cfg(feature = "local")]
+fn local(gw: &Gateway, out: &mut String) {
+    use crate::gateway::Backend;
+    let locals: Vec<_> = gw
+        .model_names
+        .iter()
+        .zip(&gw.backends)
+        .filter_map(|(n, b)| match b {
+            Backend::Local(m) => Some((n, m)),
+            _ => None,
+        })
+        .collect();
+    if locals.is_empty() {
+        return;
+    }
+    let gauges: [(&str, &str); 5] = [
+        (
+            "tollgate_local_prefill_tokens_per_second",
+            "Prompt tokens/s per sequence, sliding window.",
+        ),
+        (
+            "tollgate_local_generation_tokens_per_second",
+            "Generated tokens/s per sequence, sliding window.",
+        ),
+        (
+            "tollgate_local_in_flight",
+            "Sequences running in the engine.",
+        ),
+        (
+            "tollgate_local_queued",
+            "Requests waiting for an engine slot.",
+        ),
+        (
+            "tollgate_local_price_usd_per_million_tokens",
+            "Current per-token price (gpu_hour pricing follows throughput).",
+        ),
+    ];
+    for (metric, help) in gauges {
+        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
+        for (name, m) in &locals {
+            let rates = m.rates();
+            let price = m.price();
+            let e = &m.engine;
+            let line = match metric {
+                "tollgate_local_prefill_tokens_per_second" => {
+                    format!("{{model=\"{name}\"}} {}", rates.prefill.unwrap_or(0.0))
+                }
+                "tollgate_local_generation_tokens_per_second" => {
+                    format!("{{model=\"{name}\"}} {}", rates.generation.unwrap_or(0.0))
+                }
+                "tollgate_local_in_flight" => format!("{{model=\"{name}\"}} {}", e.admission.in_flight()),
+                "tollgate_local_queued" => format!("{{model=\"{name}\"}} {}", e.admission.queued()),
+                _ => format!(
+                    "{{model=\"{name}\",kind=\"input\"}} {}\n{metric}{{model=\"{name}\",kind=\"output\"}} {}",
+                    price.input_per_mtok, price.output_per_mtok
+                ),
+            };
+            let _ = writeln!(out, "{metric}{line}");
+        }
+    }
+}
+
+#[cfg(not(feature = "local"))]
+fn local(_: &Gateway, _: &mut String) {}

@@ -1,0 +1,348 @@
+//! The embedded engine, end to end: the real SmolLM2-135M GGUF served by
+//! mistralrs inside the gateway (fetch it with scripts/fetch-test-model),
+//! with the fake OpenAI upstream as the cloud fallback.
+#![cfg(feature = "local")]
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use support::fake_openai::Fake;
+use support::sse_events;
+use tollgate::gateway::{Backend, Gateway, Options};
+
+const MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// The engines share two cores: one test at a time keeps timings sane.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    assert!(
+        Path::new(MODEL).is_file(),
+        "{MODEL} is missing: run scripts/fetch-test-model"
+    );
+    SERIAL.lock().await
+}
+
+fn policy(cloud: &str, max_concurrency: u32, max_queue: u32) -> String {
+    format!(
+        r#"
+version: 1
+providers:
+  cloud: {{ kind: openai, base_url: "{cloud}", api_key: upstream-secret, timeout: 5s }}
+  local: {{ kind: local, device: cpu }}
+models:
+  smollm2: {{ provider: local, file: {MODEL}, price: {{ gpu_hour: 0.05 }}, context: 8192,
+             max_concurrency: {max_concurrency}, max_queue: {max_queue} }}
+  smollm2-alias: {{ provider: local, file: {MODEL}, price: {{ input: 0, output: 0 }},
+             max_concurrency: {max_concurrency}, max_queue: {max_queue} }}
+  gpt-3.5-turbo: {{ provider: cloud, price: {{ input: 0.5, output: 1.5 }} }}
+aliases: {{ auto: router }}
+routes:
+  - {{ name: local-first, to: smollm2, fallback: [gpt-3.5-turbo] }}
+retry: {{ max_attempts: 2, backoff: 1ms }}
+"#
+    )
+}
+
+struct Setup {
+    url: String,
+    gw: Arc<Gateway>,
+    cloud: Fake,
+}
+
+async fn setup(max_concurrency: u32, max_queue: u32) -> Setup {
+    let cloud = Fake::start().await;
+    let yaml = policy(&cloud.base_url(), max_concurrency, max_queue);
+    let p = tollgate::policy::load_str("local.yaml", &yaml, Path::new("."), &|_| None).unwrap();
+    let gw = Arc::new(
+        Gateway::new(
+            p,
+            &Options {
+                allow_anonymous: true,
+            },
+        )
+        .unwrap(),
+    );
+    let started = Instant::now();
+    while !gw.ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "model did not load"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(local(&gw, "smollm2").unavailable_reason(), None);
+    let addr = serve(gw.clone()).await;
+    Setup {
+        url: format!("http://{addr}"),
+        gw,
+        cloud,
+    }
+}
+
+async fn serve(gw: Arc<Gateway>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, tollgate::server::app(gw))
+            .await
+            .unwrap();
+    });
+    addr
+}
+
+fn local<'a>(gw: &'a Gateway, name: &str) -> &'a tollgate::local::LocalModel {
+    match &gw.backends[gw.policy.model_ids[name]] {
+        Backend::Local(m) => m,
+        _ => panic!("{name} is not local"),
+    }
+}
+
+fn ask(content: &str, max_tokens: u32) -> Value {
+    json!({"model": "auto", "temperature": 0, "max_tokens": max_tokens,
+           "messages": [{"role": "system", "content": "You are a helpful assistant."},
+                        {"role": "user", "content": content}]})
+}
+
+async fn post(url: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completes_with_exact_usage_and_respects_max_tokens() {
+    let _g = serial().await;
+    let s = setup(4, 8).await;
+    let body = ask("What is the capital of France?", 8);
+    let res = post(&s.url, &body).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tollgate-model"], "smollm2");
+    assert!(res.headers().contains_key("x-tollgate-cost-usd"));
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], "smollm2");
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(!text.trim().is_empty(), "{v}");
+    assert_eq!(v["usage"]["completion_tokens"], 8, "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    // Prompt tokens are exactly what the engine's own tokenizer counts.
+    let chat = tollgate::request::ChatRequest::parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+    let counted = local(&s.gw, "smollm2")
+        .count_prompt_tokens(&chat)
+        .await
+        .unwrap();
+    assert_eq!(v["usage"]["prompt_tokens"], counted as u64);
+    assert_eq!(s.cloud.hits(), 0);
+
+    // Temperature 0 is deterministic.
+    let again: Value = post(&s.url, &body).await.json().await.unwrap();
+    assert_eq!(again["choices"][0]["message"]["content"], text);
+
+    // Throughput was measured and is exposed for pricing.
+    let rates = local(&s.gw, "smollm2").rates();
+    assert!(rates.prefill.unwrap() > 0.0 && rates.generation.unwrap() > 0.0);
+    let metrics = reqwest::get(format!("{}/metrics", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("tollgate_local_generation_tokens_per_second{model=\"smollm2\"}"));
+    assert!(!metrics.contains("tollgate_local_generation_tokens_per_second{model=\"smollm2\"} 0\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_token_by_token_and_matches_the_json_answer() {
+    let _g = serial().await;
+    let s = setup(4, 8).await;
+    let mut body = ask("Name three colors.", 12);
+    let json_answer: Value = post(&s.url, &body).await.json().await.unwrap();
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let res = post(&s.url, &body).await;
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let text = res.text().await.unwrap();
+    let events = sse_events(&text);
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert!(chunks.len() >= 5, "token by token: {} chunks", chunks.len());
+    assert_eq!(
+        streamed,
+        json_answer["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+    );
+    let finish = &chunks[chunks.len() - 2];
+    assert_eq!(finish["choices"][0]["finish_reason"], "length");
+    let usage = chunks.last().unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"], json_answer["usage"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_sequences_end_the_answer_before_them() {
+    let _g = serial().await;
+    let s = setup(4, 8).await;
+    let body = ask("Count from one to ten in words, separated by spaces.", 24);
+    let full: Value = post(&s.url, &body).await.json().await.unwrap();
+    let full = full["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Stop on a word from the middle of the deterministic answer.
+    let words: Vec<&str> = full.split_whitespace().collect();
+    assert!(words.len() >= 4, "{full}");
+    let stop = words[words.len() / 2].to_string();
+    let mut with_stop = body.clone();
+    with_stop["stop"] = json!([stop]);
+    let v: Value = post(&s.url, &with_stop).await.json().await.unwrap();
+    let cut = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+    assert!(!cut.contains(&stop), "{cut:?} still contains {stop:?}");
+    assert!(
+        full.starts_with(cut.trim_end()),
+        "{cut:?} is not a prefix of {full:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_concurrent_requests_all_complete() {
+    let _g = serial().await;
+    let s = setup(8, 8).await;
+    let requests = (0..8).map(|i| {
+        let url = s.url.clone();
+        async move {
+            let res = post(&url, &ask(&format!("Say the number {i}."), 6)).await;
+            let model = res.headers()["x-tollgate-model"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let v: Value = res.json().await.unwrap();
+            (model, v["usage"]["completion_tokens"].as_u64())
+        }
+    });
+    let results = futures::future::join_all(requests).await;
+    for (model, tokens) in results {
+        assert_eq!(model, "smollm2");
+        assert_eq!(tokens, Some(6));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_engine_falls_back_to_the_cloud() {
+    let _g = serial().await;
+    let s = setup(2, 0).await;
+    let requests = (0..6).map(|_| {
+        let url = s.url.clone();
+        async move {
+            let res = post(&url, &ask("Write a short poem about the sea.", 40)).await;
+            assert_eq!(res.status(), 200);
+            res.headers()["x-tollgate-model"]
+                .to_str()
+                .unwrap()
+                .to_string()
+        }
+    });
+    let models = futures::future::join_all(requests).await;
+    let on_local = models.iter().filter(|m| *m == "smollm2").count();
+    let on_cloud = models.iter().filter(|m| *m == "gpt-3.5-turbo").count();
+    assert_eq!(on_local + on_cloud, 6, "{models:?}");
+    assert!((1..=2).contains(&on_local), "at most 2 slots: {models:?}");
+    assert_eq!(s.cloud.hits(), on_cloud);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_frees_its_slot() {
+    let _g = serial().await;
+    let s = setup(1, 0).await;
+    let mut body = ask("Tell me a very long story about a dragon.", 400);
+    body["stream"] = json!(true);
+    let res = post(&s.url, &body).await;
+    assert_eq!(res.headers()["x-tollgate-model"], "smollm2");
+    let mut stream = res.bytes_stream();
+    stream.next().await.unwrap().unwrap();
+    let engine = &local(&s.gw, "smollm2").engine;
+    assert_eq!(engine.admission.in_flight(), 1);
+    drop(stream);
+    let started = Instant::now();
+    while engine.admission.in_flight() > 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "slot not freed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let res = post(&s.url, &ask("Hi", 4)).await;
+    assert_eq!(
+        res.headers()["x-tollgate-model"],
+        "smollm2",
+        "the slot was free again"
+    );
+    assert_eq!(s.cloud.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_is_loaded_once_and_shared() {
+    let _g = serial().await;
+    let s = setup(4, 8).await;
+    let a = &local(&s.gw, "smollm2").engine;
+    let b = &local(&s.gw, "smollm2-alias").engine;
+    assert!(Arc::ptr_eq(a, b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_model_file_is_unavailable_and_skipped() {
+    let _g = serial().await;
+    let cloud = Fake::start().await;
+    let yaml = policy(&cloud.base_url(), 1, 1).replace(MODEL, "models/does-not-exist.gguf");
+    let p = tollgate::policy::load_str("m.yaml", &yaml, Path::new("."), &|_| None).unwrap();
+    let gw = Arc::new(
+        Gateway::new(
+            p,
+            &Options {
+                allow_anonymous: true,
+            },
+        )
+        .unwrap(),
+    );
+    let started = Instant::now();
+    while !gw.ready() {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let why = local(&gw, "smollm2").unavailable_reason().unwrap();
+    assert!(
+        why.contains("not found") && why.contains("fetch-test-model"),
+        "{why}"
+    );
+    let url = format!("http://{}", serve(gw).await);
+    let res = post(&url, &ask("Hi", 4)).await;
+    assert_eq!(res.headers()["x-tollgate-model"], "gpt-3.5-turbo");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_engine_cannot_honour_go_to_the_cloud() {
+    let _g = serial().await;
+    let s = setup(4, 8).await;
+    let mut body = ask("What is the weather in Paris?", 8);
+    body["tools"] = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
+    let res = post(&s.url, &body).await;
+    assert_eq!(res.headers()["x-tollgate-model"], "gpt-3.5-turbo");
+    assert_eq!(s.cloud.hits(), 1);
+}
