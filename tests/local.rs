@@ -346,3 +346,67 @@ async fn requests_the_engine_cannot_honour_go_to_the_cloud() {
     assert_eq!(res.headers()["x-tollgate-model"], "gpt-3.5-turbo");
     assert_eq!(s.cloud.hits(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_engine_without_fallback_answers_503_with_retry_after() {
+    let _g = serial().await;
+    let s = setup(1, 0).await;
+    let mut long = ask("Tell me a very long story about a dragon.", 400);
+    long["stream"] = json!(true);
+    let busy = post(&s.url, &long).await;
+    assert_eq!(busy.headers()["x-tollgate-model"], "smollm2");
+    // A concrete model has no fallback chain: the client is told to retry.
+    let mut direct = ask("Hi", 4);
+    direct["model"] = json!("smollm2");
+    let res = post(&s.url, &direct).await;
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "server_error");
+    drop(busy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_for_the_model_and_a_template_file_overrides_the_gguf_one() {
+    let _g = serial().await;
+    let cloud = Fake::start().await;
+    let yaml = policy(&cloud.base_url(), 2, 2).replace(
+        "price: { input: 0, output: 0 },",
+        "price: { input: 0, output: 0 }, chat_template: templates/llama2-chat.jinja,",
+    );
+    let p = tollgate::policy::load_str("t.yaml", &yaml, Path::new("."), &|_| None).unwrap();
+    let gw = Arc::new(
+        Gateway::new(
+            p,
+            &Options {
+                allow_anonymous: true,
+            },
+        )
+        .unwrap(),
+    );
+    assert!(!gw.ready(), "not ready while the model loads");
+    let url = format!("http://{}", serve(gw.clone()).await);
+    let early = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    assert_eq!(early.status(), 503);
+    let started = Instant::now();
+    while !gw.ready() {
+        assert!(started.elapsed() < Duration::from_secs(120));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        reqwest::get(format!("{url}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Two engines (different templates): the Llama 2 [INST] template makes a
+    // different prompt than the GGUF's ChatML one.
+    let (chatml, inst) = (local(&gw, "smollm2"), local(&gw, "smollm2-alias"));
+    assert!(!Arc::ptr_eq(&chatml.engine, &inst.engine));
+    let body = ask("Hello there", 4);
+    let chat = tollgate::request::ChatRequest::parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+    let a = chatml.count_prompt_tokens(&chat).await.unwrap();
+    let b = inst.count_prompt_tokens(&chat).await.unwrap();
+    assert_ne!(a, b, "the template file was not used");
+}
