@@ -136,7 +136,7 @@ async fn main() {
     let m = local(&gw);
     one(m, 8).await; // warm-up
 
-    println!("\n| concurrent | aggregate gen tok/s | per-request gen tok/s | prefill tok/s (p50) | TTFT p50 ms | TTFT p99 ms |");
+    println!("\n| concurrent | aggregate tok/s (completion tokens ÷ wall time) | per-request gen tok/s | prefill tok/s (p50) | TTFT p50 ms | TTFT p99 ms |");
     println!("|---|---|---|---|---|---|");
     let mut solo_latency = Duration::ZERO;
     for n in [1usize, 4, 8] {

@@ -139,19 +139,10 @@ impl ChatRequest {
     /// upstream's model name, and for streams always a usage chunk (the
     /// gateway accounts every request even if the client did not ask).
     pub fn upstream_body(&self, upstream_model: &str) -> Bytes {
-        let mut body = self.body.clone();
-        body.insert("model".into(), Value::String(upstream_model.to_string()));
-        if self.stream {
-            let opts = body
-                .entry("stream_options")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !opts.is_object() {
-                *opts = Value::Object(Map::new());
-            }
-            if let Value::Object(o) = opts {
-                o.insert("include_usage".into(), Value::Bool(true));
-            }
-        }
+        let body = UpstreamBody {
+            req: self,
+            model: upstream_model,
+        };
         Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
     }
 
@@ -161,6 +152,40 @@ impl ChatRequest {
             .get("messages")
             .and_then(Value::as_array)
             .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Serializes the client's body with the upstream's model name and, for
+/// streams, `stream_options.include_usage: true`, without copying it.
+struct UpstreamBody<'a> {
+    req: &'a ChatRequest,
+    model: &'a str,
+}
+
+impl serde::Serialize for UpstreamBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let body = &self.req.body;
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in body {
+            match k.as_str() {
+                "model" => map.serialize_entry(k, self.model)?,
+                "stream_options" if self.req.stream => {}
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        if !body.contains_key("model") {
+            map.serialize_entry("model", self.model)?;
+        }
+        if self.req.stream {
+            let mut opts = match body.get("stream_options") {
+                Some(Value::Object(o)) => o.clone(),
+                _ => Map::new(),
+            };
+            opts.insert("include_usage".into(), Value::Bool(true));
+            map.serialize_entry("stream_options", &opts)?;
+        }
+        map.end()
     }
 }
 

@@ -19,6 +19,7 @@ use async_openai::error::WrappedError;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::sse::{frame, SseParser};
@@ -28,7 +29,7 @@ use crate::secret::Secret;
 
 pub struct OpenAiUpstream {
     http: reqwest::Client,
-    url: String,
+    url: reqwest::Url,
     headers: HeaderMap,
     timeout: Duration,
 }
@@ -54,9 +55,12 @@ impl OpenAiUpstream {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        let url = config.url("/chat/completions");
+        // Parsed once: reqwest would otherwise parse (and IDNA-map) it per request.
+        let url = reqwest::Url::parse(&url).map_err(|e| format!("invalid base_url {url}: {e}"))?;
         Ok(OpenAiUpstream {
             http,
-            url: config.url("/chat/completions"),
+            url,
             headers,
             timeout,
         })
@@ -75,7 +79,7 @@ impl OpenAiUpstream {
     ) -> Result<Reply, Failure> {
         let send = self
             .http
-            .post(&self.url)
+            .post(self.url.clone())
             .headers(self.headers.clone())
             .body(body)
             .send();
@@ -117,17 +121,13 @@ impl OpenAiUpstream {
                 Ok(Err(e)) => return Err(Failure::Retry(RetryReason::Connect(error_chain(&e)))),
                 Ok(Ok(b)) => b,
             };
-            let mut v: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| Failure::Retry(RetryReason::Malformed(e.to_string())))?;
-            let Some(obj) = v.as_object_mut() else {
-                return Err(Failure::Retry(RetryReason::Malformed(
-                    "body is not a JSON object".into(),
-                )));
-            };
-            let usage = obj.get("usage").and_then(Usage::from_json);
-            obj.insert("model".into(), Value::String(model.to_string()));
-            let body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
-            Ok(Reply::Json { body, usage })
+            let (body, usage) = rewrite(&bytes, &model, false)
+                .map_err(|e| Failure::Retry(RetryReason::Malformed(e)))?
+                .ok_or_else(|| Failure::Retry(RetryReason::Malformed("empty body".into())))?;
+            Ok(Reply::Json {
+                body: Bytes::from(body),
+                usage,
+            })
         }
     }
 
@@ -267,29 +267,77 @@ impl Relay {
             self.ending = Some(Ending::Complete);
             return;
         }
-        let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&data) else {
-            self.ready.push_back(frame(&data));
-            return;
-        };
-        if let Some(u) = obj.get("usage").and_then(Usage::from_json) {
-            self.usage = Some(u);
-        }
-        if !self.client_wants_usage {
-            obj.remove("usage");
-            let no_choices = obj
-                .get("choices")
-                .and_then(Value::as_array)
-                .is_some_and(Vec::is_empty);
-            if no_choices {
-                return;
+        match rewrite(&data, &self.model, !self.client_wants_usage) {
+            Ok(Some((body, usage))) => {
+                if usage.is_some() {
+                    self.usage = usage;
+                }
+                self.ready.push_back(frame(&body));
             }
+            Ok(None) => {} // a usage-only chunk the client did not ask for
+            Err(_) => self.ready.push_back(frame(&data)),
         }
-        if obj.contains_key("model") {
-            obj.insert("model".into(), Value::String(self.model.to_string()));
-        }
-        self.ready
-            .push_back(frame(&serde_json::to_vec(&obj).unwrap_or_default()));
     }
+}
+
+type Fields<'a> = indexmap::IndexMap<&'a str, &'a RawValue>;
+
+/// The rewritten object and the usage it carried.
+type Rewritten = (Vec<u8>, Option<Usage>);
+
+/// Rewrites an OpenAI response object without parsing it deeply: `model`
+/// becomes the policy model's name and `usage` is read out. With
+/// `drop_usage`, the `usage` field is removed and a chunk that only
+/// carried usage (empty `choices`) is dropped (`Ok(None)`). Values are
+/// copied through byte for byte.
+fn rewrite(data: &[u8], model: &str, drop_usage: bool) -> Result<Option<Rewritten>, String> {
+    let mut fields: Fields = match serde_json::from_slice(data) {
+        Ok(f) => f,
+        // Keys with escapes cannot be borrowed; take the slow path.
+        Err(_) => return rewrite_value(data, model, drop_usage),
+    };
+    let usage = fields
+        .get("usage")
+        .and_then(|u| serde_json::from_str::<Value>(u.get()).ok())
+        .and_then(|u| Usage::from_json(&u));
+    if drop_usage {
+        fields.shift_remove("usage");
+        if fields
+            .get("choices")
+            .is_some_and(|c| c.get().trim() == "[]")
+        {
+            return Ok(None);
+        }
+    }
+    let name = serde_json::value::to_raw_value(model).map_err(|e| e.to_string())?;
+    if fields.contains_key("model") {
+        fields.insert("model", &name);
+    }
+    serde_json::to_vec(&fields)
+        .map(|b| Some((b, usage)))
+        .map_err(|e| e.to_string())
+}
+
+fn rewrite_value(data: &[u8], model: &str, drop_usage: bool) -> Result<Option<Rewritten>, String> {
+    let mut v: Value = serde_json::from_slice(data).map_err(|e| e.to_string())?;
+    let obj = v.as_object_mut().ok_or("not a JSON object")?;
+    let usage = obj.get("usage").and_then(Usage::from_json);
+    if drop_usage {
+        obj.remove("usage");
+        if obj
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+        {
+            return Ok(None);
+        }
+    }
+    if obj.contains_key("model") {
+        obj.insert("model".into(), Value::String(model.to_string()));
+    }
+    serde_json::to_vec(&v)
+        .map(|b| Some((b, usage)))
+        .map_err(|e| e.to_string())
 }
 
 impl Drop for Relay {
