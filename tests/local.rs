@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use support::fake_openai::Fake;
-use support::sse_events;
+use support::{serve, sse_events};
 use tollgate::gateway::{Backend, Gateway, Options};
 
 const MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -57,27 +56,31 @@ struct Setup {
     cloud: Fake,
 }
 
-async fn setup(max_concurrency: u32, max_queue: u32) -> Setup {
-    let cloud = Fake::start().await;
-    let yaml = policy(&cloud.base_url(), max_concurrency, max_queue);
-    let p = tollgate::policy::load_str("local.yaml", &yaml, Path::new("."), &|_| None).unwrap();
-    let gw = Arc::new(
-        Gateway::new(
-            p,
-            &Options {
-                allow_anonymous: true,
-            },
-        )
-        .unwrap(),
-    );
+/// A gateway for `yaml`; local models start loading in the background.
+fn gateway(yaml: &str) -> Arc<Gateway> {
+    let p = tollgate::policy::load_str("local.yaml", yaml, Path::new("."), &|_| None).unwrap();
+    let opts = Options {
+        allow_anonymous: true,
+    };
+    Arc::new(Gateway::new(p, &opts).unwrap())
+}
+
+async fn wait_ready(gw: &Gateway) {
     let started = Instant::now();
     while !gw.ready() {
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "model did not load"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+async fn setup(max_concurrency: u32, max_queue: u32) -> Setup {
+    let cloud = Fake::start().await;
+    let yaml = policy(&cloud.base_url(), max_concurrency, max_queue);
+    let gw = gateway(&yaml);
+    wait_ready(&gw).await;
     assert_eq!(local(&gw, "smollm2").unavailable_reason(), None);
     let addr = serve(gw.clone()).await;
     Setup {
@@ -85,17 +88,6 @@ async fn setup(max_concurrency: u32, max_queue: u32) -> Setup {
         gw,
         cloud,
     }
-}
-
-async fn serve(gw: Arc<Gateway>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, tollgate::server::app(gw))
-            .await
-            .unwrap();
-    });
-    addr
 }
 
 fn local<'a>(gw: &'a Gateway, name: &str) -> &'a tollgate::local::LocalModel {
@@ -311,21 +303,8 @@ async fn a_missing_model_file_is_unavailable_and_skipped() {
     let _g = serial().await;
     let cloud = Fake::start().await;
     let yaml = policy(&cloud.base_url(), 1, 1).replace(MODEL, "models/does-not-exist.gguf");
-    let p = tollgate::policy::load_str("m.yaml", &yaml, Path::new("."), &|_| None).unwrap();
-    let gw = Arc::new(
-        Gateway::new(
-            p,
-            &Options {
-                allow_anonymous: true,
-            },
-        )
-        .unwrap(),
-    );
-    let started = Instant::now();
-    while !gw.ready() {
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let gw = gateway(&yaml);
+    wait_ready(&gw).await;
     let why = local(&gw, "smollm2").unavailable_reason().unwrap();
     assert!(
         why.contains("not found") && why.contains("fetch-test-model"),
@@ -374,25 +353,12 @@ async fn readiness_waits_for_the_model_and_a_template_file_overrides_the_gguf_on
         "price: { input: 0, output: 0 },",
         "price: { input: 0, output: 0 }, chat_template: templates/llama2-chat.jinja,",
     );
-    let p = tollgate::policy::load_str("t.yaml", &yaml, Path::new("."), &|_| None).unwrap();
-    let gw = Arc::new(
-        Gateway::new(
-            p,
-            &Options {
-                allow_anonymous: true,
-            },
-        )
-        .unwrap(),
-    );
+    let gw = gateway(&yaml);
     assert!(!gw.ready(), "not ready while the model loads");
     let url = format!("http://{}", serve(gw.clone()).await);
     let early = reqwest::get(format!("{url}/readyz")).await.unwrap();
     assert_eq!(early.status(), 503);
-    let started = Instant::now();
-    while !gw.ready() {
-        assert!(started.elapsed() < Duration::from_secs(120));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(&gw).await;
     assert_eq!(
         reqwest::get(format!("{url}/readyz"))
             .await

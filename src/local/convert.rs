@@ -1,7 +1,6 @@
 //! OpenAI chat request → mistralrs request, and mistralrs responses →
 //! OpenAI JSON / SSE frames, with exact usage from the engine's tokenizer.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,7 +16,7 @@ use super::admission::Slot;
 use super::{Engine, TOKEN_TIMEOUT};
 use crate::error::ApiError;
 use crate::request::ChatRequest;
-use crate::upstream::{Ending, Failure, OnFinish, RetryReason, SseStream, Usage};
+use crate::upstream::{into_sse, Ending, Failure, Outbox, Pull, RetryReason, SseStream, Usage};
 
 /// Fields the local engine cannot honour; a request using them is sent on
 /// to the next model in the chain instead of being answered wrongly.
@@ -202,14 +201,11 @@ pub struct Generation {
     stream: bool,
     include_usage: bool,
     engine: Arc<Engine>,
-    ready: VecDeque<Bytes>,
     text: String,
     stops: StopFilter,
     finish_reason: Option<String>,
-    usage: Option<Usage>,
     error: Option<String>,
-    ending: Option<Ending>,
-    pub on_finish: Option<OnFinish>,
+    pub out: Outbox,
 }
 
 impl Generation {
@@ -232,17 +228,14 @@ impl Generation {
             stream: chat.stream,
             include_usage: chat.include_usage,
             engine,
-            ready: VecDeque::new(),
             text: String::new(),
             stops: StopFilter {
                 stops: chat.stop.clone(),
                 ..StopFilter::default()
             },
             finish_reason: None,
-            usage: None,
             error: None,
-            ending: None,
-            on_finish: None,
+            out: Outbox::default(),
         }
     }
 
@@ -256,11 +249,11 @@ impl Generation {
     }
 
     /// Reads the next engine response.
-    async fn pull(&mut self) {
+    async fn pull_next(&mut self) {
         let next = tokio::time::timeout(TOKEN_TIMEOUT, self.rx.recv()).await;
         match next {
             Ok(Some(Response::Chunk(c))) => {
-                let first = self.text.is_empty() && self.ready.is_empty();
+                let first = self.text.is_empty() && self.out.ready.is_empty();
                 let Some(choice) = c.choices.into_iter().next() else {
                     return;
                 };
@@ -272,7 +265,7 @@ impl Generation {
                         json!({"content": piece})
                     };
                     let f = self.chunk(delta, None);
-                    self.ready.push_back(f);
+                    self.out.ready.push_back(f);
                 }
                 self.text.push_str(&piece);
                 if let Some(reason) = choice.finish_reason {
@@ -304,11 +297,11 @@ impl Generation {
         let rest = self.stops.flush();
         if self.stream && !rest.is_empty() {
             let f = self.chunk(json!({"content": rest}), None);
-            self.ready.push_back(f);
+            self.out.ready.push_back(f);
         }
         self.text.push_str(&rest);
         if let Some(u) = usage {
-            self.usage = Some(Usage {
+            self.out.usage = Some(Usage {
                 prompt_tokens: u.prompt_tokens as u64,
                 completion_tokens: u.completion_tokens as u64,
             });
@@ -321,37 +314,40 @@ impl Generation {
         }
         if self.stream {
             let f = self.chunk(json!({}), Some(&reason));
-            self.ready.push_back(f);
-            if let (true, Some(u)) = (self.include_usage, self.usage) {
+            self.out.ready.push_back(f);
+            if let (true, Some(u)) = (self.include_usage, self.out.usage) {
                 let c = json!({
                     "id": self.id, "object": "chat.completion.chunk", "created": self.created,
                     "model": &*self.model, "system_fingerprint": null, "choices": [],
                     "usage": usage_json(u),
                 });
-                self.ready.push_back(frame(&c));
+                self.out.ready.push_back(frame(&c));
             }
-            self.ready
+            self.out
+                .ready
                 .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
         }
         self.finish_reason = Some(reason);
-        self.ending = Some(Ending::Complete);
+        self.out.ending = Some(Ending::Complete);
     }
 
     fn broke(&mut self, why: String) {
         tracing::warn!(model = %self.model, reason = %why, "local generation failed");
         if self.stream {
-            self.ready.push_back(frame(&ApiError::bad_gateway().body()));
+            self.out
+                .ready
+                .push_back(frame(&ApiError::bad_gateway().body()));
         }
         self.error = Some(why);
-        self.ending = Some(Ending::UpstreamBroke);
+        self.out.ending = Some(Ending::UpstreamBroke);
     }
 
     /// Waits for the first frame; a failure before it may fall back.
     pub async fn prime(&mut self) -> Result<(), Failure> {
-        while self.ready.is_empty() && self.ending.is_none() {
-            self.pull().await;
+        while self.out.ready.is_empty() && self.out.ending.is_none() {
+            self.pull_next().await;
         }
-        match (&self.ending, &self.error) {
+        match (&self.out.ending, &self.error) {
             (Some(Ending::UpstreamBroke), Some(why)) if self.text.is_empty() => {
                 Err(Failure::Retry(RetryReason::Malformed(why.clone())))
             }
@@ -361,13 +357,13 @@ impl Generation {
 
     /// Runs the sequence to the end: the OpenAI JSON body and its usage.
     pub async fn collect(mut self) -> Result<(Bytes, Option<Usage>), Failure> {
-        while self.ending.is_none() {
-            self.pull().await;
+        while self.out.ending.is_none() {
+            self.pull_next().await;
         }
         if let Some(why) = self.error.take() {
             return Err(Failure::Retry(RetryReason::Malformed(why)));
         }
-        let u = self.usage.unwrap_or_default();
+        let u = self.out.usage.unwrap_or_default();
         let body = json!({
             "id": self.id, "object": "chat.completion", "created": self.created,
             "model": &*self.model, "system_fingerprint": null,
@@ -377,39 +373,22 @@ impl Generation {
         });
         Ok((
             Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
-            self.usage,
+            self.out.usage,
         ))
     }
 
-    async fn next_frame(&mut self) -> Option<Bytes> {
-        loop {
-            if let Some(f) = self.ready.pop_front() {
-                return Some(f);
-            }
-            if let Some(ending) = self.ending {
-                if let Some(done) = self.on_finish.take() {
-                    done(self.usage, ending);
-                }
-                return None;
-            }
-            self.pull().await;
-        }
-    }
-
     pub fn into_sse(self) -> SseStream {
-        Box::pin(futures::stream::unfold(self, |mut g| async move {
-            g.next_frame().await.map(|f| (f, g))
-        }))
+        into_sse(self)
     }
 }
 
-impl Drop for Generation {
-    fn drop(&mut self) {
-        // The receiver drops with us: mistralrs cancels the sequence at its
-        // next token, and the admission slot is released.
-        if let Some(done) = self.on_finish.take() {
-            done(self.usage, Ending::ClientGone);
-        }
+impl Pull for Generation {
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
+    }
+
+    async fn pull(&mut self) {
+        self.pull_next().await
     }
 }
 

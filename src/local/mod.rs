@@ -143,7 +143,7 @@ impl LocalModel {
         let mut gen = convert::Generation::new(rx, slot, model, chat, self.engine.clone());
         if chat.stream {
             gen.prime().await?;
-            gen.on_finish = on_finish.take();
+            gen.out.on_finish = on_finish.take();
             Ok(Reply::Stream(gen.into_sse()))
         } else {
             let (body, usage) = gen.collect().await?;

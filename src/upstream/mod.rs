@@ -11,6 +11,8 @@
 pub mod openai;
 pub mod sse;
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
@@ -50,6 +52,53 @@ pub enum Ending {
 
 /// Called exactly once when a reply ends, however it ends.
 pub type OnFinish = Box<dyn FnOnce(Option<Usage>, Ending) + Send>;
+
+/// What every streamed reply keeps while it runs: frames ready for the
+/// client, the usage seen so far, how it ended, and the finish callback.
+/// Dropping it before the end (the client went away) still runs the
+/// callback, with `Ending::ClientGone`.
+#[derive(Default)]
+pub struct Outbox {
+    pub ready: VecDeque<Bytes>,
+    pub usage: Option<Usage>,
+    pub ending: Option<Ending>,
+    pub on_finish: Option<OnFinish>,
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        if let Some(done) = self.on_finish.take() {
+            done(self.usage, Ending::ClientGone);
+        }
+    }
+}
+
+/// A reply that produces frames into its `Outbox` each time it is pulled.
+pub trait Pull: Send + 'static {
+    fn outbox(&mut self) -> &mut Outbox;
+    /// Waits for the next piece of the reply; sets `ending` at the end.
+    fn pull(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// The client's SSE stream for a `Pull` reply; the finish callback runs
+/// once, at the end or when the stream is dropped.
+pub fn into_sse<P: Pull>(reply: P) -> SseStream {
+    Box::pin(futures::stream::unfold(reply, |mut r| async move {
+        loop {
+            let out = r.outbox();
+            if let Some(f) = out.ready.pop_front() {
+                return Some((f, r));
+            }
+            if let Some(ending) = out.ending {
+                if let Some(done) = out.on_finish.take() {
+                    done(out.usage, ending);
+                }
+                return None;
+            }
+            r.pull().await;
+        }
+    }))
+}
 
 pub enum Reply {
     /// A complete JSON body (`model` already names the policy model).

@@ -9,7 +9,6 @@
 //! error on), its own bounded retry across models, and the SSE frames as
 //! they arrive, so requests go through the same reqwest client directly.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +22,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::sse::{frame, SseParser};
-use super::{Ending, Failure, OnFinish, Reply, RetryReason, Usage};
+use super::{into_sse, Ending, Failure, OnFinish, Outbox, Pull, Reply, RetryReason, Usage};
 use crate::error::{ApiError, Cause};
 use crate::secret::Secret;
 
@@ -97,22 +96,16 @@ impl OpenAiUpstream {
             let mut relay = Relay {
                 upstream: Box::pin(resp.bytes_stream()),
                 parser: SseParser::default(),
-                ready: VecDeque::new(),
                 model,
                 client_wants_usage,
-                usage: None,
-                ending: None,
-                on_finish: None,
+                out: Outbox::default(),
             };
             match tokio::time::timeout(self.timeout, relay.prime()).await {
                 Err(_) => Err(Failure::Retry(RetryReason::Timeout)),
                 Ok(Err(reason)) => Err(Failure::Retry(reason)),
                 Ok(Ok(())) => {
-                    relay.on_finish = on_finish.take();
-                    let s = futures::stream::unfold(relay, |mut r| async move {
-                        r.next_frame().await.map(|f| (f, r))
-                    });
-                    Ok(Reply::Stream(Box::pin(s)))
+                    relay.out.on_finish = on_finish.take();
+                    Ok(Reply::Stream(into_sse(relay)))
                 }
             }
         } else {
@@ -193,51 +186,33 @@ impl OpenAiUpstream {
 struct Relay {
     upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     parser: SseParser,
-    ready: VecDeque<Bytes>,
     model: Arc<str>,
     client_wants_usage: bool,
-    usage: Option<Usage>,
-    ending: Option<Ending>,
-    on_finish: Option<OnFinish>,
+    out: Outbox,
 }
 
 impl Relay {
     /// Reads until the first frame is ready; fails if the upstream ends first.
     async fn prime(&mut self) -> Result<(), RetryReason> {
-        while self.ready.is_empty() && self.ending.is_none() {
-            self.pull().await;
+        while self.out.ready.is_empty() && self.out.ending.is_none() {
+            self.pull_next().await;
         }
-        match self.ending {
-            Some(Ending::UpstreamBroke) if self.ready.len() <= 1 => Err(RetryReason::Malformed(
-                "stream ended before the first event".into(),
-            )),
+        match self.out.ending {
+            Some(Ending::UpstreamBroke) if self.out.ready.len() <= 1 => Err(
+                RetryReason::Malformed("stream ended before the first event".into()),
+            ),
             _ => Ok(()),
         }
     }
 
-    async fn next_frame(&mut self) -> Option<Bytes> {
-        loop {
-            if let Some(f) = self.ready.pop_front() {
-                return Some(f);
-            }
-            if let Some(ending) = self.ending {
-                if let Some(done) = self.on_finish.take() {
-                    done(self.usage, ending);
-                }
-                return None;
-            }
-            self.pull().await;
-        }
-    }
-
-    async fn pull(&mut self) {
+    async fn pull_next(&mut self) {
         match self.upstream.next().await {
             Some(Ok(chunk)) => {
                 let mut events = Vec::new();
                 self.parser.feed(&chunk, |e| events.push(e));
                 for e in events {
                     self.on_event(e);
-                    if self.ending.is_some() {
+                    if self.out.ending.is_some() {
                         break;
                     }
                 }
@@ -255,28 +230,40 @@ impl Relay {
 
     fn broke(&mut self) {
         let err = ApiError::bad_gateway();
-        self.ready
+        self.out
+            .ready
             .push_back(frame(&serde_json::to_vec(&err.body()).unwrap_or_default()));
-        self.ending = Some(Ending::UpstreamBroke);
+        self.out.ending = Some(Ending::UpstreamBroke);
     }
 
     fn on_event(&mut self, data: Vec<u8>) {
         if data == b"[DONE]" {
-            self.ready
+            self.out
+                .ready
                 .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
-            self.ending = Some(Ending::Complete);
+            self.out.ending = Some(Ending::Complete);
             return;
         }
         match rewrite(&data, &self.model, !self.client_wants_usage) {
             Ok(Some((body, usage))) => {
                 if usage.is_some() {
-                    self.usage = usage;
+                    self.out.usage = usage;
                 }
-                self.ready.push_back(frame(&body));
+                self.out.ready.push_back(frame(&body));
             }
             Ok(None) => {} // a usage-only chunk the client did not ask for
-            Err(_) => self.ready.push_back(frame(&data)),
+            Err(_) => self.out.ready.push_back(frame(&data)),
         }
+    }
+}
+
+impl Pull for Relay {
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
+    }
+
+    async fn pull(&mut self) {
+        self.pull_next().await
     }
 }
 
@@ -338,14 +325,6 @@ fn rewrite_value(data: &[u8], model: &str, drop_usage: bool) -> Result<Option<Re
     serde_json::to_vec(&v)
         .map(|b| Some((b, usage)))
         .map_err(|e| e.to_string())
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if let Some(done) = self.on_finish.take() {
-            done(self.usage, Ending::ClientGone);
-        }
-    }
 }
 
 /// The error with its sources, for logs (reqwest hides the cause otherwise).

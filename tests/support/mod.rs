@@ -51,7 +51,11 @@ retry: {{ max_attempts: 3, backoff: 5ms }}
 pub async fn start(yaml: &str) -> SocketAddr {
     let policy = tollgate::policy::load_str("test.yaml", yaml, Path::new("."), &|_| None)
         .unwrap_or_else(|e| panic!("{e}"));
-    let gw = Arc::new(Gateway::new(policy, &Options::default()).unwrap());
+    serve(Arc::new(Gateway::new(policy, &Options::default()).unwrap())).await
+}
+
+/// Serves `gw` on 127.0.0.1:0.
+pub async fn serve(gw: Arc<Gateway>) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
