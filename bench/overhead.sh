@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Gateway overhead, measured in one run: the fake OpenAI upstream
+# (examples/fake_openai.rs) straight, and the same upstream through tollgate.
+#
+#   bench/overhead.sh                 # 10 s per scenario
+#   DURATION=30 bench/overhead.sh
+#
+# Scenarios (non-streaming chat completions, keep-alive connections):
+#   max RPS   closed loop, $CONNS connections (default 64)
+#   fixed     open loop at $RATE requests/s (default 2000), $CONNS connections,
+#             oha --latency-correction, so p50/p99 include queueing
+# Prints a table with the added latency (tollgate − direct) and tollgate's
+# CPU time per request. Needs oha (installed into ~/.cache/tollgate/tools
+# with cargo if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+RATE=${RATE:-2000}
+CONNS=${CONNS:-64}
+TOOLS=${TOLLGATE_TOOLS:-$HOME/.cache/tollgate/tools}
+OHA=${OHA:-$(command -v oha || echo "$TOOLS/bin/oha")}
+
+if [ ! -x "$OHA" ]; then
+  echo "oha not found: installing oha 1.16.0 into $TOOLS (a few minutes)"
+  cargo install --locked --no-default-features --features native-tls --root "$TOOLS" --version 1.16.0 oha
+  OHA="$TOOLS/bin/oha"
+fi
+cargo build --release --quiet --bin tollgate --example fake_openai
+BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+url_from() {
+  for _ in $(seq 1 100); do
+    url=$(sed -n 's/.* listening on \(http[^ ]*\).*/\1/p' "$1" | head -1)
+    [ -n "$url" ] && { echo "$url"; return 0; }
+    sleep 0.1
+  done
+  cat "$1" >&2; return 1
+}
+
+"$BIN/examples/fake_openai" --listen 127.0.0.1:0 > "$tmp/fake.out" 2>&1 &
+up_pid=$!
+pids+=($up_pid)
+upstream=$(url_from "$tmp/fake.out")
+"$BIN/tollgate" key new --id bench --team bench > "$tmp/key.out"
+key=$(sed -n 's/^key:  //p' "$tmp/key.out")
+cat > "$tmp/policy.yaml" <<YAML
+version: 1
+providers:
+  fake: { kind: openai, base_url: "$upstream/v1", api_key: upstream-secret }
+models:
+  gpt-3.5-turbo: { provider: fake, price: { input: 0.5, output: 1.5 } }
+keys:
+  - { id: bench, team: bench, hash: "$(sed -n 's/^hash: //p' "$tmp/key.out")" }
+YAML
+"$BIN/tollgate" serve --config "$tmp/policy.yaml" --listen 127.0.0.1:0 > "$tmp/tg.out" 2> "$tmp/tg.log" &
+tg_pid=$!
+pids+=($tg_pid)
+gateway=$(url_from "$tmp/tg.out")
+
+body='{"model":"gpt-3.5-turbo","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in one short sentence."}],"max_tokens":32}'
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+run() { # run LABEL URL KEY SCENARIO
+  local label=$1 url=$2 k=$3 sc=$4 load
+  if [ "$sc" = max ]; then load=(-c "$CONNS"); else load=(-c "$CONNS" -q "$RATE" --latency-correction); fi
+  "$OHA" --no-tui -z 2s -c 16 -m POST -H "authorization: Bearer $k" -H 'content-type: application/json' \
+    -d "$body" "$url/v1/chat/completions" > /dev/null 2>&1 || true
+  local before up_before; before=$(cpu_ticks "$tg_pid"); up_before=$(cpu_ticks "$up_pid")
+  "$OHA" --no-tui --output-format json -o "$tmp/$label-$sc.json" -z "${DURATION}s" "${load[@]}" -m POST \
+    -H "authorization: Bearer $k" -H 'content-type: application/json' -d "$body" "$url/v1/chat/completions" \
+    > /dev/null 2> "$tmp/oha.err"
+  echo "$(( $(cpu_ticks "$tg_pid") - before ))" > "$tmp/$label-$sc.cpu"
+  echo "$(( $(cpu_ticks "$up_pid") - up_before ))" > "$tmp/$label-$sc.upcpu"
+}
+
+echo "oha $("$OHA" --version | awk '{print $2}'); ${DURATION}s per scenario; $(nproc) cores; $(uname -m)"
+for sc in max fixed; do
+  run direct "$upstream" upstream-secret "$sc"
+  run tollgate "$gateway" "$key" "$sc"
+done
+
+python3 - "$tmp" "$RATE" "$CONNS" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+tmp, rate, conns, hz = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+def load(label, sc):
+    r = json.load(open(f"{tmp}/{label}-{sc}.json"))
+    s, lat = r["summary"], r["latencyPercentiles"]
+    codes = r.get("statusCodeDistribution", {})
+    ok = sum(v for k, v in codes.items() if k.startswith("2"))
+    total = sum(codes.values()) or 1
+    cpu = int(open(f"{tmp}/{label}-{sc}.cpu").read()) / hz
+    up = int(open(f"{tmp}/{label}-{sc}.upcpu").read()) / hz
+    return {"rps": s["requestsPerSec"], "p50": lat["p50"] * 1e6, "p99": lat["p99"] * 1e6,
+            "ok": 100.0 * ok / total, "cpu_us": 1e6 * cpu / max(ok, 1), "up_us": 1e6 * up / max(ok, 1)}
+rows = {(l, sc): load(l, sc) for l in ("direct", "tollgate") for sc in ("max", "fixed")}
+print(f"\n| scenario | target | ok % | RPS | p50 µs | p99 µs | tollgate CPU µs/req | upstream CPU µs/req |")
+print("|---|---|---|---|---|---|---|---|")
+for sc, name in (("max", f"max RPS, {conns} conns"), ("fixed", f"{rate} RPS fixed, {conns} conns")):
+    for l in ("direct", "tollgate"):
+        r = rows[(l, sc)]
+        cpu = f"{r['cpu_us']:.0f}" if l == "tollgate" else ""
+        print(f"| {name} | {l} | {r['ok']:.2f} | {r['rps']:.0f} | {r['p50']:.0f} | {r['p99']:.0f} | {cpu} | {r['up_us']:.0f} |")
+d, t = rows[("direct", "fixed")], rows[("tollgate", "fixed")]
+m = rows[("tollgate", "max")]["rps"] / rows[("direct", "max")]["rps"]
+print(f"\nadded latency at {rate} RPS: p50 +{t['p50'] - d['p50']:.0f} µs, p99 +{t['p99'] - d['p99']:.0f} µs; "
+      f"max RPS through tollgate = {100 * m:.0f}% of direct")
+PY
