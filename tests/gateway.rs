@@ -500,3 +500,46 @@ keys: [{{ id: k, team: t, hash: "{1}" }}]
     assert_eq!(st, 503);
     assert_eq!(fake.hits(), 1);
 }
+
+#[tokio::test]
+async fn requests_are_classified_and_routed_by_task() {
+    let fake = Fake::start().await;
+    let yaml = format!(
+        r#"
+version: 1
+providers:
+  up: {{ kind: openai, base_url: "{}", api_key: upstream-secret }}
+models:
+  gpt-4: {{ provider: up, price: {{ input: 30, output: 60 }} }}
+  gpt-3.5-turbo: {{ provider: up, price: {{ input: 0.5, output: 1.5 }} }}
+aliases: {{ auto: router }}
+routes:
+  - {{ name: code-to-strong, when: {{ task: [code, math] }}, to: gpt-4 }}
+  - {{ name: default, to: gpt-3.5-turbo }}
+keys: [{{ id: k, team: t, hash: "{}" }}]
+"#,
+        fake.base_url(),
+        support::hash(KEY)
+    );
+    let url = format!("http://{}", start(&yaml).await);
+    let code = json!({"model": "auto", "messages": [{"role": "user",
+        "content": "Write a Python function that merges two sorted lists."}]});
+    let res = chat_as(&url, KEY, code).await;
+    let h = res.headers();
+    assert_eq!(h["x-tollgate-task"], "code");
+    assert_eq!(h["x-tollgate-route"], "code-to-strong");
+    assert_eq!(h["x-tollgate-model"], "gpt-4");
+    assert!(h.contains_key("x-tollgate-complexity"));
+    let score: f64 = h["x-tollgate-strong-score"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((0.0..=1.0).contains(&score));
+
+    let hello = json!({"model": "auto", "messages": [{"role": "user", "content": "hi there"}]});
+    let res = chat_as(&url, KEY, hello).await;
+    assert_eq!(res.headers()["x-tollgate-task"], "chat");
+    assert_eq!(res.headers()["x-tollgate-complexity"], "low");
+    assert_eq!(res.headers()["x-tollgate-model"], "gpt-3.5-turbo");
+}

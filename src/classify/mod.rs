@@ -1,10 +1,99 @@
-//! Request facts the router can match on: task and complexity.
+//! The classify stage: what a request asks for (task), how hard it is
+//! (complexity, strong_score), from the whole conversation.
 //!
-//! The names are part of the policy format (`when: { task: [code] }`), so
-//! they are fixed here and parsed strictly.
+//! The task and complexity names are part of the policy format
+//! (`when: { task: [code] }`), so they are fixed here and parsed strictly.
+
+mod rules;
 
 use std::fmt;
 use std::str::FromStr;
+
+use serde_json::Value;
+
+pub use rules::{classify, Conversation};
+
+use crate::request::ChatRequest;
+
+/// What the classifier found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Class {
+    pub task: Task,
+    pub complexity: Complexity,
+    /// How likely only the strong model answers well, in [0, 1].
+    pub strong_score: f64,
+    pub prompt_tokens: u32,
+    /// The cues that fired, for `x-tollgate-reason` and debugging.
+    pub signals: Vec<&'static str>,
+}
+
+/// The texts of a chat request, split the way the classifier weighs them.
+pub struct Texts {
+    pub system: String,
+    pub last_user: String,
+    pub earlier: String,
+    pub turns: usize,
+}
+
+impl Texts {
+    pub fn of(chat: &ChatRequest) -> Texts {
+        let msgs = chat.messages();
+        let last_user = msgs
+            .iter()
+            .rposition(|m| m["role"] == "user")
+            .unwrap_or(msgs.len().saturating_sub(1));
+        let mut t = Texts {
+            system: String::new(),
+            last_user: String::new(),
+            earlier: String::new(),
+            turns: msgs.len(),
+        };
+        for (i, m) in msgs.iter().enumerate() {
+            let text = content_text(&m["content"]);
+            let role = m["role"].as_str().unwrap_or("");
+            let dest = if i == last_user {
+                &mut t.last_user
+            } else if role == "system" || role == "developer" {
+                &mut t.system
+            } else {
+                &mut t.earlier
+            };
+            if !dest.is_empty() {
+                dest.push('\n');
+            }
+            dest.push_str(&text);
+        }
+        t
+    }
+
+    pub fn conversation<'a>(&'a self, chat: &ChatRequest, prompt_tokens: u32) -> Conversation<'a> {
+        Conversation {
+            system: &self.system,
+            last_user: &self.last_user,
+            earlier: &self.earlier,
+            turns: self.turns,
+            has_tools: chat.body.get("tools").is_some_and(|t| !t.is_null()),
+            wants_json: chat
+                .body
+                .get("response_format")
+                .is_some_and(|t| !t.is_null()),
+            max_tokens: chat.max_tokens,
+            prompt_tokens,
+        }
+    }
+}
+
+fn content_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
 
 macro_rules! named_enum {
     ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {

@@ -20,6 +20,7 @@ use http::{header, HeaderValue};
 use rand::Rng;
 
 use super::auth::Caller;
+use crate::classify::{classify, Class, Texts};
 use crate::error::ApiError;
 use crate::gateway::{Backend, Gateway};
 use crate::money::Nanos;
@@ -53,7 +54,15 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
     if !caller.may_use(gw, &chat.model) {
         return Err(ApiError::model_not_found(&chat.model));
     }
-    let facts = Facts::default();
+    let texts = Texts::of(&chat);
+    let class = classify(&texts.conversation(&chat, 0));
+    let facts = Facts {
+        task: Some(class.task),
+        complexity: Some(class.complexity),
+        strong_score: Some(class.strong_score),
+        // Set once prompt tokens are counted with the model's tokenizer.
+        prompt_tokens: None,
+    };
     let decision = route(&gw.policy, &chat.model, &facts).map_err(|e| match e {
         RouteError::UnknownModel => ApiError::model_not_found(&chat.model),
         RouteError::NoRoute => ApiError::invalid_request(
@@ -114,7 +123,7 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 );
-                tag(h, &decision.rule, &gw.model_names[id]);
+                tag(h, &decision.rule, &gw.model_names[id], &class);
                 if let Some(c) = cost {
                     if let Ok(v) = HeaderValue::from_str(&c.to_string()) {
                         h.insert("x-tollgate-cost-usd", v);
@@ -130,7 +139,7 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
                     HeaderValue::from_static("text/event-stream"),
                 );
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                tag(h, &decision.rule, &gw.model_names[id]);
+                tag(h, &decision.rule, &gw.model_names[id], &class);
                 return Ok(res);
             }
             Err(Failure::Final(e)) => return Err(e),
@@ -143,7 +152,18 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
     Err(last.map_or_else(|| ApiError::unavailable(1), |r| r.to_api_error()))
 }
 
-fn tag(h: &mut http::HeaderMap, rule: &str, model: &str) {
+fn tag(h: &mut http::HeaderMap, rule: &str, model: &str, class: &Class) {
+    h.insert(
+        "x-tollgate-task",
+        HeaderValue::from_static(class.task.as_str()),
+    );
+    h.insert(
+        "x-tollgate-complexity",
+        HeaderValue::from_static(class.complexity.as_str()),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("{:.2}", class.strong_score)) {
+        h.insert("x-tollgate-strong-score", v);
+    }
     if let Ok(v) = HeaderValue::from_str(rule) {
         h.insert("x-tollgate-route", v);
     }
