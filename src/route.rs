@@ -25,6 +25,8 @@ pub struct Facts {
 pub struct RouteDecision {
     pub rule: String,
     pub chain: Vec<ModelId>,
+    /// Why, in a few words: the conditions that held (`x-tollgate-reason`).
+    pub reason: String,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -52,10 +54,12 @@ pub fn route(policy: &Policy, requested: &str, facts: &Facts) -> Result<RouteDec
         (Some(r), _) => Ok(RouteDecision {
             rule: r.name.clone(),
             chain: r.chain.clone(),
+            reason: explain(r, requested, facts),
         }),
         (None, Some(id)) => Ok(RouteDecision {
             rule: "direct".to_string(),
             chain: vec![id],
+            reason: format!("{requested} was requested and no route re-routes it"),
         }),
         (None, None) => Err(RouteError::NoRoute),
     }
@@ -69,6 +73,32 @@ fn facts_hold(r: &Route, f: &Facts) -> bool {
             .is_none_or(|c| f.strong_score.is_some_and(|s| c.holds(s)))
         && w.prompt_tokens
             .is_none_or(|c| f.prompt_tokens.is_some_and(|t| c.holds(f64::from(t))))
+}
+
+/// The conditions of `r` that held, e.g. `rule hard: task=code, complexity=high`.
+fn explain(r: &Route, requested: &str, f: &Facts) -> String {
+    let w = &r.when;
+    let mut held = Vec::new();
+    if w.model.is_some() {
+        held.push(format!("model={requested}"));
+    }
+    if let (Some(_), Some(t)) = (&w.task, f.task) {
+        held.push(format!("task={t}"));
+    }
+    if let (Some(_), Some(c)) = (&w.complexity, f.complexity) {
+        held.push(format!("complexity={c}"));
+    }
+    if let (Some(_), Some(s)) = (&w.strong_score, f.strong_score) {
+        held.push(format!("strong_score={s:.2}"));
+    }
+    if let (Some(_), Some(t)) = (&w.prompt_tokens, f.prompt_tokens) {
+        held.push(format!("prompt_tokens={t}"));
+    }
+    if held.is_empty() {
+        format!("rule {}: first route without conditions", r.name)
+    } else {
+        format!("rule {}: {}", r.name, held.join(", "))
+    }
 }
 
 /// No set: holds. A set: holds when the fact is known and in it.
@@ -123,6 +153,7 @@ routes:
         let d = route(&p, "auto", &hard).unwrap();
         assert_eq!(d.rule, "hard");
         assert_eq!(d.chain, vec![p.model_ids["big"], p.model_ids["small"]]);
+        assert_eq!(d.reason, "rule hard: task=code, complexity=high");
 
         let scored = Facts {
             strong_score: Some(0.8),

@@ -193,6 +193,10 @@ async fn falls_back_to_the_next_model_on_500() {
     let res = s.chat(hello("auto")).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-tollgate-model"], "gpt-3.5-turbo");
+    assert_eq!(
+        res.headers()["x-tollgate-reason"],
+        "rule main: model=auto; fell back to gpt-3.5-turbo after status 500"
+    );
     let sent: Vec<String> = s
         .primary
         .requests()
@@ -529,6 +533,7 @@ keys: [{{ id: k, team: t, hash: "{}" }}]
     assert_eq!(h["x-tollgate-task"], "code");
     assert_eq!(h["x-tollgate-route"], "code-to-strong");
     assert_eq!(h["x-tollgate-model"], "gpt-4");
+    assert_eq!(h["x-tollgate-reason"], "rule code-to-strong: task=code");
     assert!(h.contains_key("x-tollgate-complexity"));
     let score: f64 = h["x-tollgate-strong-score"]
         .to_str()

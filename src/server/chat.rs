@@ -26,7 +26,7 @@ use crate::gateway::{Backend, Gateway};
 use crate::money::Nanos;
 use crate::policy::{ModelId, Pricing};
 use crate::request::ChatRequest;
-use crate::route::{route, Facts, RouteError};
+use crate::route::{route, Facts, RouteDecision, RouteError};
 use crate::upstream::{Ending, Failure, OnFinish, Reply, RetryReason, Usage};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -123,7 +123,7 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 );
-                tag(h, &decision.rule, &gw.model_names[id], &class);
+                tag(h, &decision, &gw.model_names[id], &class, last.as_ref());
                 if let Some(c) = cost {
                     if let Ok(v) = HeaderValue::from_str(&c.to_string()) {
                         h.insert("x-tollgate-cost-usd", v);
@@ -139,7 +139,7 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
                     HeaderValue::from_static("text/event-stream"),
                 );
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                tag(h, &decision.rule, &gw.model_names[id], &class);
+                tag(h, &decision, &gw.model_names[id], &class, last.as_ref());
                 return Ok(res);
             }
             Err(Failure::Final(e)) => return Err(e),
@@ -152,7 +152,27 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
     Err(last.map_or_else(|| ApiError::unavailable(1), |r| r.to_api_error()))
 }
 
-fn tag(h: &mut http::HeaderMap, rule: &str, model: &str, class: &Class) {
+/// The headers that say where a request went and why. `fell_back` is the
+/// last failure before the model that answered, if any.
+fn tag(
+    h: &mut http::HeaderMap,
+    decision: &RouteDecision,
+    model: &str,
+    class: &Class,
+    fell_back: Option<&RetryReason>,
+) {
+    let rule = decision.rule.as_str();
+    let reason = match fell_back {
+        Some(why) => format!(
+            "{}; fell back to {model} after {}",
+            decision.reason,
+            why.kind()
+        ),
+        None => decision.reason.clone(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&reason) {
+        h.insert("x-tollgate-reason", v);
+    }
     h.insert(
         "x-tollgate-task",
         HeaderValue::from_static(class.task.as_str()),

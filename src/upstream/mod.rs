@@ -135,6 +135,18 @@ pub enum RetryReason {
 }
 
 impl RetryReason {
+    /// A short, client-safe name of the failure (no addresses or upstream text).
+    pub fn kind(&self) -> String {
+        match self {
+            RetryReason::Connect(_) => "connect error".into(),
+            RetryReason::Timeout => "timeout".into(),
+            RetryReason::Status { status, .. } => format!("status {status}"),
+            RetryReason::Unavailable(_) => "unavailable".into(),
+            RetryReason::Busy => "busy".into(),
+            RetryReason::Malformed(_) => "malformed reply".into(),
+        }
+    }
+
     /// The error a client gets when this was the last failure.
     pub fn to_api_error(&self) -> ApiError {
         match self {
