@@ -6,7 +6,71 @@
 //! going to the earlier task in `ORDER`. Cues are plain substring tests on
 //! a lower-cased copy of the text, so the cost is linear in the prompt.
 
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
+
 use super::{Class, Complexity, Task};
+
+/// All cues in one automaton: the text is scanned once, whatever the
+/// number of cues. `None` only if building it failed (then: one search per cue).
+static MATCHER: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| dfa(CUES.iter().map(|c| c.1)));
+
+/// A full DFA: the fastest search kind, and the cue sets are small.
+fn dfa<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Option<AhoCorasick> {
+    AhoCorasick::builder()
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(patterns)
+        .ok()
+}
+
+/// Longer texts are scanned for cues in their first `HEAD` and last
+/// `TAIL` bytes only: instructions sit at the start or the end of a prompt,
+/// and the body of a long document mostly adds incidental words. This
+/// also bounds the classifier's cost whatever the prompt's length.
+const HEAD: usize = 1024;
+const TAIL: usize = 512;
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// The parts of `lower` that are scanned for cues.
+fn scanned(lower: &str) -> [&str; 2] {
+    if lower.len() <= HEAD + TAIL {
+        return [lower, ""];
+    }
+    let head_end = floor_boundary(lower, HEAD);
+    let tail_start = floor_boundary(lower, lower.len() - TAIL);
+    [&lower[..head_end], &lower[tail_start..]]
+}
+
+/// Indices into `CUES` of the cues found in `lower`, each once.
+fn cues_in(lower: &str) -> Vec<usize> {
+    let mut seen = vec![false; CUES.len()];
+    for part in scanned(lower) {
+        match MATCHER.as_ref() {
+            Some(m) => {
+                for hit in m.find_overlapping_iter(part) {
+                    seen[hit.pattern().as_usize()] = true;
+                }
+            }
+            None => {
+                for (i, c) in CUES.iter().enumerate() {
+                    seen[i] |= part.contains(c.1);
+                }
+            }
+        }
+    }
+    seen.iter()
+        .enumerate()
+        .filter(|(_, s)| **s)
+        .map(|(i, _)| i)
+        .collect()
+}
 
 /// (task, cue, points). English cues are lower case; Chinese cues match as is.
 const CUES: &[(Task, &str, i32)] = &[
@@ -314,51 +378,73 @@ fn index(t: Task) -> usize {
     Task::ALL.iter().position(|x| *x == t).unwrap_or(0)
 }
 
-fn add_cues(text: &str, weight: i32, scores: &mut [i32; 13], hits: &mut Vec<&'static str>) {
-    let lower = text.to_lowercase();
-    for &(task, cue, points) in CUES {
-        if lower.contains(cue) {
-            scores[index(task)] += points * weight;
-            if weight >= 2 && hits.len() < 8 {
-                hits.push(cue);
-            }
+/// Lower case; the ASCII fast path covers most English prompts.
+fn lowercase(s: &str) -> String {
+    if s.is_ascii() {
+        s.to_ascii_lowercase()
+    } else {
+        s.to_lowercase()
+    }
+}
+
+/// Adds the points of every cue in `lower` (already lower-cased).
+fn add_cues(lower: &str, weight: i32, scores: &mut [i32; 13], hits: &mut Vec<&'static str>) {
+    for i in cues_in(lower) {
+        let (task, cue, points) = CUES[i];
+        scores[index(task)] += points * weight;
+        if weight >= 2 && hits.len() < 8 {
+            hits.push(cue);
         }
     }
 }
 
+/// Cues of explicit constraints and multi-step instructions.
+const MARKERS: &[&str] = &[
+    "exactly",
+    "at least",
+    "at most",
+    "must",
+    "should",
+    "do not",
+    "don't",
+    "without",
+    "step",
+    "format",
+    "bullet",
+    "words",
+    "json",
+    "table",
+    "first",
+    "then",
+    "finally",
+    "必须",
+    "不要",
+    "至少",
+    "不超过",
+    "步骤",
+    "格式",
+    "首先",
+    "然后",
+    "最后",
+    "要求",
+];
+
+static MARKER_MATCHER: LazyLock<Option<AhoCorasick>> =
+    LazyLock::new(|| dfa(MARKERS.iter().copied()));
+
 /// Counts cues that make a request long or hard: numbered steps,
-/// explicit constraints, several questions.
-fn constraints(text: &str) -> u32 {
-    let lower = text.to_lowercase();
-    let markers = [
-        "exactly",
-        "at least",
-        "at most",
-        "must",
-        "should",
-        "do not",
-        "don't",
-        "without",
-        "step",
-        "format",
-        "bullet",
-        "words",
-        "json",
-        "table",
-        "first",
-        "then",
-        "finally",
-        "必须",
-        "不要",
-        "至少",
-        "不超过",
-        "步骤",
-        "格式",
-        "首先",
-        "然后",
-        "最后",
-        "要求",
-    ];
+/// explicit constraints. `lower` is the lower-cased text.
+fn constraints(lower: &str) -> u32 {
+    let distinct = match MARKER_MATCHER.as_ref() {
+        Some(m) => {
+            let mut seen = [false; 64];
+            for hit in m.find_overlapping_iter(lower) {
+                seen[hit.pattern().as_usize() % 64] = true;
+            }
+            seen.iter().filter(|s| **s).count() as u32
+        }
+        None => MARKERS.iter().filter(|m| lower.contains(*m)).count() as u32,
+    };
     let numbered = lower
         .lines()
         .filter(|l| {
@@ -367,38 +453,44 @@ fn constraints(text: &str) -> u32 {
                 || t.starts_with("- ")
         })
         .count() as u32;
-    markers.iter().filter(|m| lower.contains(*m)).count() as u32 + numbered
+    distinct + numbered
 }
 
 /// Classifies a conversation.
 pub fn classify(c: &Conversation<'_>) -> Class {
     let mut scores = [0i32; 13];
     let mut signals = Vec::new();
-    add_cues(c.last_user, 3, &mut scores, &mut signals);
-    add_cues(c.system, 1, &mut scores, &mut signals);
+    let lower = lowercase(c.last_user);
+    add_cues(&lower, 3, &mut scores, &mut signals);
+    add_cues(&lowercase(c.system), 1, &mut scores, &mut signals);
     if !c.earlier.is_empty() {
-        add_cues(c.earlier, 1, &mut scores, &mut signals);
+        add_cues(&lowercase(c.earlier), 1, &mut scores, &mut signals);
     }
     // The instruction usually comes first: a verb there that operates on
     // given text ("summarize this code…") outweighs what the text is about.
-    let head: String = c.last_user.to_lowercase().chars().take(60).collect();
-    for &(task, cue, points) in CUES {
+    let head = match lower.char_indices().nth(60) {
+        Some((i, _)) => &lower[..i],
+        None => &lower,
+    };
+    for i in cues_in(head) {
+        let (task, _, points) = CUES[i];
         let operates_on_text = matches!(
             task,
             Task::Summarization | Task::Translation | Task::Extraction | Task::Classification
         );
-        if operates_on_text && head.contains(cue) {
+        if operates_on_text {
             scores[index(task)] += points * 3;
         }
     }
     // Shape features.
     let text = c.last_user;
-    let digits = text.chars().filter(char::is_ascii_digit).count();
-    let cjk = text
-        .chars()
-        .filter(|ch| ('\u{4e00}'..='\u{9fff}').contains(ch))
-        .count();
-    let chars = text.chars().count().max(1);
+    let (mut digits, mut cjk, mut chars) = (0usize, 0usize, 0usize);
+    for ch in text.chars() {
+        chars += 1;
+        digits += usize::from(ch.is_ascii_digit());
+        cjk += usize::from(('\u{4e00}'..='\u{9fff}').contains(&ch));
+    }
+    let chars = chars.max(1);
     if digits >= 2 && (text.contains('?') || text.contains('？') || text.contains("多少")) {
         scores[index(Task::Math)] += 6;
         signals.push("numbers+question");
@@ -422,8 +514,8 @@ pub fn classify(c: &Conversation<'_>) -> Class {
         scores[index(Task::Code)] += 2;
         signals.push("tools");
     }
-    let lower = text.trim_start().to_lowercase();
-    if lower.starts_with("as a ") || lower.starts_with("as an ") {
+    let start = lower.trim_start();
+    if start.starts_with("as a ") || start.starts_with("as an ") {
         scores[index(Task::Roleplay)] += 9;
         signals.push("as a …");
     }
@@ -454,7 +546,7 @@ pub fn classify(c: &Conversation<'_>) -> Class {
         };
     }
 
-    let n_constraints = constraints(text);
+    let n_constraints = constraints(&lower);
     let mut hardness: f64 = match task {
         Task::Code => 0.55,
         Task::Math => 0.5,
