@@ -92,6 +92,7 @@ fn every_command_explains_itself() {
     for args in [
         &["--help"][..],
         &["serve", "--help"],
+        &["classify", "--help"],
         &["policy", "check", "--help"],
         &["key", "new", "--help"],
     ] {
@@ -176,4 +177,78 @@ fn serve_refuses_a_missing_env_variable_by_name() {
         stderr.contains("environment variable TOLLGATE_TEST_SURELY_UNSET is not set"),
         "{stderr}"
     );
+}
+
+#[test]
+fn classify_writes_one_line_per_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.yaml");
+    std::fs::write(
+        &policy,
+        "version: 1\nproviders:\n  up: { kind: openai, api_key: k }\nmodels:\n  gpt-4: { provider: up, price: { input: 30, output: 60 } }\n  gpt-3.5-turbo: { provider: up, price: { input: 0.5, output: 1.5 } }\naliases: { auto: router }\nroutes:\n  - { name: code, when: { task: code }, to: gpt-4 }\n  - { name: default, to: gpt-3.5-turbo }\n",
+    )
+    .unwrap();
+    let mut child = tollgate()
+        .args(["classify", "--jsonl", "-", "--policy"])
+        .arg(&policy)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, r#"{{"id": 1, "prompt": "Write a Python function that merges two sorted lists.", "max_tokens": 100}}"#).unwrap();
+        writeln!(
+            stdin,
+            r#"{{"id": "b", "messages": [{{"role": "user", "content": "Hello"}}]}}"#
+        )
+        .unwrap();
+        writeln!(stdin, "not json").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a bad line makes the exit code 1"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3: not JSON"));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let code = &lines[0];
+    for field in [
+        "id",
+        "task",
+        "complexity",
+        "strong_score",
+        "prompt_tokens",
+        "route",
+        "model",
+        "est_cost_usd",
+    ] {
+        assert!(code.get(field).is_some(), "missing {field}: {code}");
+    }
+    assert_eq!(
+        (code["id"].as_i64(), code["task"].as_str()),
+        (Some(1), Some("code"))
+    );
+    assert_eq!(
+        (code["route"].as_str(), code["model"].as_str()),
+        (Some("code"), Some("gpt-4"))
+    );
+    assert_eq!(code["prompt_tokens"], 17);
+    // 17 prompt tokens at $30/M + 100 max tokens at $60/M = $0.00651.
+    assert_eq!(code["est_cost_usd"], 0.00651);
+    let hello = &lines[1];
+    assert_eq!(
+        (hello["id"].as_str(), hello["task"].as_str()),
+        (Some("b"), Some("chat"))
+    );
+    assert_eq!(hello["model"], "gpt-3.5-turbo");
+    assert_eq!(hello["prompt_tokens"], 8);
 }

@@ -5,6 +5,7 @@
 //! (`when: { task: [code] }`), so they are fixed here and parsed strictly.
 
 mod rules;
+pub mod tokens;
 
 use std::fmt;
 use std::str::FromStr;

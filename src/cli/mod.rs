@@ -1,8 +1,9 @@
-//! The command line: `serve`, `policy check`, `key new`.
+//! The command line: `serve`, `classify`, `policy check`, `key new`.
 //!
 //! Exit codes: 0 ok, 1 a check failed (e.g. an invalid policy), 2 an error
 //! (e.g. the port is taken).
 
+mod classify;
 mod key;
 mod policy;
 mod serve;
@@ -29,6 +30,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Serve(serve::ServeArgs),
+    Classify(classify::ClassifyArgs),
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
     #[command(subcommand)]
@@ -39,6 +41,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Classify(args) => classify::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Key(cmd) => key::run(cmd),
     }

@@ -1,0 +1,148 @@
+//! `tollgate classify`: classify and route prompts offline, one JSON line
+//! per input, to measure the classifier and try a policy.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use crate::classify::{classify, tokens, Texts};
+use crate::policy::{load_file, Pricing};
+use crate::request::ChatRequest;
+use crate::route::{route, Facts};
+
+/// Classify prompts and show where the policy would route them.
+///
+/// Reads JSON lines `{"id": …, "prompt": "…"}` or `{"id": …, "messages": […]}`
+/// (from --jsonl FILE, or - for stdin), or one PROMPT argument, and writes
+/// one line per input: {"id", "task", "complexity", "strong_score",
+/// "prompt_tokens", "route", "model", "est_cost_usd"}. Prompt tokens are
+/// counted with OpenAI's cl100k_base tokenizer; est_cost_usd is the prompt
+/// at the model's input price plus max_tokens (if given) at its output
+/// price, null for models priced by the GPU hour.
+///
+/// Example:
+///   tollgate classify "Write a Python function that merges two sorted lists."
+///   tollgate classify --policy policies/cost-capped.yaml --jsonl prompts.jsonl
+#[derive(Args)]
+pub struct ClassifyArgs {
+    /// The policy that routes the prompts.
+    #[arg(long, default_value = "policies/default.yaml")]
+    policy: PathBuf,
+    /// JSON lines to read, or - for stdin.
+    #[arg(long, conflicts_with = "prompt")]
+    jsonl: Option<String>,
+    /// The model or alias the requests ask for.
+    #[arg(long, default_value = "auto")]
+    model: String,
+    /// One prompt to classify.
+    prompt: Option<String>,
+}
+
+pub fn run(args: ClassifyArgs) -> ExitCode {
+    let policy = match load_file(&args.policy) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let lines: Box<dyn Iterator<Item = std::io::Result<String>>> = match (&args.jsonl, &args.prompt)
+    {
+        (Some(path), _) if path == "-" => Box::new(std::io::stdin().lock().lines()),
+        (Some(path), _) => match std::fs::File::open(path) {
+            Ok(f) => Box::new(std::io::BufReader::new(f).lines()),
+            Err(e) => {
+                eprintln!("error: cannot read {path}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, Some(p)) => Box::new(std::iter::once(Ok(
+            json!({"id": 1, "prompt": p}).to_string()
+        ))),
+        (None, None) => {
+            eprintln!("error: give a PROMPT or --jsonl FILE (- for stdin)");
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let mut failed = false;
+    for (n, line) in lines.enumerate() {
+        let line = match line {
+            Ok(l) if l.trim().is_empty() => continue,
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: reading input: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        match one(&policy, &args.model, &line) {
+            Ok(v) => {
+                if writeln!(out, "{v}").is_err() {
+                    return ExitCode::from(2);
+                }
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("line {}: {e}", n + 1);
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn one(policy: &crate::policy::Policy, model: &str, line: &str) -> Result<Value, String> {
+    let input: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let messages = match (&input["messages"], &input["prompt"]) {
+        (Value::Array(m), _) => Value::Array(m.clone()),
+        (_, Value::String(p)) => json!([{"role": "user", "content": p}]),
+        _ => return Err("needs \"prompt\" (a string) or \"messages\" (an array)".into()),
+    };
+    let mut body = json!({"model": model, "messages": messages});
+    if let Some(m) = input.get("max_tokens") {
+        body["max_tokens"] = m.clone();
+    }
+    let chat = ChatRequest::parse(body.to_string().as_bytes()).map_err(|e| e.message)?;
+    let prompt_tokens = tokens::count_chat(chat.messages());
+    let texts = Texts::of(&chat);
+    let class = classify(&texts.conversation(&chat, prompt_tokens));
+    let facts = Facts {
+        task: Some(class.task),
+        complexity: Some(class.complexity),
+        strong_score: Some(class.strong_score),
+        prompt_tokens: Some(prompt_tokens),
+    };
+    let (route_name, model_name, cost) = match route(policy, model, &facts) {
+        Ok(d) => {
+            let m = &policy.models[d.chain[0]];
+            let cost = match m.pricing {
+                Pricing::PerToken(p) => Some(
+                    p.cost(
+                        u64::from(prompt_tokens),
+                        u64::from(chat.max_tokens.unwrap_or(0)),
+                    )
+                    .to_string(),
+                ),
+                Pricing::GpuHour(_) => None,
+            };
+            (Value::from(d.rule), Value::from(m.name.clone()), cost)
+        }
+        Err(_) => (Value::Null, Value::Null, None),
+    };
+    Ok(json!({
+        "id": input.get("id").cloned().unwrap_or(Value::Null),
+        "task": class.task.as_str(),
+        "complexity": class.complexity.as_str(),
+        "strong_score": class.strong_score,
+        "prompt_tokens": prompt_tokens,
+        "route": route_name,
+        "model": model_name,
+        "est_cost_usd": cost.map(|c| c.parse::<f64>().map(Value::from).unwrap_or(Value::String(c))),
+    }))
+}
