@@ -84,6 +84,7 @@ impl Texts {
     }
 }
 
+/// The text of a message's content: a string, or its text parts joined.
 fn content_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),

@@ -18,12 +18,7 @@ pub fn count_chat(messages: &[Value]) -> u32 {
         if let Some(obj) = m.as_object() {
             for (k, v) in obj {
                 let text = match v {
-                    Value::String(s) => s.clone(),
-                    Value::Array(parts) => parts
-                        .iter()
-                        .filter_map(|p| p["text"].as_str())
-                        .collect::<Vec<_>>()
-                        .join(""),
+                    Value::String(_) | Value::Array(_) => super::content_text(v),
                     _ => continue,
                 };
                 n += bpe.encode_ordinary(&text).len();
