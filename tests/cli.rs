@@ -93,6 +93,7 @@ fn every_command_explains_itself() {
         &["--help"][..],
         &["serve", "--help"],
         &["classify", "--help"],
+        &["route", "calibrate", "--help"],
         &["policy", "check", "--help"],
         &["key", "new", "--help"],
     ] {
@@ -251,4 +252,45 @@ fn classify_writes_one_line_per_prompt() {
     );
     assert_eq!(hello["model"], "gpt-3.5-turbo");
     assert_eq!(hello["prompt_tokens"], 8);
+}
+
+#[test]
+fn route_calibrate_prints_a_threshold_for_the_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = dir.path().join("prompts.jsonl");
+    let lines = [
+        "hi",
+        "thanks!",
+        "Translate 'good night' into French.",
+        "Why is the sky blue?",
+        "Write a Python function that merges two sorted lists. It must run in O(n), must not \
+         allocate more than one vector, and should include tests. First explain the plan, \
+         then write the code, finally list 3 edge cases.",
+        "Solve step by step: a train leaves at 3pm at 60 km/h; another at 4pm at 90 km/h. \
+         When does the second catch up? Show the equation first, then the answer.",
+    ];
+    let body: String = lines
+        .iter()
+        .map(|p| serde_json::json!({"prompt": p}).to_string() + "\n")
+        .collect();
+    std::fs::write(&prompts, body).unwrap();
+    let out = tollgate()
+        .args(["route", "calibrate", "--strong-share", "0.34", "--prompts"])
+        .arg(&prompts)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.starts_with("strong_score: \">= "), "{stdout}");
+    assert!(stdout.contains("sends 2 of 6 prompts"), "{stdout}");
+    let bad = tollgate()
+        .args(["route", "calibrate", "--strong-share", "0", "--prompts"])
+        .arg(&prompts)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
 }

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `classify`, `policy check`, `key new`.
+//! The command line: `serve`, `classify`, `policy check`, `key new`,
+//! `route calibrate`.
 //!
 //! Exit codes: 0 ok, 1 a check failed (e.g. an invalid policy), 2 an error
 //! (e.g. the port is taken).
@@ -6,6 +7,7 @@
 mod classify;
 mod key;
 mod policy;
+mod route;
 mod serve;
 
 use std::process::ExitCode;
@@ -35,6 +37,8 @@ enum Command {
     Policy(policy::PolicyCommand),
     #[command(subcommand)]
     Key(key::KeyCommand),
+    #[command(subcommand)]
+    Route(route::RouteCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -44,5 +48,6 @@ pub fn main() -> ExitCode {
         Command::Classify(args) => classify::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Key(cmd) => key::run(cmd),
+        Command::Route(cmd) => route::run(cmd),
     }
 }
