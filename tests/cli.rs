@@ -95,6 +95,7 @@ fn every_command_explains_itself() {
         &["classify", "--help"],
         &["route", "calibrate", "--help"],
         &["policy", "check", "--help"],
+        &["policy", "test", "--help"],
         &["key", "new", "--help"],
     ] {
         let out = tollgate().args(args).output().unwrap();
@@ -293,4 +294,67 @@ fn route_calibrate_prints_a_threshold_for_the_share() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn policy_test_shows_routes_costs_and_the_difference_against_another_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, routes: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!("version: 1\nproviders:\n  up: {{ kind: openai, api_key: k }}\nmodels:\n  gpt-4: {{ provider: up, price: {{ input: 30, output: 60 }} }}\n  gpt-3.5-turbo: {{ provider: up, price: {{ input: 0.5, output: 1.5 }} }}\naliases: {{ auto: router }}\nroutes:\n{routes}"),
+        )
+        .unwrap();
+        p
+    };
+    let split = write("split.yaml", "  - { name: code, when: { task: code }, to: gpt-4 }\n  - { name: cheap, to: gpt-3.5-turbo }\n");
+    let strong = write("strong.yaml", "  - { name: all, to: gpt-4 }\n");
+    let prompts = dir.path().join("p.jsonl");
+    std::fs::write(
+        &prompts,
+        "{\"id\": \"c\", \"prompt\": \"Write a Python function that merges two sorted lists.\", \"max_tokens\": 100}\n{\"id\": \"h\", \"prompt\": \"Hello\"}\n",
+    )
+    .unwrap();
+    let out = tollgate()
+        .args(["policy", "test"])
+        .arg(&split)
+        .arg("--prompts")
+        .arg(&prompts)
+        .arg("--against")
+        .arg(&strong)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let row = |id: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        row("c "),
+        ["c", "code", "medium", "code", "gpt-4", "0.00651"]
+    );
+    // "Hello": 8 prompt tokens at $0.5/M = $0.000004.
+    assert_eq!(
+        row("h "),
+        ["h", "chat", "low", "cheap", "gpt-3.5-turbo", "0.000004"]
+    );
+    assert!(
+        stdout.contains("h: gpt-4 -> gpt-3.5-turbo (0.00024 -> 0.000004 USD)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .contains("1 of 2 prompts change model; est. cost 0.00675 -> 0.006514 USD (-0.000236)"),
+        "{stdout}"
+    );
 }

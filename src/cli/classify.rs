@@ -8,10 +8,8 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::classify::{classify, tokens, Texts};
-use crate::policy::{load_file, Pricing};
-use crate::request::ChatRequest;
-use crate::route::{route, Facts};
+use super::plan::plan;
+use crate::policy::load_file;
 
 /// Classify prompts and show where the policy would route them.
 ///
@@ -98,51 +96,16 @@ pub fn run(args: ClassifyArgs) -> ExitCode {
 }
 
 fn one(policy: &crate::policy::Policy, model: &str, line: &str) -> Result<Value, String> {
-    let input: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    let messages = match (&input["messages"], &input["prompt"]) {
-        (Value::Array(m), _) => Value::Array(m.clone()),
-        (_, Value::String(p)) => json!([{"role": "user", "content": p}]),
-        _ => return Err("needs \"prompt\" (a string) or \"messages\" (an array)".into()),
-    };
-    let mut body = json!({"model": model, "messages": messages});
-    if let Some(m) = input.get("max_tokens") {
-        body["max_tokens"] = m.clone();
-    }
-    let chat = ChatRequest::parse(body.to_string().as_bytes()).map_err(|e| e.message)?;
-    let prompt_tokens = tokens::count_chat(chat.messages());
-    let texts = Texts::of(&chat);
-    let class = classify(&texts.conversation(&chat, prompt_tokens));
-    let facts = Facts {
-        task: Some(class.task),
-        complexity: Some(class.complexity),
-        strong_score: Some(class.strong_score),
-        prompt_tokens: Some(prompt_tokens),
-    };
-    let (route_name, model_name, cost) = match route(policy, model, &facts) {
-        Ok(d) => {
-            let m = &policy.models[d.chain[0]];
-            let cost = match m.pricing {
-                Pricing::PerToken(p) => Some(
-                    p.cost(
-                        u64::from(prompt_tokens),
-                        u64::from(chat.max_tokens.unwrap_or(0)),
-                    )
-                    .to_string(),
-                ),
-                Pricing::GpuHour(_) => None,
-            };
-            (Value::from(d.rule), Value::from(m.name.clone()), cost)
-        }
-        Err(_) => (Value::Null, Value::Null, None),
-    };
+    let p = plan(policy, model, line)?;
     Ok(json!({
-        "id": input.get("id").cloned().unwrap_or(Value::Null),
-        "task": class.task.as_str(),
-        "complexity": class.complexity.as_str(),
-        "strong_score": class.strong_score,
-        "prompt_tokens": prompt_tokens,
-        "route": route_name,
-        "model": model_name,
-        "est_cost_usd": cost.map(|c| c.parse::<f64>().map(Value::from).unwrap_or(Value::String(c))),
+        "id": p.id,
+        "task": p.class.task.as_str(),
+        "complexity": p.class.complexity.as_str(),
+        "strong_score": p.class.strong_score,
+        "prompt_tokens": p.class.prompt_tokens,
+        "route": p.route,
+        "model": p.model,
+        // Exact nano-dollars, printed as a decimal USD number.
+        "est_cost_usd": p.cost.map(|c| c.to_string().parse::<f64>().map_or(Value::Null, Value::from)),
     }))
 }

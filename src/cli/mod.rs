@@ -6,6 +6,7 @@
 
 mod classify;
 mod key;
+mod plan;
 mod policy;
 mod route;
 mod serve;

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use std::collections::BTreeMap;
+
+use super::plan::plan;
+use crate::money::Nanos;
 use crate::policy::load_file;
 
 #[derive(Subcommand)]
@@ -17,6 +21,33 @@ pub enum PolicyCommand {
     /// Example:
     ///   tollgate policy check policies/*.yaml
     Check(CheckArgs),
+    /// Try a policy on sample prompts, offline: route, model and estimated
+    /// cost per prompt, totals per model, and with --against the prompts
+    /// whose model changes and the cost difference.
+    ///
+    /// Prompts are JSON lines {"id", "prompt"} or {"id", "messages"}, with an
+    /// optional max_tokens. The estimated cost is the prompt at the model's
+    /// input price plus max_tokens at its output price; GPU-hour models show
+    /// "-" and are left out of the totals.
+    ///
+    /// Example:
+    ///   tollgate policy test policies/cost-capped.yaml --prompts prompts.jsonl --against policies/quality-first.yaml
+    Test(TestArgs),
+}
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// The policy to try.
+    policy: PathBuf,
+    /// JSON lines with the prompts.
+    #[arg(long)]
+    prompts: PathBuf,
+    /// A second policy to compare with.
+    #[arg(long)]
+    against: Option<PathBuf>,
+    /// The model or alias the requests ask for.
+    #[arg(long, default_value = "auto")]
+    model: String,
 }
 
 #[derive(Args)]
@@ -27,7 +58,13 @@ pub struct CheckArgs {
 }
 
 pub fn run(cmd: PolicyCommand) -> ExitCode {
-    let PolicyCommand::Check(args) = cmd;
+    match cmd {
+        PolicyCommand::Check(args) => check(args),
+        PolicyCommand::Test(args) => test(args),
+    }
+}
+
+fn check(args: CheckArgs) -> ExitCode {
     let mut failed = false;
     for file in &args.files {
         match load_file(file) {
@@ -52,4 +89,113 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn usd(c: Option<Nanos>) -> String {
+    c.map_or_else(|| "-".to_string(), |c| c.to_string())
+}
+
+fn test(args: TestArgs) -> ExitCode {
+    let load = |path: &PathBuf| {
+        load_file(path).map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        })
+    };
+    let policy = match load(&args.policy) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let other = match args.against.as_ref().map(load).transpose() {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let text = match std::fs::read_to_string(&args.prompts) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", args.prompts.display());
+            return ExitCode::from(2);
+        }
+    };
+    let mut rows = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let a = plan(&policy, &args.model, line);
+        let b = other
+            .as_ref()
+            .map(|o| plan(o, &args.model, line))
+            .transpose();
+        match (a, b) {
+            (Ok(a), Ok(b)) => rows.push((a, b)),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("line {}: {e}", n + 1);
+                return ExitCode::from(1);
+            }
+        }
+    }
+    println!(
+        "{:<10} {:<16} {:<8} {:<20} {:<20} {:>14}",
+        "id", "task", "cplx", "route", "model", "est. USD"
+    );
+    let mut per_model: BTreeMap<String, (u32, Nanos)> = BTreeMap::new();
+    for (p, _) in &rows {
+        let model = p.model.clone().unwrap_or_else(|| "(no route)".into());
+        println!(
+            "{:<10} {:<16} {:<8} {:<20} {:<20} {:>14}",
+            p.id.to_string().trim_matches('"'),
+            p.class.task.as_str(),
+            p.class.complexity.as_str(),
+            p.route.as_deref().unwrap_or("-"),
+            model,
+            usd(p.cost)
+        );
+        let e = per_model.entry(model).or_default();
+        e.0 += 1;
+        e.1 = e.1.saturating_add(p.cost.unwrap_or_default());
+    }
+    println!("\n{:<20} {:>8} {:>14}", "model", "requests", "est. USD");
+    let mut total = Nanos::ZERO;
+    for (m, (n, c)) in &per_model {
+        println!("{m:<20} {n:>8} {:>14}", c.to_string());
+        total = total.saturating_add(*c);
+    }
+    println!(
+        "{:<20} {:>8} {:>14}",
+        "total",
+        rows.len(),
+        total.to_string()
+    );
+    if let Some(path) = &args.against {
+        let mut other_total = Nanos::ZERO;
+        let mut changed = 0;
+        println!("\nagainst {}:", path.display());
+        for (a, b) in &rows {
+            let Some(b) = b else { continue };
+            other_total = other_total.saturating_add(b.cost.unwrap_or_default());
+            if a.model != b.model {
+                changed += 1;
+                println!(
+                    "  {}: {} -> {} ({} -> {} USD)",
+                    a.id.to_string().trim_matches('"'),
+                    b.model.as_deref().unwrap_or("(no route)"),
+                    a.model.as_deref().unwrap_or("(no route)"),
+                    usd(b.cost),
+                    usd(a.cost)
+                );
+            }
+        }
+        let (sign, diff) = if total >= other_total {
+            ("+", Nanos(total.0 - other_total.0))
+        } else {
+            ("-", Nanos(other_total.0 - total.0))
+        };
+        println!(
+            "{changed} of {} prompts change model; est. cost {other_total} -> {total} USD ({sign}{diff})",
+            rows.len()
+        );
+    }
+    ExitCode::SUCCESS
 }

@@ -5,11 +5,8 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::plan::{class_of, parse_input};
 use clap::{Args, Subcommand};
-use serde_json::Value;
-
-use crate::classify::{classify, tokens, Texts};
-use crate::request::ChatRequest;
 
 #[derive(Subcommand)]
 pub enum RouteCommand {
@@ -84,17 +81,8 @@ pub fn run(cmd: RouteCommand) -> ExitCode {
 }
 
 fn score(line: &str) -> Result<f64, String> {
-    let input: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    let messages = match (&input["messages"], &input["prompt"]) {
-        (Value::Array(m), _) => Value::Array(m.clone()),
-        (_, Value::String(p)) => serde_json::json!([{"role": "user", "content": p}]),
-        _ => return Err("needs \"prompt\" or \"messages\"".into()),
-    };
-    let body = serde_json::json!({"model": "auto", "messages": messages});
-    let chat = ChatRequest::parse(body.to_string().as_bytes()).map_err(|e| e.message)?;
-    let texts = Texts::of(&chat);
-    let tokens = tokens::count_chat(chat.messages());
-    Ok(classify(&texts.conversation(&chat, tokens)).strong_score)
+    let (_, chat) = parse_input(line, "auto")?;
+    Ok(class_of(&chat).strong_score)
 }
 
 /// The smallest score t such that at most `share` of `scores` are ≥ t,

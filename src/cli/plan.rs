@@ -1,0 +1,75 @@
+//! What the gateway would do with a prompt, offline: shared by
+//! `classify`, `policy test` and `route calibrate`.
+
+use serde_json::{json, Value};
+
+use crate::classify::{classify, tokens, Class, Texts};
+use crate::money::Nanos;
+use crate::policy::{Policy, Pricing};
+use crate::request::ChatRequest;
+use crate::route::{route, Facts};
+
+/// One input line, `{"id", "prompt"}` or `{"id", "messages"}` (plus an
+/// optional `max_tokens`), as a chat request for `model`.
+pub fn parse_input(line: &str, model: &str) -> Result<(Value, ChatRequest), String> {
+    let input: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let messages = match (&input["messages"], &input["prompt"]) {
+        (Value::Array(m), _) => Value::Array(m.clone()),
+        (_, Value::String(p)) => json!([{"role": "user", "content": p}]),
+        _ => return Err("needs \"prompt\" (a string) or \"messages\" (an array)".into()),
+    };
+    let mut body = json!({"model": model, "messages": messages});
+    if let Some(m) = input.get("max_tokens") {
+        body["max_tokens"] = m.clone();
+    }
+    let chat = ChatRequest::parse(body.to_string().as_bytes()).map_err(|e| e.message)?;
+    Ok((input.get("id").cloned().unwrap_or(Value::Null), chat))
+}
+
+/// The classification of a request, with prompt tokens counted.
+pub fn class_of(chat: &ChatRequest) -> Class {
+    let prompt_tokens = tokens::count_chat(chat.messages());
+    classify(&Texts::of(chat).conversation(chat, prompt_tokens))
+}
+
+pub struct Plan {
+    pub id: Value,
+    pub class: Class,
+    pub route: Option<String>,
+    pub model: Option<String>,
+    /// The prompt at the input price plus max_tokens at the output price;
+    /// `None` for GPU-hour pricing (known only at run time) or no route.
+    pub cost: Option<Nanos>,
+}
+
+pub fn plan(policy: &Policy, model: &str, line: &str) -> Result<Plan, String> {
+    let (id, chat) = parse_input(line, model)?;
+    let class = class_of(&chat);
+    let facts = Facts {
+        task: Some(class.task),
+        complexity: Some(class.complexity),
+        strong_score: Some(class.strong_score),
+        prompt_tokens: Some(class.prompt_tokens),
+    };
+    let (route_name, model_name, cost) = match route(policy, model, &facts) {
+        Ok(d) => {
+            let m = &policy.models[d.chain[0]];
+            let cost = match m.pricing {
+                Pricing::PerToken(p) => Some(p.cost(
+                    u64::from(class.prompt_tokens),
+                    u64::from(chat.max_tokens.unwrap_or(0)),
+                )),
+                Pricing::GpuHour(_) => None,
+            };
+            (Some(d.rule), Some(m.name.clone()), cost)
+        }
+        Err(_) => (None, None, None),
+    };
+    Ok(Plan {
+        id,
+        class,
+        route: route_name,
+        model: model_name,
+        cost,
+    })
+}
