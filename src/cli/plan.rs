@@ -1,6 +1,10 @@
 //! What the gateway would do with a prompt, offline: shared by
 //! `classify`, `policy test` and `route calibrate`.
 
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
 use serde_json::{json, Value};
 
 use crate::classify::{classify, tokens, Class, Texts};
@@ -8,6 +12,28 @@ use crate::money::Nanos;
 use crate::policy::{Policy, Pricing};
 use crate::request::ChatRequest;
 use crate::route::{route, Facts};
+
+/// Reads a prompts file (`-` is stdin); an unreadable one is exit code 2.
+pub fn read_input(path: &Path) -> Result<String, ExitCode> {
+    let read = if path.as_os_str() == "-" {
+        let mut t = String::new();
+        std::io::stdin().read_to_string(&mut t).map(|_| t)
+    } else {
+        std::fs::read_to_string(path)
+    };
+    read.map_err(|e| {
+        eprintln!("error: cannot read {}: {e}", path.display());
+        ExitCode::from(2)
+    })
+}
+
+/// The non-blank lines of `text`, with their 1-based line numbers.
+pub fn input_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i + 1, l))
+}
 
 /// One input line, `{"id", "prompt"}` or `{"id", "messages"}` (plus an
 /// optional `max_tokens`), as a chat request for `model`.

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 use std::collections::BTreeMap;
 
-use super::plan::plan;
+use super::plan::{input_lines, plan, read_input};
 use crate::money::Nanos;
 use crate::policy::load_file;
 
@@ -110,19 +110,12 @@ fn test(args: TestArgs) -> ExitCode {
         Ok(o) => o,
         Err(code) => return code,
     };
-    let text = match std::fs::read_to_string(&args.prompts) {
+    let text = match read_input(&args.prompts) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", args.prompts.display());
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let mut rows = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
+    for (n, line) in input_lines(&text) {
         let a = plan(&policy, &args.model, line);
         let b = other
             .as_ref()
@@ -131,7 +124,7 @@ fn test(args: TestArgs) -> ExitCode {
         match (a, b) {
             (Ok(a), Ok(b)) => rows.push((a, b)),
             (Err(e), _) | (_, Err(e)) => {
-                eprintln!("line {}: {e}", n + 1);
+                eprintln!("line {n}: {e}");
                 return ExitCode::from(1);
             }
         }

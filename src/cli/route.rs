@@ -1,11 +1,10 @@
 //! `tollgate route calibrate`: the `strong_score` threshold that sends a
 //! chosen share of prompts to the strong model.
 
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::plan::{class_of, parse_input};
+use super::plan::{class_of, input_lines, parse_input, read_input};
 use clap::{Args, Subcommand};
 
 #[derive(Subcommand)]
@@ -37,32 +36,16 @@ pub fn run(cmd: RouteCommand) -> ExitCode {
         eprintln!("error: --strong-share must be in (0, 1]");
         return ExitCode::from(2);
     }
-    let text = if args.prompts.as_os_str() == "-" {
-        std::io::stdin()
-            .lock()
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-            .join("\n")
-    } else {
-        match std::fs::read_to_string(&args.prompts) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", args.prompts.display());
-                return ExitCode::from(2);
-            }
-        }
+    let text = match read_input(&args.prompts) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     let mut scores = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
+    for (n, line) in input_lines(&text) {
         match score(line) {
             Ok(s) => scores.push(s),
             Err(e) => {
-                eprintln!("line {}: {e}", n + 1);
+                eprintln!("line {n}: {e}");
                 return ExitCode::from(1);
             }
         }
