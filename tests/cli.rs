@@ -10,15 +10,24 @@ fn tollgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tollgate"))
 }
 
+/// A policy with gpt-4 and gpt-3.5-turbo behind `auto`; routes follow.
+const TWO_MODELS: &str = "version: 1\nproviders:\n  up: { kind: openai, api_key: k }\nmodels:\n  gpt-4: { provider: up, price: { input: 30, output: 60 } }\n  gpt-3.5-turbo: { provider: up, price: { input: 0.5, output: 1.5 } }\naliases: { auto: router }\nroutes:\n";
+
+/// Writes `text` to `name` in `dir` and returns its path.
+fn file_in(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 #[test]
 fn policy_check_prints_every_error_with_positions_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
+    let bad = file_in(
+        &dir,
+        "bad.yaml",
         "version: 1\nproviders:\n  up: { kind: opneai }\nmodels:\n  m: { provider: up, price: { input: 1, output: 1 } }\nroutes:\n  - { name: r, to: missing }\n",
-    )
-    .unwrap();
+    );
     let out = tollgate()
         .args(["policy", "check"])
         .arg(&bad)
@@ -110,12 +119,11 @@ fn every_command_explains_itself() {
 #[test]
 fn serve_starts_on_a_free_port_and_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("p.yaml");
-    std::fs::write(
-        &policy,
+    let policy = file_in(
+        &dir,
+        "p.yaml",
         "version: 1\nproviders:\n  up: { kind: openai, base_url: \"http://127.0.0.1:9/v1\", api_key: k }\nmodels:\n  m: { provider: up, price: { input: 1, output: 1 } }\n",
-    )
-    .unwrap();
+    );
     let mut child = tollgate()
         .args([
             "serve",
@@ -161,12 +169,11 @@ fn serve_starts_on_a_free_port_and_answers() {
 #[test]
 fn serve_refuses_a_missing_env_variable_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("p.yaml");
-    std::fs::write(
-        &policy,
+    let policy = file_in(
+        &dir,
+        "p.yaml",
         "version: 1\nproviders:\n  up: { kind: openai, api_key: \"${TOLLGATE_TEST_SURELY_UNSET}\" }\n",
-    )
-    .unwrap();
+    );
     let out = tollgate()
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&policy)
@@ -184,12 +191,13 @@ fn serve_refuses_a_missing_env_variable_by_name() {
 #[test]
 fn classify_writes_one_line_per_prompt() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("p.yaml");
-    std::fs::write(
-        &policy,
-        "version: 1\nproviders:\n  up: { kind: openai, api_key: k }\nmodels:\n  gpt-4: { provider: up, price: { input: 30, output: 60 } }\n  gpt-3.5-turbo: { provider: up, price: { input: 0.5, output: 1.5 } }\naliases: { auto: router }\nroutes:\n  - { name: code, when: { task: code }, to: gpt-4 }\n  - { name: default, to: gpt-3.5-turbo }\n",
-    )
-    .unwrap();
+    let policy = file_in(
+        &dir,
+        "p.yaml",
+        &format!(
+            "{TWO_MODELS}  - {{ name: code, when: {{ task: code }}, to: gpt-4 }}\n  - {{ name: default, to: gpt-3.5-turbo }}\n"
+        ),
+    );
     let mut child = tollgate()
         .args(["classify", "--jsonl", "-", "--policy"])
         .arg(&policy)
@@ -258,7 +266,6 @@ fn classify_writes_one_line_per_prompt() {
 #[test]
 fn route_calibrate_prints_a_threshold_for_the_share() {
     let dir = tempfile::tempdir().unwrap();
-    let prompts = dir.path().join("prompts.jsonl");
     let lines = [
         "hi",
         "thanks!",
@@ -274,7 +281,7 @@ fn route_calibrate_prints_a_threshold_for_the_share() {
         .iter()
         .map(|p| serde_json::json!({"prompt": p}).to_string() + "\n")
         .collect();
-    std::fs::write(&prompts, body).unwrap();
+    let prompts = file_in(&dir, "prompts.jsonl", &body);
     let out = tollgate()
         .args(["route", "calibrate", "--strong-share", "0.34", "--prompts"])
         .arg(&prompts)
@@ -299,23 +306,14 @@ fn route_calibrate_prints_a_threshold_for_the_share() {
 #[test]
 fn policy_test_shows_routes_costs_and_the_difference_against_another_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, routes: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(
-            &p,
-            format!("version: 1\nproviders:\n  up: {{ kind: openai, api_key: k }}\nmodels:\n  gpt-4: {{ provider: up, price: {{ input: 30, output: 60 }} }}\n  gpt-3.5-turbo: {{ provider: up, price: {{ input: 0.5, output: 1.5 }} }}\naliases: {{ auto: router }}\nroutes:\n{routes}"),
-        )
-        .unwrap();
-        p
-    };
+    let write = |name: &str, routes: &str| file_in(&dir, name, &format!("{TWO_MODELS}{routes}"));
     let split = write("split.yaml", "  - { name: code, when: { task: code }, to: gpt-4 }\n  - { name: cheap, to: gpt-3.5-turbo }\n");
     let strong = write("strong.yaml", "  - { name: all, to: gpt-4 }\n");
-    let prompts = dir.path().join("p.jsonl");
-    std::fs::write(
-        &prompts,
+    let prompts = file_in(
+        &dir,
+        "p.jsonl",
         "{\"id\": \"c\", \"prompt\": \"Write a Python function that merges two sorted lists.\", \"max_tokens\": 100}\n{\"id\": \"h\", \"prompt\": \"Hello\"}\n",
-    )
-    .unwrap();
+    );
     let out = tollgate()
         .args(["policy", "test"])
         .arg(&split)

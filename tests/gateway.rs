@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::fake_openai::{Behavior, Fake};
-use support::{policy, sse_events, start, KEY, LIMITED_KEY};
+use support::{policy, sse_chunks, sse_events, start, KEY, LIMITED_KEY};
 
 struct Setup {
     url: String,
@@ -120,16 +120,7 @@ async fn stream_relays_chunks_in_order_with_done_last() {
     assert_eq!(res.headers()["content-type"], "text/event-stream");
     assert_eq!(res.headers()["x-tollgate-model"], "gpt-4");
     let text = res.text().await.unwrap();
-    let events = sse_events(&text);
-    assert_eq!(events.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect();
-    let content: String = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect();
+    let (chunks, content) = sse_chunks(&text);
     assert_eq!(content, "Hello from the fake upstream.");
     assert!(chunks.iter().all(|c| c["model"] == "gpt-4"));
     // The client did not ask for usage: no usage chunk, no usage field.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use support::fake_openai::Fake;
-use support::{serve, sse_events};
+use support::{serve, sse_chunks};
 use tollgate::gateway::{Backend, Gateway, Options};
 
 const MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -165,17 +165,8 @@ async fn streams_token_by_token_and_matches_the_json_answer() {
     let res = post(&s.url, &body).await;
     assert_eq!(res.headers()["content-type"], "text/event-stream");
     let text = res.text().await.unwrap();
-    let events = sse_events(&text);
-    assert_eq!(events.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect();
+    let (chunks, streamed) = sse_chunks(&text);
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    let streamed: String = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect();
     assert!(chunks.len() >= 5, "token by token: {} chunks", chunks.len());
     assert_eq!(
         streamed,

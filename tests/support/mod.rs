@@ -73,3 +73,19 @@ pub fn sse_events(body: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A complete stream: its JSON chunks (after checking `[DONE]` comes
+/// last) and the content they carry, joined.
+pub fn sse_chunks(body: &str) -> (Vec<serde_json::Value>, String) {
+    let events = sse_events(body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{body}");
+    let chunks: Vec<serde_json::Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let content = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    (chunks, content)
+}
