@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
+use super::catalog;
 use super::env::expand;
 use super::raw::{ByteSize, Comparison, RawModel, RawPolicy, RawPrice, RawProvider};
 use super::{
@@ -297,15 +298,24 @@ fn compile_model(
     // An invalid provider still lets the rest of the model be checked.
     let local = provider.is_some_and(|p| matches!(providers[p].kind, ProviderKind::Local { .. }))
         || m.file.is_some() && provider.is_none();
-    let pricing = match m.price {
-        None => {
+    let upstream_model = m.upstream_model.unwrap_or_else(|| name.to_string());
+    let known = if local {
+        None
+    } else {
+        catalog::lookup(&upstream_model)
+    };
+    let pricing = match (m.price, known) {
+        (Some(p), _) => compile_price(p, &format!("{path}.price"), local, errs),
+        (None, Some(k)) => Some(Pricing::PerToken(k.price)),
+        (None, None) => {
             errs.add(
                 format!("{path}.price"),
-                "every model needs a price (use `{ input: 0, output: 0 }` for free)",
+                "every model needs a price (use `{ input: 0, output: 0 }` for free; \
+                 OpenAI's gpt-4, gpt-4-32k, gpt-3.5-turbo, gpt-3.5-turbo-16k, gpt-4o and \
+                 gpt-4o-mini have their list prices built in)",
             );
             None
         }
-        Some(p) => compile_price(p, &format!("{path}.price"), local, errs),
     };
     let file = match (local, m.file) {
         (true, None) => {
@@ -346,9 +356,9 @@ fn compile_model(
     Some(Model {
         name: name.to_string(),
         provider: provider?,
-        upstream_model: m.upstream_model.unwrap_or_else(|| name.to_string()),
+        upstream_model,
         pricing: pricing?,
-        context: m.context,
+        context: m.context.or(known.map(|k| k.context)),
         file,
         chat_template,
         max_concurrency: m.max_concurrency.unwrap_or(4),

@@ -8,6 +8,7 @@
 //!
 //! Every error is rendered `file:line:col: path: message`.
 
+pub mod catalog;
 mod compile;
 pub mod env;
 pub mod raw;
