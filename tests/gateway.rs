@@ -539,3 +539,82 @@ keys: [{{ id: k, team: t, hash: "{}" }}]
     assert_eq!(res.headers()["x-tollgate-complexity"], "low");
     assert_eq!(res.headers()["x-tollgate-model"], "gpt-3.5-turbo");
 }
+
+/// Three models with growing context windows, all on one fake upstream.
+fn context_policy(base: &str) -> String {
+    format!(
+        r#"
+version: 1
+providers:
+  up: {{ kind: openai, base_url: "{base}", api_key: upstream-secret, timeout: 2s }}
+models:
+  small: {{ provider: up, price: {{ input: 0.1, output: 0.1 }}, context: 64 }}
+  medium: {{ provider: up, price: {{ input: 1, output: 1 }}, context: 400 }}
+  large: {{ provider: up, price: {{ input: 10, output: 10 }}, context: 2000 }}
+aliases: {{ auto: router }}
+routes:
+  - {{ name: cheapest-that-fits, to: small, fallback: [medium, large] }}
+keys:
+  - {{ id: full, team: core, hash: "{}" }}
+"#,
+        support::hash(KEY)
+    )
+}
+
+#[tokio::test]
+async fn requests_skip_models_whose_context_they_do_not_fit() {
+    let up = Fake::start().await;
+    let url = format!("http://{}", start(&context_policy(&up.base_url())).await);
+    let short =
+        json!({"model": "auto", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 20});
+    let res = chat_as(&url, KEY, short).await;
+    assert_eq!(res.headers()["x-tollgate-model"], "small");
+    let reason = res.headers()["x-tollgate-reason"].to_str().unwrap();
+    assert!(!reason.contains("skipped"), "{reason}");
+
+    // ~150 prompt tokens (cl100k): too big for `small`, fits `medium`.
+    let words = "apple ".repeat(150);
+    let long = json!({"model": "auto", "messages": [{"role": "user", "content": words}], "max_tokens": 100});
+    let res = chat_as(&url, KEY, long.clone()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tollgate-model"], "medium");
+    let reason = res.headers()["x-tollgate-reason"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("small skipped: needs 258 tokens, context 64"),
+        "{reason}"
+    );
+    // The prompt never reached the small model.
+    let sent: Vec<String> = up
+        .requests()
+        .iter()
+        .map(|r| r.body["model"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sent, ["small", "medium"]);
+
+    // max_tokens counts too: the same prompt asking for 1,000 tokens skips two.
+    let mut big = long.clone();
+    big["max_tokens"] = json!(1000);
+    let res = chat_as(&url, KEY, big).await;
+    assert_eq!(res.headers()["x-tollgate-model"], "large");
+    let reason = res.headers()["x-tollgate-reason"].to_str().unwrap();
+    assert!(
+        reason.contains("small skipped")
+            && reason.contains("medium skipped: needs 1158 tokens, context 400"),
+        "{reason}"
+    );
+
+    // Fits nowhere: OpenAI's 400 context_length_exceeded, nothing sent upstream.
+    let before = up.hits();
+    let mut huge = long;
+    huge["max_tokens"] = json!(5000);
+    let (status, body) = error_of(chat_as(&url, KEY, huge).await).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "context_length_exceeded");
+    assert_eq!(body["error"]["param"], "messages");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("5158 tokens") && msg.contains("2000"), "{msg}");
+    assert_eq!(up.hits(), before);
+}

@@ -79,7 +79,25 @@ pub fn plan(policy: &Policy, model: &str, line: &str) -> Result<Plan, String> {
     };
     let (route_name, model_name, cost) = match route(policy, model, &facts) {
         Ok(d) => {
-            let m = &policy.models[d.chain[0]];
+            // The first model of the chain the request fits (prompt +
+            // max_tokens within its context), as the gateway would pick;
+            // offline, every model counts with cl100k.
+            let needed = u64::from(class.prompt_tokens) + u64::from(chat.max_tokens.unwrap_or(1));
+            let fits = |id: &usize| {
+                policy.models[*id]
+                    .context
+                    .is_none_or(|c| needed <= u64::from(c))
+            };
+            let Some(&first) = d.chain.iter().find(|id| fits(id)) else {
+                return Ok(Plan {
+                    id,
+                    class,
+                    route: Some(d.rule),
+                    model: None,
+                    cost: None,
+                });
+            };
+            let m = &policy.models[first];
             let cost = match m.pricing {
                 Pricing::PerToken(p) => Some(p.cost(
                     u64::from(class.prompt_tokens),

@@ -20,7 +20,7 @@ use http::{header, HeaderValue};
 use rand::Rng;
 
 use super::auth::Caller;
-use crate::classify::{classify, Class, Texts};
+use crate::classify::{classify, tokens, Class, Texts};
 use crate::error::ApiError;
 use crate::gateway::{Backend, Gateway};
 use crate::money::Nanos;
@@ -54,14 +54,14 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
     if !caller.may_use(gw, &chat.model) {
         return Err(ApiError::model_not_found(&chat.model));
     }
+    let prompt_tokens = tokens::count_chat(chat.messages());
     let texts = Texts::of(&chat);
-    let class = classify(&texts.conversation(&chat, 0));
+    let class = classify(&texts.conversation(&chat, prompt_tokens));
     let facts = Facts {
         task: Some(class.task),
         complexity: Some(class.complexity),
         strong_score: Some(class.strong_score),
-        // Set once prompt tokens are counted with the model's tokenizer.
-        prompt_tokens: None,
+        prompt_tokens: Some(prompt_tokens),
     };
     let decision = route(&gw.policy, &chat.model, &facts).map_err(|e| match e {
         RouteError::UnknownModel => ApiError::model_not_found(&chat.model),
@@ -80,11 +80,22 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
     let attempts = (policy.retry.max_attempts as usize).max(chain.len());
     let mut last: Option<RetryReason> = None;
     let mut tried = 0u32;
+    // Models of the chain the request does not fit, found once each.
+    let mut too_small: Vec<Option<Overflow>> = vec![None; chain.len()];
+    let mut fit_checked = vec![false; chain.len()];
     for i in 0..attempts {
-        let id = chain[i % chain.len()];
+        let at = i % chain.len();
+        let id = chain[at];
         let backend = &gw.backends[id];
         if let Some(why) = backend.unavailable_reason() {
             last.get_or_insert(RetryReason::Unavailable(why));
+            continue;
+        }
+        if !fit_checked[at] {
+            fit_checked[at] = true;
+            too_small[at] = overflow(gw, id, &chat, prompt_tokens).await;
+        }
+        if too_small[at].is_some() {
             continue;
         }
         if tried > 0 {
@@ -124,6 +135,7 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
                     HeaderValue::from_static("application/json"),
                 );
                 tag(h, &decision, &gw.model_names[id], &class, last.as_ref());
+                note_skips(h, gw, chain, &too_small);
                 if let Some(c) = cost {
                     if let Ok(v) = HeaderValue::from_str(&c.to_string()) {
                         h.insert("x-tollgate-cost-usd", v);
@@ -140,6 +152,7 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
                 );
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
                 tag(h, &decision, &gw.model_names[id], &class, last.as_ref());
+                note_skips(h, gw, chain, &too_small);
                 return Ok(res);
             }
             Err(Failure::Final(e)) => return Err(e),
@@ -149,7 +162,100 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
             }
         }
     }
+    if tried == 0 {
+        if let Some(o) = too_small.iter().flatten().max_by_key(|o| o.context) {
+            return Err(o.to_api_error());
+        }
+    }
     Err(last.map_or_else(|| ApiError::unavailable(1), |r| r.to_api_error()))
+}
+
+/// A request that does not fit a model's context window.
+#[derive(Debug, Clone, Copy)]
+struct Overflow {
+    context: u32,
+    prompt: u32,
+    completion: u32,
+}
+
+impl Overflow {
+    fn needed(&self) -> u64 {
+        u64::from(self.prompt) + u64::from(self.completion)
+    }
+
+    /// OpenAI's error for the same case (400 `context_length_exceeded`).
+    fn to_api_error(self) -> ApiError {
+        ApiError::invalid_request(
+            format!(
+                "This request needs {} tokens ({} in the messages, {} in the completion), more than \
+                 the context of every model its route allows (the largest is {} tokens). \
+                 Please reduce the length of the messages or completion.",
+                self.needed(),
+                self.prompt,
+                self.completion,
+                self.context
+            ),
+            Some("messages"),
+        )
+        .code("context_length_exceeded")
+    }
+}
+
+/// `Some` when the prompt plus the requested completion (at least one
+/// token) does not fit `id`'s declared context. Local models count with
+/// their own tokenizer and chat template; OpenAI models with cl100k.
+async fn overflow(gw: &Gateway, id: ModelId, chat: &ChatRequest, cl100k: u32) -> Option<Overflow> {
+    let context = gw.policy.models[id].context?;
+    let prompt = match &gw.backends[id] {
+        #[cfg(feature = "local")]
+        Backend::Local(m) => match m.count_prompt_tokens(chat).await {
+            Ok(n) => u32::try_from(n).unwrap_or(u32::MAX),
+            Err(_) => cl100k,
+        },
+        _ => cl100k,
+    };
+    let completion = chat.max_tokens.unwrap_or(1).max(1);
+    let o = Overflow {
+        context,
+        prompt,
+        completion,
+    };
+    (o.needed() > u64::from(context)).then_some(o)
+}
+
+/// Adds to `x-tollgate-reason` which models were skipped because the
+/// request does not fit their context.
+fn note_skips(
+    h: &mut http::HeaderMap,
+    gw: &Gateway,
+    chain: &[ModelId],
+    skips: &[Option<Overflow>],
+) {
+    let notes: Vec<String> = chain
+        .iter()
+        .zip(skips)
+        .filter_map(|(id, o)| {
+            o.map(|o| {
+                format!(
+                    "{} skipped: needs {} tokens, context {}",
+                    gw.model_names[*id],
+                    o.needed(),
+                    o.context
+                )
+            })
+        })
+        .collect();
+    if notes.is_empty() {
+        return;
+    }
+    let reason = h
+        .get("x-tollgate-reason")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if let Ok(v) = HeaderValue::from_str(&format!("{reason}; {}", notes.join("; "))) {
+        h.insert("x-tollgate-reason", v);
+    }
 }
 
 /// The headers that say where a request went and why. `fell_back` is the
