@@ -564,7 +564,11 @@ pub fn classify(c: &Conversation<'_>) -> Class {
     } else {
         (chars + c.system.len() + c.earlier.len()) / 4
     };
-    hardness += match approx_tokens {
+    // Length makes a request bigger, not likelier to need the strong model:
+    // on AlpacaEval, long prompts (mostly "rewrite/summarize this text") are
+    // where the weak model loses least, and counting length in strong_score
+    // lowered APGR (examples/route_eval.rs). So it counts for complexity only.
+    let length = match approx_tokens {
         0..=60 => 0.0,
         61..=300 => 0.05,
         301..=1500 => 0.1,
@@ -580,9 +584,10 @@ pub fn classify(c: &Conversation<'_>) -> Class {
         hardness += 0.05;
     }
     let strong_score = hardness.clamp(0.0, 1.0);
-    let complexity = if strong_score >= 0.6 {
+    let size = strong_score + length;
+    let complexity = if size >= 0.6 {
         Complexity::High
-    } else if strong_score >= 0.35 {
+    } else if size >= 0.35 {
         Complexity::Medium
     } else {
         Complexity::Low
