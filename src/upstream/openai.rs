@@ -115,8 +115,9 @@ impl OpenAiUpstream {
                 Ok(Ok(b)) => b,
             };
             let (body, usage) = rewrite(&bytes, &model, false)
-                .map_err(|e| Failure::Retry(RetryReason::Malformed(e)))?
-                .ok_or_else(|| Failure::Retry(RetryReason::Malformed("empty body".into())))?;
+                .map_err(|e| Failure::Retry(RetryReason::Malformed(e)))?;
+            let body =
+                body.ok_or_else(|| Failure::Retry(RetryReason::Malformed("empty body".into())))?;
             Ok(Reply::Json {
                 body: Bytes::from(body),
                 usage,
@@ -245,13 +246,16 @@ impl Relay {
             return;
         }
         match rewrite(&data, &self.model, !self.client_wants_usage) {
-            Ok(Some((body, usage))) => {
+            Ok((body, usage)) => {
+                // Usage is kept for accounting even when its chunk is not
+                // forwarded (the client did not ask for it).
                 if usage.is_some() {
                     self.out.usage = usage;
                 }
-                self.out.ready.push_back(frame(&body));
+                if let Some(body) = body {
+                    self.out.ready.push_back(frame(&body));
+                }
             }
-            Ok(None) => {} // a usage-only chunk the client did not ask for
             Err(_) => self.out.ready.push_back(frame(&data)),
         }
     }
@@ -269,15 +273,16 @@ impl Pull for Relay {
 
 type Fields<'a> = indexmap::IndexMap<&'a str, &'a RawValue>;
 
-/// The rewritten object and the usage it carried.
-type Rewritten = (Vec<u8>, Option<Usage>);
+/// The rewritten object (`None`: nothing to forward) and the usage it carried.
+type Rewritten = (Option<Vec<u8>>, Option<Usage>);
 
 /// Rewrites an OpenAI response object without parsing it deeply: `model`
 /// becomes the policy model's name and `usage` is read out. With
 /// `drop_usage`, the `usage` field is removed and a chunk that only
-/// carried usage (empty `choices`) is dropped (`Ok(None)`). Values are
+/// carried usage (empty `choices`) is not forwarded (`None` body), though
+/// its usage is still returned. Values are
 /// copied through byte for byte.
-fn rewrite(data: &[u8], model: &str, drop_usage: bool) -> Result<Option<Rewritten>, String> {
+fn rewrite(data: &[u8], model: &str, drop_usage: bool) -> Result<Rewritten, String> {
     let mut fields: Fields = match serde_json::from_slice(data) {
         Ok(f) => f,
         // Keys with escapes cannot be borrowed; take the slow path.
@@ -293,7 +298,7 @@ fn rewrite(data: &[u8], model: &str, drop_usage: bool) -> Result<Option<Rewritte
             .get("choices")
             .is_some_and(|c| c.get().trim() == "[]")
         {
-            return Ok(None);
+            return Ok((None, usage));
         }
     }
     let name = serde_json::value::to_raw_value(model).map_err(|e| e.to_string())?;
@@ -301,11 +306,11 @@ fn rewrite(data: &[u8], model: &str, drop_usage: bool) -> Result<Option<Rewritte
         fields.insert("model", &name);
     }
     serde_json::to_vec(&fields)
-        .map(|b| Some((b, usage)))
+        .map(|b| (Some(b), usage))
         .map_err(|e| e.to_string())
 }
 
-fn rewrite_value(data: &[u8], model: &str, drop_usage: bool) -> Result<Option<Rewritten>, String> {
+fn rewrite_value(data: &[u8], model: &str, drop_usage: bool) -> Result<Rewritten, String> {
     let mut v: Value = serde_json::from_slice(data).map_err(|e| e.to_string())?;
     let obj = v.as_object_mut().ok_or("not a JSON object")?;
     let usage = obj.get("usage").and_then(Usage::from_json);
@@ -316,14 +321,14 @@ fn rewrite_value(data: &[u8], model: &str, drop_usage: bool) -> Result<Option<Re
             .and_then(Value::as_array)
             .is_some_and(Vec::is_empty)
         {
-            return Ok(None);
+            return Ok((None, usage));
         }
     }
     if obj.contains_key("model") {
         obj.insert("model".into(), Value::String(model.to_string()));
     }
     serde_json::to_vec(&v)
-        .map(|b| Some((b, usage)))
+        .map(|b| (Some(b), usage))
         .map_err(|e| e.to_string())
 }
 
