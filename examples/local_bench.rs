@@ -97,6 +97,7 @@ async fn gateway(file: &str, max_concurrency: usize) -> Arc<Gateway> {
             p,
             &Options {
                 allow_anonymous: true,
+                ..Options::default()
             },
         )
         .unwrap_or_else(|e| panic!("{e:#}")),

@@ -123,6 +123,19 @@ impl ApiError {
         e
     }
 
+    /// 403: authenticated, but this key may not do that.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "permission_error", message).code("permission_denied")
+    }
+
+    /// 429 `insufficient_quota`: a budget cannot cover the request.
+    pub fn insufficient_quota(message: impl Into<String>, retry_after: Option<u64>) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "insufficient_quota", message)
+            .code("insufficient_quota");
+        e.retry_after = retry_after;
+        e
+    }
+
     pub fn bad_gateway() -> Self {
         Self::new(
             StatusCode::BAD_GATEWAY,

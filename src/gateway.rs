@@ -9,7 +9,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use crate::policy::{Policy, ProviderKind};
+use std::sync::atomic::AtomicU64;
+
+use crate::budget::Budgets;
+use crate::clock::{period_bounds, Clock};
+use crate::ledger::{Dim, Ledger, Query};
+use crate::policy::{LedgerTarget, Policy, ProviderKind, Scope, Target};
 use crate::upstream::openai::OpenAiUpstream;
 
 pub enum Backend {
@@ -45,11 +50,26 @@ pub struct Gateway {
     /// Names sent in `model` fields, shared by every reply.
     pub model_names: Vec<Arc<str>>,
     pub anonymous: bool,
+    pub clock: Clock,
+    pub budgets: Budgets,
+    /// `None` with `ledger: none`.
+    pub ledger: Option<Arc<Ledger>>,
+    pub counters: Counters,
 }
 
-#[derive(Debug, Clone, Default)]
+/// Event counters for `/metrics`.
+#[derive(Default)]
+pub struct Counters {
+    pub budget_alerts: AtomicU64,
+    pub budget_rejections: AtomicU64,
+    pub budget_downgrades: AtomicU64,
+}
+
+#[derive(Clone, Default)]
 pub struct Options {
     pub allow_anonymous: bool,
+    /// Time for budgets and the ledger (tests move a manual clock).
+    pub clock: Clock,
 }
 
 impl Gateway {
@@ -99,12 +119,26 @@ impl Gateway {
             .iter()
             .map(|m| Arc::from(m.name.as_str()))
             .collect();
+        let budgets = Budgets::new(policy.budgets.clone(), opts.clock.clone());
+        seed_budgets(&budgets, &policy.ledger, &opts.clock);
+        let ledger = Ledger::start(policy.ledger.clone()).context("starting the ledger writer")?;
         Ok(Gateway {
             policy: Arc::new(policy),
             backends,
             model_names,
             anonymous,
+            clock: opts.clock.clone(),
+            budgets,
+            ledger,
+            counters: Counters::default(),
         })
+    }
+
+    /// Writes every queued ledger row (graceful shutdown).
+    pub fn close(&self) {
+        if let Some(l) = &self.ledger {
+            l.close();
+        }
     }
 
     /// Logs which models can answer, once at startup.
@@ -138,5 +172,54 @@ impl Gateway {
     /// does not hold readiness forever).
     pub fn ready(&self) -> bool {
         self.backends.iter().all(Backend::settled)
+    }
+}
+
+/// Loads what the ledger already holds for each budget's current period,
+/// so a restart does not hand out a fresh budget. A ledger that cannot be
+/// read is logged and the budgets start empty.
+fn seed_budgets(budgets: &Budgets, target: &LedgerTarget, clock: &Clock) {
+    if budgets.is_empty() {
+        return;
+    }
+    let mut store = match crate::ledger::open(target) {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot read the ledger; budgets start from zero this period");
+            return;
+        }
+    };
+    let now = clock.now();
+    for (i, b) in budgets.defs().iter().enumerate() {
+        let (from, _) = period_bounds(b.period, now);
+        let (dim, only) = match &b.scope {
+            Scope::Global => (None, None),
+            Scope::Key(t) => (Some(Dim::Key), Some(t)),
+            Scope::Team(t) => (Some(Dim::Team), Some(t)),
+            Scope::Model(t) => (Some(Dim::Model), Some(t)),
+        };
+        let q = Query {
+            from,
+            to: i64::MAX,
+            by: dim.into_iter().collect(),
+        };
+        match store.report(&q) {
+            Ok(groups) => {
+                for g in groups {
+                    let subject = g.keys.first().cloned().unwrap_or_default();
+                    let wanted = match only {
+                        None | Some(Target::Each) => true,
+                        Some(Target::One(n)) => *n == subject,
+                    };
+                    if wanted {
+                        budgets.seed(i, &subject, g.cost);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(budget = %b.name, error = %format!("{e:#}"), "cannot read the ledger for a budget")
+            }
+        }
     }
 }

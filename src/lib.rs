@@ -4,14 +4,18 @@
 //! (`request`) → route (`route`, driven by `policy`) → engine (`upstream`)
 //! → accounting. `docs/architecture.md` has the whole picture.
 
+pub mod budget;
 pub mod classify;
 pub mod cli;
+pub mod clock;
 pub mod error;
 pub mod gateway;
+pub mod ledger;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod money;
 pub mod policy;
+pub mod report;
 pub mod request;
 pub mod route;
 pub mod secret;

@@ -1,7 +1,8 @@
 //! Black-box tests of the built binary.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
@@ -122,30 +123,9 @@ fn serve_starts_on_a_free_port_and_answers() {
     let policy = file_in(
         &dir,
         "p.yaml",
-        "version: 1\nproviders:\n  up: { kind: openai, base_url: \"http://127.0.0.1:9/v1\", api_key: k }\nmodels:\n  m: { provider: up, price: { input: 1, output: 1 } }\n",
+        "version: 1\nledger: none\nproviders:\n  up: { kind: openai, base_url: \"http://127.0.0.1:9/v1\", api_key: k }\nmodels:\n  m: { provider: up, price: { input: 1, output: 1 } }\n",
     );
-    let mut child = tollgate()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--allow-anonymous",
-            "--config",
-        ])
-        .arg(&policy)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("tollgate listening on ")
-        .unwrap()
-        .to_string();
+    let (mut child, url) = support::spawn_serve(env!("CARGO_BIN_EXE_tollgate"), &policy);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (health, models) = rt.block_on(async {
         let h = reqwest::get(format!("{url}/healthz"))

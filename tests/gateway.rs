@@ -473,6 +473,7 @@ async fn a_model_without_an_api_key_is_skipped() {
     let yaml = format!(
         r#"
 version: 1
+ledger: none
 providers:
   nokey: {{ kind: openai, base_url: "{0}", api_key: "${{MISSING_KEY:-}}" }}
   up: {{ kind: openai, base_url: "{0}", api_key: upstream-secret }}
@@ -502,6 +503,7 @@ async fn requests_are_classified_and_routed_by_task() {
     let yaml = format!(
         r#"
 version: 1
+ledger: none
 providers:
   up: {{ kind: openai, base_url: "{}", api_key: upstream-secret }}
 models:
@@ -545,6 +547,7 @@ fn context_policy(base: &str) -> String {
     format!(
         r#"
 version: 1
+ledger: none
 providers:
   up: {{ kind: openai, base_url: "{base}", api_key: upstream-secret, timeout: 2s }}
 models:

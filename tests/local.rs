@@ -33,6 +33,7 @@ fn policy(cloud: &str, max_concurrency: u32, max_queue: u32) -> String {
     format!(
         r#"
 version: 1
+ledger: none
 providers:
   cloud: {{ kind: openai, base_url: "{cloud}", api_key: upstream-secret, timeout: 5s }}
   local: {{ kind: local, device: cpu }}
@@ -61,6 +62,7 @@ fn gateway(yaml: &str) -> Arc<Gateway> {
     let p = tollgate::policy::load_str("local.yaml", yaml, Path::new("."), &|_| None).unwrap();
     let opts = Options {
         allow_anonymous: true,
+        ..Options::default()
     };
     Arc::new(Gateway::new(p, &opts).unwrap())
 }
@@ -366,4 +368,94 @@ async fn readiness_waits_for_the_model_and_a_template_file_overrides_the_gguf_on
     let a = chatml.count_prompt_tokens(&chat).await.unwrap();
     let b = inst.count_prompt_tokens(&chat).await.unwrap();
     assert_ne!(a, b, "the template file was not used");
+}
+
+/// The shipped `policies/default.yaml`, with its OpenAI provider pointed at
+/// the fake upstream.
+async fn shipped_default(cloud: &Fake) -> (String, Arc<Gateway>) {
+    let text = std::fs::read_to_string("policies/default.yaml").unwrap();
+    let base = cloud.base_url();
+    let env = move |name: &str| match name {
+        "OPENAI_BASE_URL" => Some(base.clone()),
+        "OPENAI_API_KEY" => Some("upstream-secret".to_string()),
+        "TOLLGATE_LEDGER" => Some("none".to_string()),
+        _ => None,
+    };
+    let p = tollgate::policy::load_str("default.yaml", &text, Path::new("policies"), &env).unwrap();
+    let opts = Options {
+        allow_anonymous: true,
+        ..Options::default()
+    };
+    let gw = Arc::new(Gateway::new(p, &opts).unwrap());
+    wait_ready(&gw).await;
+    (format!("http://{}", serve(gw.clone()).await), gw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_policy_sends_hard_code_to_gpt4_and_greetings_to_the_local_model() {
+    let _g = serial().await;
+    let cloud = Fake::start().await;
+    let (url, _gw) = shipped_default(&cloud).await;
+
+    let hard = json!({"model": "auto", "max_tokens": 50, "messages": [{"role": "user", "content":
+        "Implement a thread-safe LRU cache in Rust with O(1) get and put. It must not use \
+         unsafe code and should come with unit tests."}]});
+    let res = post(&url, &hard).await;
+    assert_eq!(res.status(), 200);
+    let h = res.headers().clone();
+    assert_eq!(h["x-tollgate-model"], "gpt-4");
+    assert_eq!(h["x-tollgate-route"], "code");
+    assert_eq!(h["x-tollgate-task"], "code");
+    let reason = h["x-tollgate-reason"].to_str().unwrap();
+    assert!(
+        reason.starts_with("rule code: task=code, complexity="),
+        "{reason}"
+    );
+    assert_eq!(cloud.requests()[0].body["model"], "gpt-4");
+
+    let greeting = json!({"model": "auto", "max_tokens": 8,
+                          "messages": [{"role": "user", "content": "Hi there!"}]});
+    let res = post(&url, &greeting).await;
+    assert_eq!(res.status(), 200);
+    let h = res.headers().clone();
+    assert_eq!(h["x-tollgate-model"], "smollm2-135m");
+    assert_eq!(h["x-tollgate-route"], "local-first");
+    assert_eq!(h["x-tollgate-task"], "chat");
+    assert_eq!(h["x-tollgate-complexity"], "low");
+    assert_eq!(
+        h["x-tollgate-reason"],
+        "rule local-first: first route without conditions"
+    );
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["model"], "smollm2-135m");
+
+    // A summary goes to the local model by the evidence-based rule.
+    let summary = json!({"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content":
+        "Summarize in one sentence: The meeting moved to Thursday because the venue was booked."}]});
+    let res = post(&url, &summary).await;
+    assert_eq!(res.headers()["x-tollgate-route"], "summarize-local");
+    assert_eq!(res.headers()["x-tollgate-model"], "smollm2-135m");
+    assert_eq!(cloud.hits(), 1, "only the code request went to the cloud");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_too_long_for_the_local_context_moves_to_the_cloud() {
+    let _g = serial().await;
+    let cloud = Fake::start().await;
+    let (url, _gw) = shipped_default(&cloud).await;
+    // ~9,000 tokens: more than the local model's 8,192, within gpt-3.5-turbo's 16,385.
+    let doc = "The quarterly report shows steady growth in every region. ".repeat(900);
+    let body = json!({"model": "auto", "max_tokens": 100, "messages": [{"role": "user",
+        "content": format!("Summarize this report:\n{doc}")}]});
+    let res = post(&url, &body).await;
+    assert_eq!(res.status(), 200);
+    let h = res.headers().clone();
+    assert_eq!(h["x-tollgate-route"], "summarize-local");
+    assert_eq!(h["x-tollgate-model"], "gpt-3.5-turbo");
+    let reason = h["x-tollgate-reason"].to_str().unwrap();
+    assert!(
+        reason.contains("smollm2-135m skipped: needs") && reason.contains("context 8192"),
+        "{reason}"
+    );
+    assert_eq!(cloud.requests()[0].body["model"], "gpt-3.5-turbo");
 }

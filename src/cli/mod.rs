@@ -1,5 +1,5 @@
-//! The command line: `serve`, `classify`, `policy check`, `key new`,
-//! `route calibrate`.
+//! The command line: `serve`, `classify`, `policy check`, `policy test`,
+//! `key new`, `route calibrate`, `report`.
 //!
 //! Exit codes: 0 ok, 1 a check failed (e.g. an invalid policy), 2 an error
 //! (e.g. the port is taken).
@@ -8,6 +8,7 @@ mod classify;
 mod key;
 mod plan;
 mod policy;
+mod report;
 mod route;
 mod serve;
 
@@ -40,6 +41,7 @@ enum Command {
     Key(key::KeyCommand),
     #[command(subcommand)]
     Route(route::RouteCommand),
+    Report(report::ReportArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -50,5 +52,6 @@ pub fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Key(cmd) => key::run(cmd),
         Command::Route(cmd) => route::run(cmd),
+        Command::Report(args) => report::run(args),
     }
 }

@@ -70,6 +70,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         policy,
         &Options {
             allow_anonymous: args.allow_anonymous,
+            ..Options::default()
         },
     )?);
     gw.log_availability();
@@ -79,11 +80,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, policy = %args.config.display(), "tollgate listening");
     println!("tollgate listening on http://{addr}");
-    axum::serve(listener, crate::server::app(gw))
+    axum::serve(listener, crate::server::app(gw.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server error")?;
-    tracing::info!("shut down cleanly");
+    // Every request has finished and closed its tab: write the rows still
+    // queued for the ledger before exiting.
+    let closing = gw.clone();
+    tokio::task::spawn_blocking(move || closing.close())
+        .await
+        .context("flushing the ledger")?;
+    tracing::info!("shut down cleanly; ledger flushed");
     Ok(())
 }
 

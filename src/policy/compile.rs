@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::catalog;
 use super::env::expand;
 use super::raw::{ByteSize, Comparison, RawModel, RawPolicy, RawPrice, RawProvider};
+use super::spend;
 use super::{
     Cmp, CmpOp, Device, Key, Model, Policy, Pricing, Provider, ProviderKind, Retry, Route, When,
 };
@@ -18,15 +19,15 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Collects `(path, message)` pairs.
 #[derive(Default)]
-struct Errors(Vec<(String, String)>);
+pub(super) struct Errors(Vec<(String, String)>);
 
 impl Errors {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push((path.into(), message.into()));
     }
 
     /// Records the error of `r`, if any, and passes the value on.
-    fn ok<T>(&mut self, path: impl Into<String>, r: Result<T, String>) -> Option<T> {
+    pub(super) fn ok<T>(&mut self, path: impl Into<String>, r: Result<T, String>) -> Option<T> {
         r.map_err(|m| self.add(path, m)).ok()
     }
 }
@@ -165,6 +166,7 @@ pub fn compile(
                     team: k.team,
                     hash,
                     models: k.models,
+                    admin: k.admin,
                 });
             }
         }
@@ -187,6 +189,10 @@ pub fn compile(
             .unwrap_or(Duration::from_millis(50)),
     };
 
+    let baseline = spend::baseline(raw.baseline, &models, &model_ids, &mut errs);
+    let ledger = spend::ledger(raw.ledger, env, &mut errs);
+    let budgets = spend::budgets(raw.budgets, &declared, &mut errs);
+
     if !errs.0.is_empty() {
         return Err(errs.0);
     }
@@ -199,6 +205,9 @@ pub fn compile(
         routes,
         keys,
         retry,
+        baseline,
+        ledger,
+        budgets,
     })
 }
 

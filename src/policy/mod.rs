@@ -12,6 +12,7 @@ pub mod catalog;
 mod compile;
 pub mod env;
 pub mod raw;
+mod spend;
 pub mod yaml;
 
 use std::collections::HashMap;
@@ -40,6 +41,65 @@ pub struct Policy {
     /// `None`: the policy has no `keys:` section.
     pub keys: Option<Vec<Key>>,
     pub retry: Retry,
+    /// The price savings are measured against (`baseline:`, default gpt-4).
+    pub baseline: Baseline,
+    pub ledger: LedgerTarget,
+    pub budgets: Vec<Budget>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    pub name: String,
+    pub price: Price,
+}
+
+/// Where ledger rows go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerTarget {
+    Sqlite(String),
+    Postgres(Secret),
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Budget {
+    /// How it is named in errors, headers and `/admin/budgets`, e.g. `team:web/month`.
+    pub name: String,
+    pub scope: Scope,
+    pub limit: Nanos,
+    pub period: Period,
+    pub on_exhausted: OnExhausted,
+    /// Alert thresholds, in thousandths of the limit.
+    pub alert_at: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Global,
+    Key(Target),
+    Team(Target),
+    Model(Target),
+}
+
+/// A scope's subject: one name, or each one separately (`"*"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    One(String),
+    Each,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Day,
+    Week,
+    Month,
+    Total,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExhausted {
+    Reject,
+    Downgrade,
 }
 
 #[derive(Debug)]
@@ -137,6 +197,7 @@ pub struct Key {
     pub team: String,
     pub hash: [u8; 32],
     pub models: Option<Vec<String>>,
+    pub admin: bool,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -26,6 +26,37 @@ pub struct RawPolicy {
     pub keys: Option<Vec<RawKey>>,
     #[serde(default)]
     pub retry: RawRetry,
+    /// The model whose price the savings are measured against (`gpt-4`).
+    pub baseline: Option<String>,
+    /// Where the cost ledger goes: `sqlite:PATH`, `postgres://…` or `none`.
+    pub ledger: Option<String>,
+    #[serde(default)]
+    pub budgets: Vec<RawBudget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    pub scope: RawScope,
+    pub limit_usd: serde_json::Number,
+    /// `day`, `week`, `month` (calendar, UTC) or `total`.
+    pub period: Option<String>,
+    /// `reject` (default) or `downgrade`.
+    pub on_exhausted: Option<String>,
+    /// Fractions of the limit at which to alert, e.g. `[0.8]`.
+    #[serde(default)]
+    pub alert_at: Vec<serde_json::Number>,
+}
+
+/// One of `key`, `team`, `model` (a name, or `"*"` for each one
+/// separately) or `global: true`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScope {
+    pub key: Option<String>,
+    pub team: Option<String>,
+    pub model: Option<String>,
+    pub global: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,6 +167,9 @@ pub struct RawKey {
     pub hash: String,
     /// Models and aliases this key may use; all when absent.
     pub models: Option<Vec<String>>,
+    /// May call `/admin/*` and `/dashboard`.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -58,11 +58,16 @@ pub async fn authenticate(
             key: None,
         },
         Some(keys) => {
+            let browser = req.uri().path() == "/dashboard";
             let Some(token) = bearer(&req) else {
-                return ApiError::unauthorized(
+                let e = ApiError::unauthorized(
                     "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
-                )
-                .into_response();
+                );
+                return if browser {
+                    super::admin::basic_challenge(e)
+                } else {
+                    e.into_response()
+                };
             };
             let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
             let mut found = None;
@@ -78,7 +83,12 @@ pub async fn authenticate(
                     key: Some(i),
                 },
                 None => {
-                    return ApiError::unauthorized("Incorrect API key provided.").into_response()
+                    let e = ApiError::unauthorized("Incorrect API key provided.");
+                    return if browser {
+                        super::admin::basic_challenge(e)
+                    } else {
+                        e.into_response()
+                    };
                 }
             }
         }
@@ -87,8 +97,26 @@ pub async fn authenticate(
     next.run(req).await
 }
 
-fn bearer(req: &Request) -> Option<&str> {
+/// The key: `Bearer <key>`, or HTTP Basic with the key as the password
+/// (what a browser sends for `/dashboard`).
+fn bearer(req: &Request) -> Option<String> {
+    use base64::Engine;
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
+    let token = token.trim();
+    if token.is_empty() {
+        return None;
+    }
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(token.to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (_, password) = text.split_once(':')?;
+        return (!password.is_empty()).then(|| password.to_string());
+    }
+    None
 }

@@ -8,6 +8,7 @@
 //! final error event.
 
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,15 +20,17 @@ use futures::StreamExt;
 use http::{header, HeaderValue};
 use rand::Rng;
 
+use super::account::{Close, Tab};
 use super::auth::Caller;
+use crate::budget::Exhausted;
 use crate::classify::{classify, tokens, Class, Texts};
 use crate::error::ApiError;
 use crate::gateway::{Backend, Gateway};
 use crate::money::Nanos;
-use crate::policy::{ModelId, Pricing};
+use crate::policy::{ModelId, OnExhausted};
 use crate::request::ChatRequest;
 use crate::route::{route, Facts, RouteDecision, RouteError};
-use crate::upstream::{Ending, Failure, OnFinish, Reply, RetryReason, Usage};
+use crate::upstream::{Failure, Reply, RetryReason};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -36,27 +39,46 @@ pub async fn chat_completions(
     Extension(caller): Extension<Caller>,
     req: Request,
 ) -> Response {
-    match handle(&gw, caller, req).await {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let tab = Tab::open(&gw, &caller, &request_id);
+    match handle(&gw, &caller, &tab, req).await {
         Ok(res) => res,
         Err(e) => {
             if e.status.is_server_error() {
                 tracing::warn!(status = e.status.as_u16(), cause = ?e.cause, "chat request failed");
             }
+            tab.close(Close {
+                usage: None,
+                status: e.status.as_u16(),
+                ending: "error",
+            });
             e.into_response()
         }
     }
 }
 
-async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Response, ApiError> {
+async fn handle(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    tab: &Tab,
+    req: Request,
+) -> Result<Response, ApiError> {
     let limit = gw.policy.max_body_bytes;
     let bytes = read_body(req.into_body(), limit).await?;
     let chat = ChatRequest::parse(&bytes)?;
+    tab.requested(&chat.model);
     if !caller.may_use(gw, &chat.model) {
         return Err(ApiError::model_not_found(&chat.model));
     }
     let prompt_tokens = tokens::count_chat(chat.messages());
     let texts = Texts::of(&chat);
     let class = classify(&texts.conversation(&chat, prompt_tokens));
+    tab.classified(&class, prompt_tokens);
     let facts = Facts {
         task: Some(class.task),
         complexity: Some(class.complexity),
@@ -74,15 +96,18 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
         )
         .code("no_route"),
     })?;
+    tab.routed(&decision.rule);
 
     let policy = &gw.policy;
     let chain = &decision.chain;
     let attempts = (policy.retry.max_attempts as usize).max(chain.len());
     let mut last: Option<RetryReason> = None;
     let mut tried = 0u32;
-    // Models of the chain the request does not fit, found once each.
+    // Per model of the chain: the context it is too small for, and the
+    // budget that refused it (checked once each).
     let mut too_small: Vec<Option<Overflow>> = vec![None; chain.len()];
     let mut fit_checked = vec![false; chain.len()];
+    let mut refused: Vec<Option<Exhausted>> = vec![None; chain.len()];
     for i in 0..attempts {
         let at = i % chain.len();
         let id = chain[at];
@@ -95,14 +120,30 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
             fit_checked[at] = true;
             too_small[at] = overflow(gw, id, &chat, prompt_tokens).await;
         }
-        if too_small[at].is_some() {
+        if too_small[at].is_some() || refused[at].is_some() {
             continue;
         }
+        let remaining = match tab.reserve(id, caller, chat.max_tokens) {
+            Ok(r) => r,
+            Err(e) if e.action == OnExhausted::Downgrade => {
+                gw.counters
+                    .budget_downgrades
+                    .fetch_add(1, Ordering::Relaxed);
+                refused[at] = Some(e);
+                continue;
+            }
+            Err(e) => {
+                gw.counters
+                    .budget_rejections
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(quota_error(&e));
+            }
+        };
         if tried > 0 {
             tokio::time::sleep(backoff(policy.retry.backoff, tried)).await;
         }
         tried += 1;
-        let mut on_finish = Some(finisher(gw, &caller, &decision.rule, id));
+        let mut on_finish = Some(tab.on_finish());
         let result = match backend {
             Backend::OpenAi(up) => {
                 let body = chat.upstream_body(&policy.models[id].upstream_model);
@@ -122,12 +163,19 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
             }
             Backend::Unavailable(why) => Err(Failure::Retry(RetryReason::Unavailable(why.clone()))),
         };
+        let notes = Notes {
+            chain,
+            too_small: &too_small,
+            refused: &refused,
+        };
         match result {
             Ok(Reply::Json { body, usage }) => {
-                let cost = cost_of(gw, id, usage);
-                if let Some(done) = on_finish.take() {
-                    done(usage, Ending::Complete);
-                }
+                tab.first_byte();
+                let (cost, remaining) = tab.close(Close {
+                    usage,
+                    status: 200,
+                    ending: "complete",
+                });
                 let mut res = Response::new(Body::from(body));
                 let h = res.headers_mut();
                 h.insert(
@@ -135,15 +183,18 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
                     HeaderValue::from_static("application/json"),
                 );
                 tag(h, &decision, &gw.model_names[id], &class, last.as_ref());
-                note_skips(h, gw, chain, &too_small);
-                if let Some(c) = cost {
-                    if let Ok(v) = HeaderValue::from_str(&c.to_string()) {
-                        h.insert("x-tollgate-cost-usd", v);
-                    }
+                notes.add_to(h, gw);
+                if usage.is_some() {
+                    money_header(h, "x-tollgate-cost-usd", cost);
+                }
+                if let Some(r) = remaining {
+                    money_header(h, "x-tollgate-budget-remaining-usd", r);
                 }
                 return Ok(res);
             }
             Ok(Reply::Stream(s)) => {
+                tab.first_byte();
+                let s = tab.guard(s);
                 let mut res = Response::new(Body::from_stream(s.map(Ok::<_, Infallible>)));
                 let h = res.headers_mut();
                 h.insert(
@@ -152,22 +203,55 @@ async fn handle(gw: &Arc<Gateway>, caller: Caller, req: Request) -> Result<Respo
                 );
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
                 tag(h, &decision, &gw.model_names[id], &class, last.as_ref());
-                note_skips(h, gw, chain, &too_small);
+                notes.add_to(h, gw);
+                // The cost is known only at the end (the ledger has it);
+                // the budget left is what remains after the reservation.
+                if let Some(r) = remaining {
+                    money_header(h, "x-tollgate-budget-remaining-usd", r);
+                }
                 return Ok(res);
             }
-            Err(Failure::Final(e)) => return Err(e),
+            Err(Failure::Final(e)) => {
+                tab.release();
+                return Err(e);
+            }
             Err(Failure::Retry(reason)) => {
+                tab.release();
                 tracing::warn!(model = %gw.model_names[id], attempt = tried, reason = %reason, "attempt failed; trying the next model");
                 last = Some(reason);
             }
         }
     }
     if tried == 0 {
+        if let Some(e) = refused.iter().flatten().next() {
+            gw.counters
+                .budget_rejections
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(quota_error(e));
+        }
         if let Some(o) = too_small.iter().flatten().max_by_key(|o| o.context) {
             return Err(o.to_api_error());
         }
     }
     Err(last.map_or_else(|| ApiError::unavailable(1), |r| r.to_api_error()))
+}
+
+/// 429 `insufficient_quota`, naming the budget and what is left of it.
+fn quota_error(e: &Exhausted) -> ApiError {
+    ApiError::insufficient_quota(
+        format!(
+            "Budget {} cannot cover this request: it needs up to ${} and ${} of ${} is left. \
+             Lower max_tokens, wait for the next period, or ask for a larger budget.",
+            e.budget, e.needed, e.available, e.limit
+        ),
+        None,
+    )
+}
+
+fn money_header(h: &mut http::HeaderMap, name: &'static str, v: Nanos) {
+    if let Ok(v) = HeaderValue::from_str(&v.to_string()) {
+        h.insert(name, v);
+    }
 }
 
 /// A request that does not fit a model's context window.
@@ -223,38 +307,43 @@ async fn overflow(gw: &Gateway, id: ModelId, chat: &ChatRequest, cl100k: u32) ->
     (o.needed() > u64::from(context)).then_some(o)
 }
 
-/// Adds to `x-tollgate-reason` which models were skipped because the
-/// request does not fit their context.
-fn note_skips(
-    h: &mut http::HeaderMap,
-    gw: &Gateway,
-    chain: &[ModelId],
-    skips: &[Option<Overflow>],
-) {
-    let notes: Vec<String> = chain
-        .iter()
-        .zip(skips)
-        .filter_map(|(id, o)| {
-            o.map(|o| {
-                format!(
-                    "{} skipped: needs {} tokens, context {}",
-                    gw.model_names[*id],
+/// Why models of the chain were passed over, for `x-tollgate-reason`.
+struct Notes<'a> {
+    chain: &'a [ModelId],
+    too_small: &'a [Option<Overflow>],
+    refused: &'a [Option<Exhausted>],
+}
+
+impl Notes<'_> {
+    fn add_to(&self, h: &mut http::HeaderMap, gw: &Gateway) {
+        let mut notes = Vec::new();
+        for (i, id) in self.chain.iter().enumerate() {
+            let name = &gw.model_names[*id];
+            if let Some(o) = self.too_small[i] {
+                notes.push(format!(
+                    "{name} skipped: needs {} tokens, context {}",
                     o.needed(),
                     o.context
-                )
-            })
-        })
-        .collect();
-    if notes.is_empty() {
-        return;
-    }
-    let reason = h
-        .get("x-tollgate-reason")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    if let Ok(v) = HeaderValue::from_str(&format!("{reason}; {}", notes.join("; "))) {
-        h.insert("x-tollgate-reason", v);
+                ));
+            }
+            if let Some(e) = &self.refused[i] {
+                notes.push(format!(
+                    "{name} skipped: budget {} exhausted (downgrade)",
+                    e.budget
+                ));
+            }
+        }
+        if notes.is_empty() {
+            return;
+        }
+        let reason = h
+            .get("x-tollgate-reason")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        if let Ok(v) = HeaderValue::from_str(&format!("{reason}; {}", notes.join("; "))) {
+            h.insert("x-tollgate-reason", v);
+        }
     }
 }
 
@@ -319,42 +408,6 @@ fn backoff(base: Duration, n: u32) -> Duration {
     let exp = base.saturating_mul(1 << (n - 1).min(10));
     let jitter = rand::rng().random_range(0.5..1.5);
     exp.mul_f64(jitter).min(MAX_BACKOFF)
-}
-
-fn cost_of(gw: &Gateway, id: ModelId, usage: Option<Usage>) -> Option<Nanos> {
-    let u = usage?;
-    let price = match (&gw.backends[id], gw.policy.models[id].pricing) {
-        #[cfg(feature = "local")]
-        (Backend::Local(m), _) => m.price(),
-        (_, Pricing::PerToken(p)) => p,
-        (_, Pricing::GpuHour(_)) => return None,
-    };
-    Some(price.cost(u.prompt_tokens, u.completion_tokens))
-}
-
-/// What runs when a reply ends: the per-request log line (no prompt text,
-/// no keys).
-fn finisher(gw: &Arc<Gateway>, caller: &Caller, rule: &str, id: ModelId) -> OnFinish {
-    let gw = gw.clone();
-    let key = caller.key_id.clone();
-    let team = caller.team.clone();
-    let rule = rule.to_string();
-    Box::new(move |usage: Option<Usage>, ending: Ending| {
-        let cost = cost_of(&gw, id, usage);
-        let u = usage.unwrap_or_default();
-        tracing::info!(
-            key = %key,
-            team = %team,
-            route = %rule,
-            model = %gw.model_names[id],
-            prompt_tokens = u.prompt_tokens,
-            completion_tokens = u.completion_tokens,
-            usage_known = usage.is_some(),
-            cost_usd = %cost.map(|c| c.to_string()).unwrap_or_default(),
-            ending = ?ending,
-            "request finished"
-        );
-    })
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         let up = u8::from(b.unavailable_reason().is_none());
         let _ = writeln!(out, "tollgate_model_available{{model=\"{name}\"}} {up}");
     }
+    budgets(&gw, &mut out);
     local(&gw, &mut out);
     let mut res = out.into_response();
     res.headers_mut().insert(
@@ -31,6 +32,50 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     res
+}
+
+fn budgets(gw: &Gateway, out: &mut String) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &gw.counters;
+    for (name, help, v) in [
+        (
+            "tollgate_budget_alerts_total",
+            "Budget alert thresholds crossed (each once per period).",
+            c.budget_alerts.load(Relaxed),
+        ),
+        (
+            "tollgate_budget_rejections_total",
+            "Requests refused with 429 insufficient_quota.",
+            c.budget_rejections.load(Relaxed),
+        ),
+        (
+            "tollgate_budget_downgrades_total",
+            "Models skipped because a downgrade budget could not cover them.",
+            c.budget_downgrades.load(Relaxed),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
+    }
+    let status = gw.budgets.status();
+    if status.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_budget_remaining_usd Money left in each budget this period (after reservations).\n# TYPE tollgate_budget_remaining_usd gauge"
+    );
+    for b in status {
+        let _ = writeln!(
+            out,
+            "tollgate_budget_remaining_usd{{budget=\"{}\",subject=\"{}\"}} {}",
+            b.budget.replace('"', "'"),
+            b.subject.replace('"', "'"),
+            b.remaining_usd
+        );
+    }
 }
 
 #[cfg(feature = "local")]

@@ -12,8 +12,11 @@
 //!    (`ChatRequest`, size-limited), routes (`RouteDecision`) and runs the
 //!    chain of backends.
 
+mod account;
+mod admin;
 pub mod auth;
 pub mod chat;
+mod dashboard;
 mod metrics;
 mod models;
 
@@ -69,6 +72,9 @@ pub fn app(gw: Arc<Gateway>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/admin/report", get(admin::report))
+        .route("/admin/budgets", get(admin::budgets))
+        .route("/dashboard", get(admin::dashboard_page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(stack)

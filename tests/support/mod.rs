@@ -23,6 +23,7 @@ pub fn policy(primary: &str, backup: &str, timeout: &str) -> String {
     format!(
         r#"
 version: 1
+ledger: none
 server: {{ max_body: 64KiB }}
 providers:
   primary: {{ kind: openai, base_url: "{primary}", api_key: upstream-secret, timeout: {timeout} }}
@@ -88,4 +89,34 @@ pub fn sse_chunks(body: &str) -> (Vec<serde_json::Value>, String) {
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
         .collect();
     (chunks, content)
+}
+
+/// Runs the built binary's `serve` on a free port with `policy`; returns
+/// the child and the URL it printed.
+pub fn spawn_serve(bin: &str, policy: &Path) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(bin)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--allow-anonymous",
+            "--config",
+        ])
+        .arg(policy)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("tollgate listening on ")
+        .unwrap()
+        .to_string();
+    (child, url)
 }

@@ -1,0 +1,88 @@
+//! The shared ledger for several replicas: PostgreSQL, through the
+//! blocking client on the ledger's writer thread (never on the async
+//! request path).
+
+use postgres::{Client, NoTls};
+
+use super::{insert_sql, report_sql, schema, to_i64, to_u64, Group, Query, Row, Store};
+use crate::money::Nanos;
+
+pub struct Postgres {
+    client: Client,
+}
+
+fn placeholder(i: usize) -> String {
+    format!("${i}")
+}
+
+impl Postgres {
+    /// Connects without TLS (a database on the same host or a private
+    /// network); the URL may carry `?options=-c search_path=…`.
+    pub fn connect(url: &str) -> anyhow::Result<Postgres> {
+        let mut client = Client::connect(url, NoTls)
+            .map_err(|e| anyhow::anyhow!("connecting to the PostgreSQL ledger: {e}"))?;
+        client.batch_execute(schema())?;
+        Ok(Postgres { client })
+    }
+}
+
+impl Store for Postgres {
+    fn insert(&mut self, rows: &[Row]) -> anyhow::Result<()> {
+        let mut tx = self.client.transaction()?;
+        let stmt = tx.prepare(&insert_sql(placeholder))?;
+        for r in rows {
+            let day = crate::clock::day_string(r.ts);
+            tx.execute(
+                &stmt,
+                &[
+                    &r.ts,
+                    &day,
+                    &r.request_id,
+                    &r.key_id,
+                    &r.team,
+                    &r.task,
+                    &r.complexity,
+                    &r.route,
+                    &r.requested_model,
+                    &r.model,
+                    &to_i64(r.prompt_tokens),
+                    &to_i64(r.completion_tokens),
+                    &to_i64(r.cost.0),
+                    &to_i64(r.baseline_cost.0),
+                    &r.cache,
+                    &i32::from(r.status),
+                    &to_i64(r.latency_ms),
+                    &r.ttft_ms.map(to_i64),
+                    &r.ending,
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn report(&mut self, q: &Query) -> anyhow::Result<Vec<Group>> {
+        let n = q.by.len();
+        let rows = self
+            .client
+            .query(&report_sql(q, placeholder), &[&q.from, &q.to])?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut keys = Vec::with_capacity(n);
+            for i in 0..n {
+                keys.push(r.try_get::<_, String>(i)?);
+            }
+            out.push(Group {
+                keys,
+                requests: to_u64(r.try_get(n)?),
+                prompt_tokens: to_u64(r.try_get(n + 1)?),
+                completion_tokens: to_u64(r.try_get(n + 2)?),
+                cost: Nanos(to_u64(r.try_get(n + 3)?)),
+                baseline_cost: Nanos(to_u64(r.try_get(n + 4)?)),
+                cache_hits: to_u64(r.try_get(n + 5)?),
+            });
+        }
+        out.retain(|g| g.requests > 0);
+        Ok(out)
+    }
+}

@@ -1,0 +1,88 @@
+//! The embedded ledger: one SQLite file in WAL mode.
+
+use rusqlite::{params, Connection};
+
+use super::{insert_sql, report_sql, schema, to_i64, to_u64, Group, Query, Row, Store};
+use crate::money::Nanos;
+
+pub struct Sqlite {
+    conn: Connection,
+}
+
+fn placeholder(i: usize) -> String {
+    format!("?{i}")
+}
+
+impl Sqlite {
+    pub fn open(path: &str) -> anyhow::Result<Sqlite> {
+        let conn = Connection::open(path)
+            .map_err(|e| anyhow::anyhow!("opening the ledger {path}: {e}"))?;
+        // WAL: reports read while the writer writes; a busy file waits.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(schema())?;
+        Ok(Sqlite { conn })
+    }
+}
+
+impl Store for Sqlite {
+    fn insert(&mut self, rows: &[Row]) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(&insert_sql(placeholder))?;
+            for r in rows {
+                stmt.execute(params![
+                    r.ts,
+                    crate::clock::day_string(r.ts),
+                    r.request_id,
+                    r.key_id,
+                    r.team,
+                    r.task,
+                    r.complexity,
+                    r.route,
+                    r.requested_model,
+                    r.model,
+                    to_i64(r.prompt_tokens),
+                    to_i64(r.completion_tokens),
+                    to_i64(r.cost.0),
+                    to_i64(r.baseline_cost.0),
+                    r.cache,
+                    r.status,
+                    to_i64(r.latency_ms),
+                    r.ttft_ms.map(to_i64),
+                    r.ending,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn report(&mut self, q: &Query) -> anyhow::Result<Vec<Group>> {
+        let mut stmt = self.conn.prepare(&report_sql(q, placeholder))?;
+        let n = q.by.len();
+        let rows = stmt.query_map(params![q.from, q.to], |r| {
+            let mut keys = Vec::with_capacity(n);
+            for i in 0..n {
+                keys.push(r.get::<_, String>(i)?);
+            }
+            Ok(Group {
+                keys,
+                requests: to_u64(r.get(n)?),
+                prompt_tokens: to_u64(r.get(n + 1)?),
+                completion_tokens: to_u64(r.get(n + 2)?),
+                cost: Nanos(to_u64(r.get(n + 3)?)),
+                baseline_cost: Nanos(to_u64(r.get(n + 4)?)),
+                cache_hits: to_u64(r.get(n + 5)?),
+            })
+        })?;
+        let mut out = Vec::new();
+        for g in rows {
+            out.push(g?);
+        }
+        // An empty ledger has one all-zero total row in SQL; drop it.
+        out.retain(|g| g.requests > 0);
+        Ok(out)
+    }
+}

@@ -1,0 +1,218 @@
+//! The money parts of a policy: `baseline:`, `ledger:` and `budgets:`.
+
+use std::collections::{HashMap, HashSet};
+
+use super::catalog;
+use super::compile::Errors;
+use super::env::expand;
+use super::raw::{RawBudget, RawScope};
+use super::{
+    Baseline, Budget, LedgerTarget, Model, ModelId, OnExhausted, Period, Pricing, Scope, Target,
+};
+use crate::money::Nanos;
+use crate::secret::Secret;
+
+/// The ledger file when the policy names none.
+pub const DEFAULT_LEDGER: &str = "tollgate-ledger.sqlite";
+
+/// The baseline: a per-token model of the policy, else a model whose list
+/// price is built in. Default `gpt-4`.
+pub(super) fn baseline(
+    name: Option<String>,
+    models: &[Model],
+    ids: &HashMap<String, ModelId>,
+    errs: &mut Errors,
+) -> Baseline {
+    let name = name.unwrap_or_else(|| "gpt-4".to_string());
+    let price = match ids.get(&name).map(|id| models[*id].pricing) {
+        Some(Pricing::PerToken(p)) => Some(p),
+        Some(Pricing::GpuHour(_)) => {
+            errs.add(
+                "baseline",
+                format!("`{name}` is priced per GPU hour; the baseline needs a per-token price"),
+            );
+            None
+        }
+        None => match catalog::lookup(&name) {
+            Some(k) => Some(k.price),
+            None => {
+                errs.add(
+                    "baseline",
+                    format!("`{name}` is neither a model of this policy nor a model with a built-in price"),
+                );
+                None
+            }
+        },
+    };
+    Baseline {
+        name,
+        price: price.unwrap_or_default(),
+    }
+}
+
+pub(super) fn ledger(
+    text: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+    errs: &mut Errors,
+) -> LedgerTarget {
+    let Some(text) = text else {
+        return LedgerTarget::Sqlite(DEFAULT_LEDGER.to_string());
+    };
+    let Some(text) = errs.ok("ledger", expand(&text, env)) else {
+        return LedgerTarget::None;
+    };
+    if text == "none" {
+        LedgerTarget::None
+    } else if let Some(path) = text.strip_prefix("sqlite:") {
+        let path = path.trim_start_matches("//");
+        if path.is_empty() {
+            errs.add(
+                "ledger",
+                "`sqlite:` needs a file path, e.g. sqlite:ledger.sqlite",
+            );
+        }
+        LedgerTarget::Sqlite(path.to_string())
+    } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        LedgerTarget::Postgres(Secret::new(text))
+    } else {
+        errs.add(
+            "ledger",
+            "expected `sqlite:PATH`, `postgres://USER@HOST/DB` or `none`",
+        );
+        LedgerTarget::None
+    }
+}
+
+pub(super) fn budgets(
+    raw: Vec<RawBudget>,
+    models: &HashSet<String>,
+    errs: &mut Errors,
+) -> Vec<Budget> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    for (i, b) in raw.into_iter().enumerate() {
+        let path = format!("budgets[{i}]");
+        let scope = scope(b.scope, &format!("{path}.scope"), models, errs);
+        let limit = errs.ok(
+            format!("{path}.limit_usd"),
+            Nanos::parse_usd(&b.limit_usd.to_string()),
+        );
+        let period = match b.period.as_deref() {
+            None | Some("month") => Some(Period::Month),
+            Some("day") => Some(Period::Day),
+            Some("week") => Some(Period::Week),
+            Some("total") => Some(Period::Total),
+            Some(other) => {
+                errs.add(
+                    format!("{path}.period"),
+                    format!("unknown period `{other}` (expected day, week, month or total)"),
+                );
+                None
+            }
+        };
+        let on_exhausted = match b.on_exhausted.as_deref() {
+            None | Some("reject") => Some(OnExhausted::Reject),
+            Some("downgrade") => Some(OnExhausted::Downgrade),
+            Some(other) => {
+                errs.add(
+                    format!("{path}.on_exhausted"),
+                    format!("unknown action `{other}` (expected reject or downgrade)"),
+                );
+                None
+            }
+        };
+        let mut alert_at = Vec::new();
+        for (j, a) in b.alert_at.iter().enumerate() {
+            match a.as_f64() {
+                Some(f) if f > 0.0 && f <= 1.0 => alert_at.push((f * 1000.0).round() as u32),
+                _ => errs.add(
+                    format!("{path}.alert_at[{j}]"),
+                    "must be a fraction of the limit in (0, 1]",
+                ),
+            }
+        }
+        alert_at.sort_unstable();
+        let (Some(scope), Some(limit), Some(period), Some(on_exhausted)) =
+            (scope, limit, period, on_exhausted)
+        else {
+            continue;
+        };
+        let name = format!("{}/{}", scope_name(&scope), period_name(period));
+        if !names.insert(name.clone()) {
+            errs.add(&path, format!("a budget for {name} is already declared"));
+        }
+        out.push(Budget {
+            name,
+            scope,
+            limit,
+            period,
+            on_exhausted,
+            alert_at,
+        });
+    }
+    out
+}
+
+fn scope(s: RawScope, path: &str, models: &HashSet<String>, errs: &mut Errors) -> Option<Scope> {
+    let target = |v: String| {
+        if v == "*" {
+            Target::Each
+        } else {
+            Target::One(v)
+        }
+    };
+    let given = [
+        s.key.is_some(),
+        s.team.is_some(),
+        s.model.is_some(),
+        s.global.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if given != 1 {
+        errs.add(
+            path,
+            "name exactly one of key, team, model (a name or \"*\" for each) or global: true",
+        );
+        return None;
+    }
+    if let Some(m) = &s.model {
+        if m != "*" && !models.contains(m) {
+            errs.add(format!("{path}.model"), format!("unknown model `{m}`"));
+            return None;
+        }
+    }
+    match (s.key, s.team, s.model, s.global) {
+        (Some(k), ..) => Some(Scope::Key(target(k))),
+        (_, Some(t), ..) => Some(Scope::Team(target(t))),
+        (_, _, Some(m), _) => Some(Scope::Model(target(m))),
+        (.., Some(true)) => Some(Scope::Global),
+        _ => {
+            errs.add(format!("{path}.global"), "must be true");
+            None
+        }
+    }
+}
+
+pub fn scope_name(s: &Scope) -> String {
+    let t = |kind: &str, t: &Target| match t {
+        Target::One(n) => format!("{kind}:{n}"),
+        Target::Each => format!("{kind}:*"),
+    };
+    match s {
+        Scope::Global => "global".to_string(),
+        Scope::Key(x) => t("key", x),
+        Scope::Team(x) => t("team", x),
+        Scope::Model(x) => t("model", x),
+    }
+}
+
+pub fn period_name(p: Period) -> &'static str {
+    match p {
+        Period::Day => "day",
+        Period::Week => "week",
+        Period::Month => "month",
+        Period::Total => "total",
+    }
+}

@@ -1,0 +1,415 @@
+//! Cost reports from the ledger: one engine for `tollgate report` and
+//! `GET /admin/report`, rendered as a table, CSV or JSON.
+//!
+//! Savings = baseline cost − cost (negative when a request went to a model
+//! dearer than the baseline); savings % = savings ÷ baseline cost.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::clock::{day_string, parse_day, Millis};
+use crate::ledger::{Dim, Group, Query, Store};
+use crate::money::{Nanos, NANOS_PER_USD};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The options both front ends take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub since: Option<Duration>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub by: Vec<Dim>,
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            since: None,
+            from: None,
+            to: None,
+            by: vec![Dim::Model],
+            format: Format::Table,
+        }
+    }
+}
+
+/// The default window when neither `since` nor `from`/`to` is given.
+pub const DEFAULT_SINCE: Duration = Duration::from_secs(30 * 86_400);
+
+impl Options {
+    /// The time range `[from, to)`: `since` back from `now`, or whole UTC
+    /// days `from..=to`.
+    pub fn range(&self, now: Millis) -> Result<(Millis, Millis), String> {
+        if self.since.is_some() && (self.from.is_some() || self.to.is_some()) {
+            return Err("give either --since or --from/--to, not both".into());
+        }
+        let day = |s: &str| parse_day(s).ok_or_else(|| format!("`{s}` is not a date (YYYY-MM-DD)"));
+        let from = match &self.from {
+            Some(f) => day(f)?,
+            None if self.to.is_some() => 0,
+            None => now - self.since.unwrap_or(DEFAULT_SINCE).as_millis() as i64,
+        };
+        let to = match &self.to {
+            Some(t) => day(t)? + DAY_MS,
+            None => i64::MAX,
+        };
+        if from >= to {
+            return Err("the range is empty (--from is after --to)".into());
+        }
+        Ok((from, to))
+    }
+
+    /// Parses `by` values, comma-separated or repeated.
+    pub fn parse_by<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<Dim>, String> {
+        let mut out = Vec::new();
+        for v in values {
+            for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let d = Dim::parse(part).ok_or_else(|| {
+                    format!("unknown --by `{part}` (expected key, team, model, task, route or day)")
+                })?;
+                if !out.contains(&d) {
+                    out.push(d);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A finished report: groups sorted, plus the total.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub by: Vec<Dim>,
+    pub from: Millis,
+    pub to: Millis,
+    pub groups: Vec<Group>,
+    pub total: Group,
+}
+
+pub fn build(
+    store: &mut dyn Store,
+    by: &[Dim],
+    from: Millis,
+    to: Millis,
+) -> anyhow::Result<Report> {
+    let mut groups = store.report(&Query {
+        from,
+        to,
+        by: by.to_vec(),
+    })?;
+    // Days read in order; anything else from the most spent down.
+    if by.first() == Some(&Dim::Day) {
+        groups.sort_by(|a, b| a.keys.cmp(&b.keys).then(b.cost.cmp(&a.cost)));
+    } else {
+        groups.sort_by(|a, b| b.cost.cmp(&a.cost).then(a.keys.cmp(&b.keys)));
+    }
+    let mut total = Group::default();
+    for g in &groups {
+        total.requests += g.requests;
+        total.prompt_tokens += g.prompt_tokens;
+        total.completion_tokens += g.completion_tokens;
+        total.cost = total.cost.saturating_add(g.cost);
+        total.baseline_cost = total.baseline_cost.saturating_add(g.baseline_cost);
+        total.cache_hits += g.cache_hits;
+    }
+    Ok(Report {
+        by: by.to_vec(),
+        from,
+        to,
+        groups,
+        total,
+    })
+}
+
+/// Baseline − cost, signed, as USD text.
+pub fn savings(g: &Group) -> String {
+    let s = i128::from(g.baseline_cost.0) - i128::from(g.cost.0);
+    let abs = Nanos(u64::try_from(s.unsigned_abs()).unwrap_or(u64::MAX));
+    if s < 0 {
+        format!("-{abs}")
+    } else {
+        abs.to_string()
+    }
+}
+
+/// Savings as a percentage of the baseline, one decimal ("" when no baseline).
+pub fn savings_pct(g: &Group) -> String {
+    if g.baseline_cost.0 == 0 {
+        return String::new();
+    }
+    let s = i128::from(g.baseline_cost.0) - i128::from(g.cost.0);
+    // Tenths of a percent, rounded half away from zero, in integers.
+    let tenths = (s * 2000 / i128::from(g.baseline_cost.0) + s.signum()) / 2;
+    format!(
+        "{}{}.{}",
+        if tenths < 0 { "-" } else { "" },
+        tenths.abs() / 10,
+        tenths.abs() % 10
+    )
+}
+
+fn hit_rate(g: &Group) -> String {
+    if g.requests == 0 {
+        return String::new();
+    }
+    let tenths = (g.cache_hits * 2000 / g.requests).div_ceil(2);
+    format!("{}.{}", tenths / 10, tenths % 10)
+}
+
+/// USD with at most 6 decimals, for tables people read.
+fn usd(n: Nanos) -> String {
+    let micros = (n.0 + 500) / 1000;
+    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+}
+
+const HEAD: [&str; 9] = [
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "baseline_usd",
+    "savings_usd",
+    "savings_pct",
+    "cache_hit_pct",
+    "",
+];
+
+fn cells(g: &Group, exact: bool) -> Vec<String> {
+    let money = |n: Nanos| if exact { n.to_string() } else { usd(n) };
+    let sv = if exact {
+        savings(g)
+    } else {
+        let s = i128::from(g.baseline_cost.0) - i128::from(g.cost.0);
+        let u = usd(Nanos(u64::try_from(s.unsigned_abs()).unwrap_or(u64::MAX)));
+        if s < 0 {
+            format!("-{u}")
+        } else {
+            u
+        }
+    };
+    vec![
+        g.requests.to_string(),
+        g.prompt_tokens.to_string(),
+        g.completion_tokens.to_string(),
+        money(g.cost),
+        money(g.baseline_cost),
+        sv,
+        savings_pct(g),
+        hit_rate(g),
+    ]
+}
+
+impl Report {
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Table => self.table(),
+            Format::Csv => self.csv(),
+            Format::Json => {
+                let mut s = serde_json::to_string_pretty(&self.json()).unwrap_or_default();
+                s.push('\n');
+                s
+            }
+        }
+    }
+
+    fn header(&self) -> Vec<String> {
+        self.by
+            .iter()
+            .map(|d| d.name().to_string())
+            .chain(HEAD[..8].iter().map(|h| h.to_string()))
+            .collect()
+    }
+
+    fn table(&self) -> String {
+        let mut rows = vec![self.header()];
+        for g in &self.groups {
+            rows.push(g.keys.iter().cloned().chain(cells(g, false)).collect());
+        }
+        let mut total: Vec<String> = (0..self.by.len())
+            .map(|i| {
+                if i == 0 {
+                    "TOTAL".to_string()
+                } else {
+                    String::new()
+                }
+            })
+            .collect();
+        if total.is_empty() {
+            total.push("TOTAL".into());
+            rows[0].insert(0, String::new());
+            for r in rows.iter_mut().skip(1) {
+                r.insert(0, String::new());
+            }
+        }
+        total.extend(cells(&self.total, false));
+        let widths: Vec<usize> = (0..rows[0].len())
+            .map(|c| {
+                rows.iter()
+                    .chain([&total])
+                    .map(|r| r[c].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let keys = self.by.len().max(1);
+        let line = |r: &[String]| {
+            let mut s = String::new();
+            for (c, cell) in r.iter().enumerate() {
+                let w = widths[c];
+                if c < keys {
+                    let _ = write!(s, "{cell:<w$}  ");
+                } else {
+                    let _ = write!(s, "{cell:>w$}  ");
+                }
+            }
+            s.trim_end().to_string()
+        };
+        let mut out = format!(
+            "tollgate cost report, {} to {} (UTC)\n\n",
+            day_string(self.from),
+            if self.to == i64::MAX {
+                "now".to_string()
+            } else {
+                day_string(self.to - 1)
+            }
+        );
+        out.push_str(&line(&rows[0]));
+        out.push('\n');
+        let rule: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+        out.push_str(&"-".repeat(rule));
+        out.push('\n');
+        for r in &rows[1..] {
+            out.push_str(&line(r));
+            out.push('\n');
+        }
+        out.push_str(&"-".repeat(rule));
+        out.push('\n');
+        out.push_str(&line(&total));
+        out.push('\n');
+        out
+    }
+
+    fn csv(&self) -> String {
+        let esc = |s: &str| {
+            if s.contains([',', '"', '\n']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_string()
+            }
+        };
+        let mut out = self.header().join(",");
+        out.push('\n');
+        for g in &self.groups {
+            let row: Vec<String> = g
+                .keys
+                .iter()
+                .map(|k| esc(k))
+                .chain(cells(g, true))
+                .collect();
+            out.push_str(&row.join(","));
+            out.push('\n');
+        }
+        out
+    }
+
+    pub fn json(&self) -> Value {
+        let group = |g: &Group| {
+            let mut v = json!({
+                "requests": g.requests,
+                "prompt_tokens": g.prompt_tokens,
+                "completion_tokens": g.completion_tokens,
+                "cost_usd": g.cost.to_string(),
+                "cost_nanos": g.cost.0,
+                "baseline_usd": g.baseline_cost.to_string(),
+                "baseline_nanos": g.baseline_cost.0,
+                "savings_usd": savings(g),
+                "savings_pct": savings_pct(g),
+                "cache_hits": g.cache_hits,
+            });
+            for (d, k) in self.by.iter().zip(&g.keys) {
+                v[d.name()] = json!(k);
+            }
+            v
+        };
+        json!({
+            "from": crate::clock::rfc3339(self.from),
+            "to": crate::clock::rfc3339(self.to),
+            "by": self.by.iter().map(|d| d.name()).collect::<Vec<_>>(),
+            "groups": self.groups.iter().map(group).collect::<Vec<_>>(),
+            "total": group(&self.total),
+        })
+    }
+}
+
+/// Dollars as a float, for charts only (never for accounting).
+pub fn usd_f64(n: Nanos) -> f64 {
+    n.0 as f64 / NANOS_PER_USD as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(cost: u64, baseline: u64) -> Group {
+        Group {
+            requests: 3,
+            cost: Nanos(cost),
+            baseline_cost: Nanos(baseline),
+            cache_hits: 1,
+            ..Group::default()
+        }
+    }
+
+    #[test]
+    fn savings_are_signed_and_exact() {
+        assert_eq!(savings(&g(250, 1000)), "0.00000075");
+        assert_eq!(savings_pct(&g(250, 1000)), "75.0");
+        assert_eq!(savings(&g(1500, 1000)), "-0.0000005");
+        assert_eq!(savings_pct(&g(1500, 1000)), "-50.0");
+        assert_eq!(savings_pct(&g(1, 3)), "66.7");
+        assert_eq!(savings_pct(&g(0, 0)), "");
+        assert_eq!(hit_rate(&g(0, 0)), "33.3");
+    }
+
+    #[test]
+    fn ranges() {
+        let now = parse_day("2026-11-28").unwrap() + 5;
+        let o = Options {
+            since: Some(Duration::from_secs(86_400)),
+            ..Options::default()
+        };
+        assert_eq!(o.range(now).unwrap(), (now - DAY_MS, i64::MAX));
+        let o = Options {
+            from: Some("2026-11-01".into()),
+            to: Some("2026-11-02".into()),
+            ..Options::default()
+        };
+        let (f, t) = o.range(now).unwrap();
+        assert_eq!(
+            (day_string(f), day_string(t)),
+            ("2026-11-01".into(), "2026-11-03".into())
+        );
+        let bad = Options {
+            from: Some("2026-11-05".into()),
+            to: Some("2026-11-02".into()),
+            ..Options::default()
+        };
+        assert!(bad.range(now).is_err());
+        assert_eq!(
+            Options::parse_by(["model,day", "key"]).unwrap(),
+            vec![Dim::Model, Dim::Day, Dim::Key]
+        );
+        assert!(Options::parse_by(["colour"]).is_err());
+    }
+}

@@ -1,0 +1,370 @@
+//! Per-request accounting: budget reservation, the real cost, the ledger row.
+//!
+//! A `Tab` opens when an authenticated chat request arrives and is closed
+//! exactly once, however the request ends:
+//! - `close` from the handler (a JSON reply or an error), or from a
+//!   stream's finish callback (complete, broken, or the client went away);
+//! - `Drop` when nobody closed it: the handler future was dropped because
+//!   the client disconnected while a JSON reply was pending. The row says
+//!   `client_gone`, status 499, and the prompt is charged at the estimated
+//!   prompt tokens (the upstream bills the prompt once it has started).
+//!
+//! Cost = the model's per-token price × real usage (local `gpu_hour`
+//! models: the price implied by measured throughput). Baseline cost = the
+//! same tokens at the policy's baseline price.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::budget::{Exhausted, Reservation, Subject};
+use crate::classify::Class;
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::ledger::Row;
+use crate::money::{Nanos, Price};
+use crate::policy::{ModelId, Pricing};
+use crate::upstream::{Ending, SseStream, Usage};
+use futures::StreamExt;
+
+use super::auth::Caller;
+
+/// The completion budget assumed when neither `max_tokens` nor the
+/// model's context bounds it.
+pub const DEFAULT_COMPLETION_CAP: u32 = 4096;
+
+struct Account {
+    gw: Arc<Gateway>,
+    started: Instant,
+    row: Row,
+    prompt_estimate: u32,
+    reservation: Option<Reservation>,
+    /// The model of the current reservation or attempt.
+    model: Option<ModelId>,
+    first_byte: Option<Duration>,
+    closed: bool,
+}
+
+/// A shared handle: the handler and a stream's finish callback both hold it.
+#[derive(Clone)]
+pub struct Tab(Arc<Mutex<Account>>);
+
+/// How a request ended, for the ledger row.
+pub struct Close {
+    pub usage: Option<Usage>,
+    pub status: u16,
+    pub ending: &'static str,
+}
+
+impl Tab {
+    pub fn open(gw: &Arc<Gateway>, caller: &Caller, request_id: &str) -> Tab {
+        let row = Row {
+            ts: gw.clock.now(),
+            request_id: request_id.to_string(),
+            key_id: caller.key_id.to_string(),
+            team: caller.team.to_string(),
+            task: String::new(),
+            complexity: String::new(),
+            route: String::new(),
+            requested_model: String::new(),
+            model: String::new(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost: Nanos::ZERO,
+            baseline_cost: Nanos::ZERO,
+            cache: "off".to_string(),
+            status: 0,
+            latency_ms: 0,
+            ttft_ms: None,
+            ending: String::new(),
+        };
+        Tab(Arc::new(Mutex::new(Account {
+            gw: gw.clone(),
+            started: Instant::now(),
+            row,
+            prompt_estimate: 0,
+            reservation: None,
+            model: None,
+            first_byte: None,
+            closed: false,
+        })))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Account) -> T) -> Option<T> {
+        self.0.lock().ok().map(|mut a| f(&mut a))
+    }
+
+    pub fn requested(&self, model: &str) {
+        self.with(|a| a.row.requested_model = model.to_string());
+    }
+
+    pub fn classified(&self, class: &Class, prompt_tokens: u32) {
+        self.with(|a| {
+            a.row.task = class.task.to_string();
+            a.row.complexity = class.complexity.to_string();
+            a.prompt_estimate = prompt_tokens;
+        });
+    }
+
+    pub fn routed(&self, rule: &str) {
+        self.with(|a| a.row.route = rule.to_string());
+    }
+
+    /// Reserves the worst case of trying `id`, releasing any earlier
+    /// reservation first. `Ok(remaining)`: the tightest budget's money left.
+    pub fn reserve(
+        &self,
+        id: ModelId,
+        caller: &Caller,
+        max_tokens: Option<u32>,
+    ) -> Result<Option<Nanos>, Exhausted> {
+        self.with(|a| {
+            a.release();
+            let gw = a.gw.clone();
+            if gw.budgets.is_empty() {
+                a.model = Some(id);
+                return Ok(None);
+            }
+            let amount = worst_case(&gw, id, a.prompt_estimate, max_tokens);
+            let subject = Subject {
+                key: &caller.key_id,
+                team: &caller.team,
+                model: &gw.model_names[id],
+            };
+            let r = gw.budgets.reserve(subject, amount)?;
+            a.model = Some(id);
+            a.reservation = Some(r);
+            Ok(gw.budgets.remaining(subject))
+        })
+        .unwrap_or(Ok(None))
+    }
+
+    /// The attempt on the reserved model failed: nothing was spent.
+    pub fn release(&self) {
+        self.with(Account::release);
+    }
+
+    /// The first byte of the reply arrived (time to first token).
+    pub fn first_byte(&self) {
+        self.with(|a| {
+            a.first_byte.get_or_insert(a.started.elapsed());
+        });
+    }
+
+    /// Closes the tab: settles the budget, writes the ledger row, logs.
+    /// Returns the cost and the tightest remaining budget after it.
+    pub fn close(&self, c: Close) -> (Nanos, Option<Nanos>) {
+        self.with(|a| a.close(c)).unwrap_or((Nanos::ZERO, None))
+    }
+
+    /// For a stream under a budget: what it may cost at most (its
+    /// reservation), its price and the prompt tokens counted.
+    fn stream_limit(&self) -> Option<(Nanos, Price, u64)> {
+        self.with(|a| {
+            let r = a.reservation.as_ref().filter(|r| !r.is_empty())?;
+            let price = price_of(&a.gw, a.model?)?;
+            Some((r.amount(), price, u64::from(a.prompt_estimate)))
+        })
+        .flatten()
+    }
+
+    /// Stops `s` before the frame that would make its cost outgrow its
+    /// reservation: the client gets a final error event instead, and the
+    /// tab is closed with what was sent (`budget_cut`). Completion tokens
+    /// are counted as content deltas forwarded (one token each at least).
+    pub fn guard(&self, s: SseStream) -> SseStream {
+        let Some((limit, price, prompt)) = self.stream_limit() else {
+            return s;
+        };
+        let tab = self.clone();
+        let state = (s, 0u64, false);
+        Box::pin(futures::stream::unfold(
+            state,
+            move |(mut s, sent, done)| {
+                let tab = tab.clone();
+                async move {
+                    if done {
+                        return None;
+                    }
+                    let frame = s.next().await?;
+                    let more = content_deltas(&frame);
+                    if more > 0 && price.cost(prompt, sent + more) > limit {
+                        tab.close(Close {
+                            usage: Some(Usage {
+                                prompt_tokens: prompt,
+                                completion_tokens: sent,
+                            }),
+                            status: 200,
+                            ending: "budget_cut",
+                        });
+                        let err = ApiError::insufficient_quota(
+                        "This stream was stopped: continuing would cost more than the budget reserved for it.",
+                        None,
+                    )
+                    .code("budget_exceeded");
+                        let body = serde_json::to_vec(&err.body()).unwrap_or_default();
+                        return Some((crate::upstream::sse::frame(&body), (s, sent, true)));
+                    }
+                    Some((frame, (s, sent + more, false)))
+                }
+            },
+        ))
+    }
+
+    /// A finish callback for a stream: closes the tab when it ends.
+    pub fn on_finish(&self) -> crate::upstream::OnFinish {
+        let tab = self.clone();
+        Box::new(move |usage: Option<Usage>, ending: Ending| {
+            let ending = match ending {
+                Ending::Complete => "complete",
+                Ending::UpstreamBroke => "upstream_broke",
+                Ending::ClientGone => "client_gone",
+            };
+            let status = if ending == "client_gone" { 499 } else { 200 };
+            tab.close(Close {
+                usage,
+                status,
+                ending,
+            });
+        })
+    }
+}
+
+impl Account {
+    fn release(&mut self) {
+        if let Some(r) = self.reservation.take() {
+            self.gw.budgets.settle(r, Nanos::ZERO);
+        }
+    }
+
+    fn close(&mut self, c: Close) -> (Nanos, Option<Nanos>) {
+        if self.closed {
+            return (self.row.cost, None);
+        }
+        self.closed = true;
+        let gw = self.gw.clone();
+        let price = self.model.and_then(|id| price_of(&gw, id));
+        // Usage unknown (the client left before the upstream said): the
+        // prompt was sent, so it is charged at its estimate.
+        let usage = c.usage.unwrap_or(Usage {
+            prompt_tokens: if self.model.is_some() && c.status == 499 {
+                u64::from(self.prompt_estimate)
+            } else {
+                0
+            },
+            completion_tokens: 0,
+        });
+        let cost = price.map_or(Nanos::ZERO, |p| {
+            p.cost(usage.prompt_tokens, usage.completion_tokens)
+        });
+        let baseline = gw
+            .policy
+            .baseline
+            .price
+            .cost(usage.prompt_tokens, usage.completion_tokens);
+        let remaining = match self.reservation.take() {
+            Some(r) => {
+                for alert in gw.budgets.settle(r, cost) {
+                    gw.counters
+                        .budget_alerts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(
+                        budget = %alert.budget,
+                        subject = %alert.subject,
+                        threshold = alert.threshold_permille as f64 / 1000.0,
+                        spent_usd = %alert.spent,
+                        limit_usd = %alert.limit,
+                        "budget alert: spending crossed a threshold"
+                    );
+                }
+                let subject = Subject {
+                    key: &self.row.key_id,
+                    team: &self.row.team,
+                    model: self.model.map_or("", |id| &gw.model_names[id]),
+                };
+                gw.budgets.remaining(subject)
+            }
+            None => None,
+        };
+        let r = &mut self.row;
+        if let Some(id) = self.model {
+            r.model = gw.model_names[id].to_string();
+        }
+        r.prompt_tokens = usage.prompt_tokens;
+        r.completion_tokens = usage.completion_tokens;
+        r.cost = cost;
+        r.baseline_cost = baseline;
+        r.status = c.status;
+        r.ending = c.ending.to_string();
+        r.latency_ms = self.started.elapsed().as_millis() as u64;
+        r.ttft_ms = self.first_byte.map(|d| d.as_millis() as u64);
+        tracing::info!(
+            key = %r.key_id,
+            team = %r.team,
+            route = %r.route,
+            model = %r.model,
+            status = r.status,
+            prompt_tokens = r.prompt_tokens,
+            completion_tokens = r.completion_tokens,
+            usage_known = c.usage.is_some(),
+            cost_usd = %r.cost,
+            baseline_usd = %r.baseline_cost,
+            ending = %r.ending,
+            "request finished"
+        );
+        if let Some(l) = &gw.ledger {
+            l.record(r.clone());
+        }
+        (cost, remaining)
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.close(Close {
+                usage: None,
+                status: 499,
+                ending: "client_gone",
+            });
+        }
+    }
+}
+
+/// Content deltas in an SSE frame: `"content":"` followed by text.
+fn content_deltas(frame: &[u8]) -> u64 {
+    const NEEDLE: &[u8] = b"\"content\":\"";
+    let mut n = 0;
+    let mut i = 0;
+    while let Some(off) = frame[i..].windows(NEEDLE.len()).position(|w| w == NEEDLE) {
+        let at = i + off + NEEDLE.len();
+        if frame.get(at).is_some_and(|b| *b != b'"') {
+            n += 1;
+        }
+        i = at;
+    }
+    n
+}
+
+/// The per-token price of `id` now (None: a GPU-hour model not built in).
+pub fn price_of(gw: &Gateway, id: ModelId) -> Option<Price> {
+    match (&gw.backends[id], gw.policy.models[id].pricing) {
+        #[cfg(feature = "local")]
+        (crate::gateway::Backend::Local(m), _) => Some(m.price()),
+        (_, Pricing::PerToken(p)) => Some(p),
+        (_, Pricing::GpuHour(_)) => None,
+    }
+}
+
+/// The most a request can cost on `id`: its prompt, plus `max_tokens` (or
+/// what is left of the context, or `DEFAULT_COMPLETION_CAP`) of output.
+pub fn worst_case(gw: &Gateway, id: ModelId, prompt: u32, max_tokens: Option<u32>) -> Nanos {
+    let Some(price) = price_of(gw, id) else {
+        return Nanos::ZERO;
+    };
+    let completion = max_tokens.unwrap_or_else(|| {
+        gw.policy.models[id]
+            .context
+            .map_or(DEFAULT_COMPLETION_CAP, |c| c.saturating_sub(prompt).max(1))
+    });
+    price.cost(u64::from(prompt), u64::from(completion))
+}

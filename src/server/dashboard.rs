@@ -1,0 +1,416 @@
+//! `/dashboard`: one self-contained HTML page, charts drawn as inline SVG
+//! on the server. No scripts, no external assets: it renders the same in
+//! any browser, offline, and needs no second authenticated request.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+use crate::budget::Status;
+use crate::ledger::Group;
+use crate::money::Nanos;
+use crate::report::{savings, savings_pct, usd_f64, Report};
+
+pub struct Data<'a> {
+    pub by_day_model: &'a Report,
+    pub by_day: &'a Report,
+    pub by_task_model: &'a Report,
+    pub by_key: &'a Report,
+    pub budgets: &'a [Status],
+    pub baseline: &'a str,
+}
+
+const PALETTE: &[&str] = &[
+    "#4269d0", "#efb118", "#ff725c", "#6cc5b0", "#3ca951", "#ff8ab7", "#a463f2", "#97bbf5",
+    "#9c6b4e", "#9498a0",
+];
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Money for people: `$12.34`, `$0.0042`.
+fn money(n: Nanos) -> String {
+    let v = usd_f64(n);
+    if v >= 100.0 {
+        format!("${v:.0}")
+    } else if v >= 1.0 {
+        format!("${v:.2}")
+    } else {
+        format!("${v:.4}")
+    }
+}
+
+pub fn render(d: &Data<'_>) -> String {
+    let t = &d.by_day.total;
+    let models: BTreeSet<&str> = d
+        .by_day_model
+        .groups
+        .iter()
+        .chain(&d.by_task_model.groups)
+        .map(|g| g.keys[1].as_str())
+        .collect();
+    let color: BTreeMap<&str, &str> = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (*m, PALETTE[i % PALETTE.len()]))
+        .collect();
+    let mut html = String::with_capacity(32 * 1024);
+    let _ = write!(
+        html,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>tollgate · spend</title>
+<style>
+body{{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}}
+header{{background:#1d2330;color:#fff;padding:14px 28px;display:flex;align-items:baseline;gap:16px}}
+header h1{{font-size:18px;margin:0}} header span{{opacity:.7}}
+main{{padding:20px 28px;display:grid;grid-template-columns:1fr 1fr;gap:20px;max-width:1400px}}
+.card{{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.08);padding:16px 18px}}
+.wide{{grid-column:1/3}}
+h2{{font-size:15px;margin:0 0 10px}}
+.kpis{{display:flex;gap:36px;flex-wrap:wrap}} .kpi b{{display:block;font-size:26px}} .kpi span{{color:#5b6475}}
+.good{{color:#1a7f37}} .bad{{color:#c0392b}}
+table{{border-collapse:collapse;width:100%}} th,td{{padding:5px 8px;text-align:right;border-bottom:1px solid #eceef2}}
+th:first-child,td:first-child,th.l,td.l{{text-align:left}} th{{color:#5b6475;font-weight:600}}
+.legend{{display:flex;gap:14px;flex-wrap:wrap;margin-top:6px;color:#5b6475}} .legend i{{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px}}
+.bar{{background:#e6ebf5;border-radius:3px;height:8px}} .bar div{{background:#4269d0;height:8px;border-radius:3px}}
+.empty{{color:#5b6475;padding:30px 0;text-align:center}}
+</style></head><body>
+<header><h1>tollgate</h1><span>spend and savings, {} to {} UTC · baseline: {}</span></header><main>"#,
+        crate::clock::day_string(d.by_day.from),
+        if d.by_day.to == i64::MAX {
+            "now".to_string()
+        } else {
+            crate::clock::day_string(d.by_day.to - 1)
+        },
+        esc(d.baseline)
+    );
+    kpis(&mut html, t, d.baseline);
+    spend_per_day(&mut html, d.by_day_model, &color);
+    savings_per_day(&mut html, d.by_day, d.baseline);
+    route_mix(&mut html, d.by_task_model, &color);
+    top_keys(&mut html, d.by_key);
+    budgets(&mut html, d.budgets);
+    html.push_str("</main></body></html>\n");
+    html
+}
+
+fn kpis(html: &mut String, t: &Group, baseline: &str) {
+    let pct = savings_pct(t);
+    let saved_class = if savings(t).starts_with('-') {
+        "bad"
+    } else {
+        "good"
+    };
+    let hit = if t.requests == 0 {
+        0.0
+    } else {
+        100.0 * t.cache_hits as f64 / t.requests as f64
+    };
+    let _ = write!(
+        html,
+        r#"<section class="card wide"><div class="kpis">
+<div class="kpi"><b>{}</b><span>spent</span></div>
+<div class="kpi"><b>{}</b><span>on {} alone</span></div>
+<div class="kpi"><b class="{saved_class}">{}{}</b><span>saved{}</span></div>
+<div class="kpi"><b>{}</b><span>requests</span></div>
+<div class="kpi"><b>{}</b><span>tokens in / out</span></div>
+<div class="kpi"><b>{hit:.1}%</b><span>cache hits</span></div>
+</div></section>"#,
+        money(t.cost),
+        money(t.baseline_cost),
+        esc(baseline),
+        if saved_class == "bad" { "−" } else { "" },
+        money(Nanos(t.baseline_cost.0.abs_diff(t.cost.0))),
+        if pct.is_empty() {
+            String::new()
+        } else {
+            format!(" ({pct}%)")
+        },
+        t.requests,
+        format_args!("{} / {}", t.prompt_tokens, t.completion_tokens),
+    );
+}
+
+const W: f64 = 620.0;
+const H: f64 = 220.0;
+const PAD_L: f64 = 56.0;
+const PAD_B: f64 = 28.0;
+
+/// The y axis: 4 gridlines from 0 to a round maximum.
+fn axis(svg: &mut String, max: f64, fmt: &dyn Fn(f64) -> String) -> f64 {
+    let raw = if max > 0.0 { max } else { 1.0 };
+    let mag = 10f64.powf(raw.log10().floor());
+    let top = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|v| *v >= raw)
+        .unwrap_or(raw);
+    for i in 0..=4 {
+        let v = top * f64::from(i) / 4.0;
+        let y = H - PAD_B - (H - PAD_B - 8.0) * f64::from(i) / 4.0;
+        let _ = write!(
+            svg,
+            r##"<line x1="{PAD_L}" x2="{W}" y1="{y:.1}" y2="{y:.1}" stroke="#eceef2"/><text x="{}" y="{:.1}" text-anchor="end" font-size="11" fill="#5b6475">{}</text>"##,
+            PAD_L - 6.0,
+            y + 4.0,
+            fmt(v)
+        );
+    }
+    top
+}
+
+fn usd_tick(v: f64) -> String {
+    if v >= 10.0 {
+        format!("${v:.0}")
+    } else if v >= 0.1 {
+        format!("${v:.2}")
+    } else {
+        format!("${v:.4}")
+    }
+}
+
+fn spend_per_day(html: &mut String, r: &Report, color: &BTreeMap<&str, &str>) {
+    html.push_str(r#"<section class="card"><h2>Spend per day, by model</h2>"#);
+    let mut days: BTreeMap<&str, Vec<(&str, f64)>> = BTreeMap::new();
+    for g in &r.groups {
+        days.entry(&g.keys[0])
+            .or_default()
+            .push((&g.keys[1], usd_f64(g.cost)));
+    }
+    if days.is_empty() {
+        html.push_str(r#"<div class="empty">No requests in this period yet.</div></section>"#);
+        return;
+    }
+    let max = days
+        .values()
+        .map(|v| v.iter().map(|x| x.1).sum::<f64>())
+        .fold(0.0, f64::max);
+    let mut svg = format!(
+        r#"<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="spend per day">"#
+    );
+    let top = axis(&mut svg, max, &usd_tick);
+    let n = days.len() as f64;
+    let slot = (W - PAD_L) / n;
+    let bw = (slot * 0.7).min(48.0);
+    for (i, (day, parts)) in days.iter().enumerate() {
+        let x = PAD_L + slot * i as f64 + (slot - bw) / 2.0;
+        let mut y = H - PAD_B;
+        for (model, v) in parts {
+            let h = (H - PAD_B - 8.0) * v / top;
+            y -= h;
+            let _ = write!(
+                svg,
+                r#"<rect x="{x:.1}" y="{y:.1}" width="{bw:.1}" height="{h:.1}" fill="{}"><title>{} {}: {}</title></rect>"#,
+                color.get(model).copied().unwrap_or("#999"),
+                esc(day),
+                esc(model),
+                usd_tick(*v)
+            );
+        }
+        if days.len() <= 16 || i % (days.len() / 8).max(1) == 0 {
+            let _ = write!(
+                svg,
+                r##"<text x="{:.1}" y="{}" text-anchor="middle" font-size="11" fill="#5b6475">{}</text>"##,
+                x + bw / 2.0,
+                H - 10.0,
+                esc(day.get(5..).unwrap_or(day))
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    html.push_str(&svg);
+    legend(html, color);
+    html.push_str("</section>");
+}
+
+fn legend(html: &mut String, color: &BTreeMap<&str, &str>) {
+    html.push_str(r#"<div class="legend">"#);
+    for (m, c) in color {
+        let _ = write!(
+            html,
+            r#"<span><i style="background:{c}"></i>{}</span>"#,
+            esc(m)
+        );
+    }
+    html.push_str("</div>");
+}
+
+fn savings_per_day(html: &mut String, r: &Report, baseline: &str) {
+    let _ = write!(
+        html,
+        r#"<section class="card"><h2>Actual spend vs. everything on {}</h2>"#,
+        esc(baseline)
+    );
+    if r.groups.is_empty() {
+        html.push_str(r#"<div class="empty">No requests in this period yet.</div></section>"#);
+        return;
+    }
+    let max = r
+        .groups
+        .iter()
+        .map(|g| usd_f64(g.baseline_cost).max(usd_f64(g.cost)))
+        .fold(0.0, f64::max);
+    let mut svg = format!(
+        r#"<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="savings per day">"#
+    );
+    let top = axis(&mut svg, max, &usd_tick);
+    let slot = (W - PAD_L) / r.groups.len() as f64;
+    let bw = (slot * 0.35).min(24.0);
+    for (i, g) in r.groups.iter().enumerate() {
+        let x = PAD_L + slot * i as f64 + slot / 2.0 - bw;
+        for (j, (v, fill, what)) in [
+            (usd_f64(g.baseline_cost), "#c9cfdb", "baseline"),
+            (usd_f64(g.cost), "#3ca951", "actual"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let h = (H - PAD_B - 8.0) * v / top;
+            let _ = write!(
+                svg,
+                r#"<rect x="{:.1}" y="{:.1}" width="{bw:.1}" height="{h:.1}" fill="{fill}"><title>{} {what}: {}</title></rect>"#,
+                x + bw * j as f64,
+                H - PAD_B - h,
+                esc(&g.keys[0]),
+                usd_tick(v)
+            );
+        }
+        if r.groups.len() <= 16 || i % (r.groups.len() / 8).max(1) == 0 {
+            let _ = write!(
+                svg,
+                r##"<text x="{:.1}" y="{}" text-anchor="middle" font-size="11" fill="#5b6475">{}</text>"##,
+                x + bw,
+                H - 10.0,
+                esc(g.keys[0].get(5..).unwrap_or(&g.keys[0]))
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    html.push_str(&svg);
+    let _ = write!(
+        html,
+        r#"<div class="legend"><span><i style="background:#c9cfdb"></i>on {} alone</span><span><i style="background:#3ca951"></i>actual</span><span>saved {} ({}%)</span></div></section>"#,
+        esc(baseline),
+        money(Nanos(
+            r.total.baseline_cost.0.saturating_sub(r.total.cost.0)
+        )),
+        savings_pct(&r.total)
+    );
+}
+
+fn route_mix(html: &mut String, r: &Report, color: &BTreeMap<&str, &str>) {
+    html.push_str(r#"<section class="card"><h2>Where each task went (requests)</h2>"#);
+    let mut tasks: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
+    for g in &r.groups {
+        let task = if g.keys[0].is_empty() {
+            "(unparsed)"
+        } else {
+            &g.keys[0]
+        };
+        tasks
+            .entry(task)
+            .or_default()
+            .push((&g.keys[1], g.requests));
+    }
+    if tasks.is_empty() {
+        html.push_str(r#"<div class="empty">No requests in this period yet.</div></section>"#);
+        return;
+    }
+    let rows = tasks.len() as f64;
+    let h = rows * 26.0 + 10.0;
+    let mut svg = format!(
+        r#"<svg viewBox="0 0 {W} {h}" width="100%" role="img" aria-label="route mix by task">"#
+    );
+    let label_w = 120.0;
+    for (i, (task, parts)) in tasks.iter().enumerate() {
+        let total: u64 = parts.iter().map(|p| p.1).sum();
+        let y = 6.0 + 26.0 * i as f64;
+        let _ = write!(
+            svg,
+            r##"<text x="0" y="{:.1}" font-size="12" fill="#1d2330">{}</text>"##,
+            y + 13.0,
+            esc(task)
+        );
+        let mut x = label_w;
+        for (model, n) in parts {
+            let w = (W - label_w - 40.0) * *n as f64 / total.max(1) as f64;
+            let _ = write!(
+                svg,
+                r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="18" fill="{}"><title>{}: {} → {}</title></rect>"#,
+                color.get(model).copied().unwrap_or("#999"),
+                esc(task),
+                n,
+                esc(model)
+            );
+            x += w;
+        }
+        let _ = write!(
+            svg,
+            r##"<text x="{:.1}" y="{:.1}" font-size="11" fill="#5b6475">{total}</text>"##,
+            W - 34.0,
+            y + 13.0
+        );
+    }
+    svg.push_str("</svg>");
+    html.push_str(&svg);
+    legend(html, color);
+    html.push_str("</section>");
+}
+
+fn top_keys(html: &mut String, r: &Report) {
+    html.push_str(r#"<section class="card"><h2>Top keys by spend</h2>"#);
+    if r.groups.is_empty() {
+        html.push_str(r#"<div class="empty">No requests in this period yet.</div></section>"#);
+        return;
+    }
+    html.push_str(r#"<table><tr><th>key</th><th class="l">team</th><th>requests</th><th>spent</th><th>saved</th><th style="width:30%"></th></tr>"#);
+    let max = r.groups.first().map_or(1, |g| g.cost.0.max(1));
+    for g in r.groups.iter().take(10) {
+        let _ = write!(
+            html,
+            r#"<tr><td>{}</td><td class="l">{}</td><td>{}</td><td>{}</td><td>{}%</td><td><div class="bar"><div style="width:{:.1}%"></div></div></td></tr>"#,
+            esc(&g.keys[0]),
+            esc(&g.keys[1]),
+            g.requests,
+            money(g.cost),
+            savings_pct(g),
+            100.0 * g.cost.0 as f64 / max as f64
+        );
+    }
+    html.push_str("</table></section>");
+}
+
+fn budgets(html: &mut String, budgets: &[Status]) {
+    html.push_str(r#"<section class="card wide"><h2>Budgets</h2>"#);
+    if budgets.is_empty() {
+        html.push_str(r#"<div class="empty">No budgets in this policy.</div></section>"#);
+        return;
+    }
+    html.push_str(r#"<table><tr><th>budget</th><th class="l">subject</th><th>limit</th><th>spent</th><th>reserved</th><th>left</th><th class="l">period ends</th><th style="width:25%"></th></tr>"#);
+    for b in budgets {
+        let limit: f64 = b.limit_usd.parse().unwrap_or(0.0);
+        let spent: f64 = b.spent_usd.parse().unwrap_or(0.0);
+        let pct = if limit > 0.0 {
+            (100.0 * spent / limit).min(100.0)
+        } else {
+            0.0
+        };
+        let _ = write!(
+            html,
+            r#"<tr><td>{}</td><td class="l">{}</td><td>${}</td><td>${}</td><td>${}</td><td>${}</td><td class="l">{}</td><td><div class="bar"><div style="width:{pct:.1}%;background:{}"></div></div></td></tr>"#,
+            esc(&b.budget),
+            esc(&b.subject),
+            b.limit_usd,
+            b.spent_usd,
+            b.reserved_usd,
+            b.remaining_usd,
+            esc(&b.period_end),
+            if pct >= 80.0 { "#c0392b" } else { "#4269d0" }
+        );
+    }
+    html.push_str("</table></section>");
+}

@@ -1,0 +1,145 @@
+//! The two ledger stores pass the same test body: SQLite (a temp file)
+//! and PostgreSQL (a fresh schema in the database at
+//! `TOLLGATE_TEST_POSTGRES`, default postgres://postgres@127.0.0.1:5432/test).
+#![allow(clippy::unwrap_used)]
+
+use tollgate::ledger::{open, Dim, Ledger, Query, Row};
+use tollgate::money::Nanos;
+use tollgate::policy::LedgerTarget;
+use tollgate::report::build;
+use tollgate::secret::Secret;
+
+fn day(s: &str) -> i64 {
+    tollgate::clock::parse_day(s).unwrap()
+}
+
+fn row(i: u64) -> Row {
+    let models = ["gpt-4", "gpt-3.5-turbo", "smollm2"];
+    Row {
+        // 2026-11-27 00:00 UTC, one row every 15 minutes: three days.
+        ts: day("2026-11-27") + i64::try_from(i).unwrap() * 900_000,
+        request_id: format!("req_{i}"),
+        key_id: format!("key-{}", i % 4),
+        team: if i % 2 == 0 { "web" } else { "data" }.into(),
+        task: if i % 3 == 0 { "code" } else { "chat" }.into(),
+        complexity: "low".into(),
+        route: "main".into(),
+        requested_model: "auto".into(),
+        model: models[usize::try_from(i % 3).unwrap()].into(),
+        prompt_tokens: 10 + i,
+        completion_tokens: i % 50,
+        cost: Nanos(1_000 * (i % 7) + 13),
+        baseline_cost: Nanos(20_000 + i),
+        cache: if i % 5 == 0 { "hit" } else { "miss" }.into(),
+        status: if i % 11 == 0 { 502 } else { 200 },
+        latency_ms: 40 + i,
+        ttft_ms: if i % 2 == 0 { Some(10) } else { None },
+        ending: "complete".into(),
+    }
+}
+
+fn exercise(target: LedgerTarget) {
+    let ledger = Ledger::start(target.clone()).unwrap().unwrap();
+    let rows: Vec<Row> = (0..288).map(row).collect();
+    for r in &rows {
+        ledger.record(r.clone());
+    }
+    ledger.close();
+    let mut store = open(&target).unwrap().unwrap();
+    let all = Query {
+        from: 0,
+        to: i64::MAX,
+        by: vec![],
+    };
+    let total = &store.report(&all).unwrap()[0];
+    assert_eq!(total.requests, 288);
+    assert_eq!(
+        total.cost,
+        Nanos(rows.iter().map(|r| r.cost.0).sum::<u64>())
+    );
+    assert_eq!(
+        total.baseline_cost,
+        Nanos(rows.iter().map(|r| r.baseline_cost.0).sum::<u64>())
+    );
+    assert_eq!(
+        total.prompt_tokens,
+        rows.iter().map(|r| r.prompt_tokens).sum::<u64>()
+    );
+    assert_eq!(
+        total.cache_hits,
+        rows.iter().filter(|r| r.cache == "hit").count() as u64
+    );
+    // Every grouping sums to the total, and each group is exact.
+    for by in [
+        vec![Dim::Model],
+        vec![Dim::Day],
+        vec![Dim::Team, Dim::Key],
+        vec![Dim::Task, Dim::Model],
+        vec![Dim::Route],
+    ] {
+        let r = build(store.as_mut(), &by, 0, i64::MAX).unwrap();
+        assert_eq!(r.total, *total, "{by:?}");
+        for g in &r.groups {
+            let expected: u64 = rows
+                .iter()
+                .filter(|row| {
+                    by.iter().zip(&g.keys).all(|(d, k)| match d {
+                        Dim::Model => row.model == *k,
+                        Dim::Day => tollgate::clock::day_string(row.ts) == *k,
+                        Dim::Team => row.team == *k,
+                        Dim::Key => row.key_id == *k,
+                        Dim::Task => row.task == *k,
+                        Dim::Route => row.route == *k,
+                    })
+                })
+                .map(|r| r.cost.0)
+                .sum();
+            assert_eq!(g.cost.0, expected, "{by:?} {:?}", g.keys);
+        }
+    }
+    let days = build(store.as_mut(), &[Dim::Day], 0, i64::MAX).unwrap();
+    let names: Vec<&str> = days.groups.iter().map(|g| g.keys[0].as_str()).collect();
+    assert_eq!(names, ["2026-11-27", "2026-11-28", "2026-11-29"]);
+    assert!(days.groups.iter().all(|g| g.requests == 96));
+    // Time ranges are half-open: [from, to).
+    let day2 = Query {
+        from: day("2026-11-28"),
+        to: day("2026-11-29"),
+        by: vec![],
+    };
+    assert_eq!(store.report(&day2).unwrap()[0].requests, 96);
+    let none = Query {
+        from: 0,
+        to: 1,
+        by: vec![Dim::Model],
+    };
+    assert!(store.report(&none).unwrap().is_empty());
+}
+
+#[test]
+fn sqlite_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite").display().to_string();
+    exercise(LedgerTarget::Sqlite(path));
+}
+
+#[test]
+fn postgres_ledger() {
+    let base = std::env::var("TOLLGATE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("tollgate_test_{}", std::process::id());
+    let mut admin = postgres::Client::connect(&base, postgres::NoTls).unwrap_or_else(|e| {
+        panic!("PostgreSQL at {base} is needed for this test (set TOLLGATE_TEST_POSTGRES): {e}")
+    });
+    admin
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    exercise(LedgerTarget::Postgres(Secret::new(url)));
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
+}

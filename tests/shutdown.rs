@@ -1,0 +1,128 @@
+//! The binary under SIGTERM with requests and streams in flight: every
+//! stream finishes, every request has its ledger row, exit code 0. Then
+//! `tollgate report` reads that ledger.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+use support::fake_openai::{self, Fake};
+
+fn tollgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tollgate"))
+}
+
+#[test]
+fn sigterm_finishes_streams_and_flushes_the_ledger() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Each stream takes ~8 × 100 ms, so they are mid-flight at SIGTERM.
+    let fake = rt.block_on(Fake::start_with(fake_openai::Options {
+        chunk_delay: Duration::from_millis(100),
+        ..fake_openai::Options::default()
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let policy = dir.path().join("p.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version: 1\nledger: \"sqlite:{}\"\nproviders:\n  up: {{ kind: openai, base_url: \"{}\", api_key: upstream-secret }}\n\
+             models:\n  gpt-4: {{ provider: up }}\n  gpt-3.5-turbo: {{ provider: up }}\n",
+            ledger.display(),
+            fake.base_url()
+        ),
+    )
+    .unwrap();
+    let (mut child, url) = support::spawn_serve(env!("CARGO_BIN_EXE_tollgate"), &policy);
+
+    let results = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut tasks = Vec::new();
+        for i in 0..30 {
+            let (client, url) = (client.clone(), url.clone());
+            tasks.push(tokio::spawn(async move {
+                let model = if i % 2 == 0 { "gpt-4" } else { "gpt-3.5-turbo" };
+                let body = json!({"model": model, "stream": i < 10,
+                                  "messages": [{"role": "user", "content": "Say hello"}]});
+                let res = client
+                    .post(format!("{url}/v1/chat/completions"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                (res.status().as_u16(), res.text().await.unwrap())
+            }));
+        }
+        // Every request has reached the upstream: SIGTERM now.
+        while fake.hits() < 30 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let term = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success());
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
+    for (i, (code, body)) in results.iter().enumerate() {
+        assert_eq!(*code, 200, "request {i}: {body}");
+        if i < 10 {
+            assert!(
+                body.ends_with("data: [DONE]\n\n"),
+                "stream {i} was cut: {body}"
+            );
+        }
+    }
+    let conn = rusqlite::Connection::open(&ledger).unwrap();
+    let (rows, complete): (i64, i64) = conn
+        .query_row(
+            "SELECT COUNT(*), SUM(ending = 'complete') FROM tollgate_ledger",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((rows, complete), (30, 30), "no ledger row lost");
+
+    // The report CLI on that ledger: 15 requests per model, exact money.
+    // gpt-4: 10 JSON (6 in × $30/M + 7 out × $60/M) + 5 streams (5 out) =
+    // 10 × 0.0006 + 5 × 0.00048; gpt-3.5-turbo at $0.5/$1.5.
+    let out = tollgate()
+        .args(["report", "--by", "model", "--format", "csv", "--ledger"])
+        .arg(format!("sqlite:{}", ledger.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "model,requests,prompt_tokens,completion_tokens,cost_usd,baseline_usd,savings_usd,savings_pct,cache_hit_pct",
+            "gpt-4,15,90,95,0.0084,0.0084,0,0.0,0.0",
+            "gpt-3.5-turbo,15,90,95,0.0001875,0.0084,0.0082125,97.8,0.0",
+        ]
+    );
+    let table = tollgate()
+        .args(["report", "--by", "model", "--ledger"])
+        .arg(format!("sqlite:{}", ledger.display()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        text.contains("TOTAL") && text.contains("0.008588"),
+        "{text}"
+    );
+}
