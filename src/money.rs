@@ -122,6 +122,44 @@ mod tests {
     }
 
     #[test]
+    fn cost_properties_hold_for_random_prices_and_usages() {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        for _ in 0..10_000 {
+            let p = Price {
+                input_per_mtok: Nanos(rng.random_range(0..200 * NANOS_PER_USD)),
+                output_per_mtok: Nanos(rng.random_range(0..200 * NANOS_PER_USD)),
+            };
+            let (a, b) = (
+                rng.random_range(0..200_000u64),
+                rng.random_range(0..200_000u64),
+            );
+            let (c, d) = (
+                rng.random_range(0..200_000u64),
+                rng.random_range(0..200_000u64),
+            );
+            let whole = p.cost(a + b, c + d).0;
+            let parts = p.cost(a, c).0 + p.cost(b, d).0;
+            // Rounding up per request: splitting never costs less, and at
+            // most one nano-dollar more per extra request.
+            assert!(
+                parts >= whole && parts <= whole + 1,
+                "{p:?} {a} {b} {c} {d}"
+            );
+            // More tokens never cost less.
+            assert!(p.cost(a + 1, c).0 >= p.cost(a, c).0);
+            assert!(p.cost(a, c + 1).0 >= p.cost(a, c).0);
+            // The exact value, from the decimal definition.
+            let exact = u128::from(a) * u128::from(p.input_per_mtok.0)
+                + u128::from(c) * u128::from(p.output_per_mtok.0);
+            assert_eq!(u128::from(p.cost(a, c).0), exact.div_ceil(1_000_000));
+            // Display and parse round-trip.
+            let n = Nanos(rng.random_range(0..u64::MAX / 4));
+            assert_eq!(Nanos::parse_usd(&n.to_string()), Ok(n));
+        }
+    }
+
+    #[test]
     fn displays_trimmed_usd() {
         assert_eq!(Nanos(60_000_000).to_string(), "0.06");
         assert_eq!(Nanos(3 * NANOS_PER_USD).to_string(), "3");
