@@ -22,11 +22,12 @@ use crate::clock::{period_bounds, rfc3339, Clock, Millis};
 use crate::money::Nanos;
 use crate::policy::{Budget, OnExhausted, Scope, Target};
 
+/// One budget's bucket: (budget index, subject, period start).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct BucketKey {
-    budget: usize,
-    subject: String,
-    start: Millis,
+pub struct BucketKey {
+    pub budget: usize,
+    pub subject: String,
+    pub start: Millis,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -60,6 +61,17 @@ impl Reservation {
     /// No budget applies: nothing is held.
     pub fn is_empty(&self) -> bool {
         self.holds.is_empty()
+    }
+
+    pub fn new(holds: Vec<BucketKey>, amount: Nanos) -> Reservation {
+        Reservation {
+            holds,
+            amount: amount.0,
+        }
+    }
+
+    pub fn into_parts(self) -> (Vec<BucketKey>, u64) {
+        (self.holds, self.amount)
     }
 }
 
@@ -120,7 +132,7 @@ impl Budgets {
     }
 
     /// The buckets of the budgets that apply to `s` now.
-    fn keys_for(&self, s: Subject<'_>, now: Millis) -> Vec<BucketKey> {
+    pub fn keys_for(&self, s: Subject<'_>, now: Millis) -> Vec<BucketKey> {
         let mut out = Vec::new();
         for (i, b) in self.defs.iter().enumerate() {
             let (target, value) = match &b.scope {
@@ -282,13 +294,7 @@ impl Budgets {
                 .filter(|(k, _)| k.budget == i && k.start == start)
                 .map(|(k, b)| (&k.subject, *b))
                 .collect();
-            let named = match &def.scope {
-                Scope::Global => Some(String::new()),
-                Scope::Key(Target::One(n))
-                | Scope::Team(Target::One(n))
-                | Scope::Model(Target::One(n)) => Some(n.clone()),
-                _ => None,
-            };
+            let named = named_subject(&def.scope);
             let empty = Bucket::default();
             let fallback;
             if rows.is_empty() {
@@ -440,6 +446,134 @@ mod tests {
                 assert!(settled + reserved <= limit);
                 assert_eq!(st.spent_usd, Nanos(settled).to_string());
             }
+        }
+    }
+}
+
+/// The one subject of a budget that names it (`""` for global), shown in
+/// status before it has a bucket; `None` for `"*"` scopes.
+pub fn named_subject(scope: &Scope) -> Option<String> {
+    match scope {
+        Scope::Global => Some(String::new()),
+        Scope::Key(Target::One(n)) | Scope::Team(Target::One(n)) | Scope::Model(Target::One(n)) => {
+            Some(n.clone())
+        }
+        _ => None,
+    }
+}
+
+/// The budget store a gateway uses: this process's memory, or Redis
+/// shared by replicas (`state::redis_budgets`).
+pub enum BudgetStore {
+    Memory(Budgets),
+    Redis {
+        local: Budgets,
+        redis: crate::state::redis_budgets::RedisBudgets,
+        fail_open: bool,
+    },
+}
+
+/// Why a reservation was not made.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    Exhausted(Exhausted),
+    /// The shared store is unreachable (and the state fails closed).
+    Unavailable,
+}
+
+impl BudgetStore {
+    fn defs(&self) -> &Budgets {
+        match self {
+            BudgetStore::Memory(b) | BudgetStore::Redis { local: b, .. } => b,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.defs().is_empty()
+    }
+
+    pub fn is_memory(&self) -> bool {
+        matches!(self, BudgetStore::Memory(_))
+    }
+
+    pub async fn reserve(&self, s: Subject<'_>, amount: Nanos) -> Result<Reservation, Refusal> {
+        match self {
+            BudgetStore::Memory(b) => b.reserve(s, amount).map_err(Refusal::Exhausted),
+            BudgetStore::Redis {
+                local,
+                redis,
+                fail_open,
+            } => {
+                if local.is_empty() {
+                    return Ok(Reservation::default());
+                }
+                let keys = local.keys_for(s, local.clock.now());
+                match redis.reserve(keys, amount).await {
+                    Ok(r) => r.map_err(Refusal::Exhausted),
+                    Err(_) if *fail_open => {
+                        tracing::warn!(
+                            "Redis unreachable: admitted without a budget check (fail_open)"
+                        );
+                        Ok(Reservation::default())
+                    }
+                    Err(_) => Err(Refusal::Unavailable),
+                }
+            }
+        }
+    }
+
+    pub async fn settle(&self, r: Reservation, actual: Nanos) -> Vec<Alert> {
+        match self {
+            BudgetStore::Memory(b) => b.settle(r, actual),
+            BudgetStore::Redis { redis, .. } => redis.settle(r, actual).await,
+        }
+    }
+
+    /// Settles without waiting: in memory now, in Redis on `tasks`.
+    pub fn settle_now_or_later(
+        self: &std::sync::Arc<Self>,
+        r: Reservation,
+        actual: Nanos,
+        tasks: &tokio_util::task::TaskTracker,
+        on_alert: impl Fn(Alert) + Send + 'static,
+    ) {
+        match &**self {
+            BudgetStore::Memory(b) => b.settle(r, actual).into_iter().for_each(on_alert),
+            BudgetStore::Redis { .. } => {
+                if r.is_empty() {
+                    return;
+                }
+                let me = self.clone();
+                tasks.spawn(async move {
+                    me.settle(r, actual).await.into_iter().for_each(on_alert);
+                });
+            }
+        }
+    }
+
+    pub async fn remaining(&self, s: Subject<'_>) -> Option<Nanos> {
+        match self {
+            BudgetStore::Memory(b) => b.remaining(s),
+            BudgetStore::Redis { local, redis, .. } => {
+                let keys = local.keys_for(s, local.clock.now());
+                redis.remaining(&keys).await.ok().flatten()
+            }
+        }
+    }
+
+    /// The tightest remaining budget, when it can be known without I/O
+    /// (memory); `None` for Redis.
+    pub fn remaining_now(&self, s: Subject<'_>) -> Option<Nanos> {
+        match self {
+            BudgetStore::Memory(b) => b.remaining(s),
+            BudgetStore::Redis { .. } => None,
+        }
+    }
+
+    pub async fn status(&self) -> Result<Vec<Status>, crate::state::Unavailable> {
+        match self {
+            BudgetStore::Memory(b) => Ok(b.status()),
+            BudgetStore::Redis { redis, .. } => redis.status().await,
         }
     }
 }

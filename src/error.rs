@@ -27,6 +27,9 @@ pub struct ApiError {
     pub code: Option<String>,
     pub retry_after: Option<u64>,
     pub cause: Cause,
+    /// Extra response headers (e.g. `x-ratelimit-*` on a 429); boxed to
+    /// keep errors small on the happy path.
+    pub headers: Option<Box<Vec<(&'static str, String)>>>,
 }
 
 impl ApiError {
@@ -38,6 +41,7 @@ impl ApiError {
             param: None,
             code: None,
             retry_after: None,
+            headers: None,
             cause: if status.is_server_error() {
                 Cause::Gateway
             } else {
@@ -191,6 +195,11 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        for (name, value) in self.headers.into_iter().flat_map(|h| *h) {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                res.headers_mut().insert(name, v);
+            }
         }
         res
     }

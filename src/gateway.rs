@@ -11,10 +11,16 @@ use anyhow::{bail, Context};
 
 use std::sync::atomic::AtomicU64;
 
-use crate::budget::Budgets;
+use tokio_util::task::TaskTracker;
+
+use crate::budget::{BudgetStore, Budgets};
 use crate::clock::{period_bounds, Clock};
 use crate::ledger::{Dim, Ledger, Query};
 use crate::policy::{LedgerTarget, Policy, ProviderKind, Scope, Target};
+use crate::state::cache::Cache;
+use crate::state::limits::Limits;
+use crate::state::redis_budgets::RedisBudgets;
+use crate::state::Redis;
 use crate::upstream::openai::OpenAiUpstream;
 
 pub enum Backend {
@@ -51,10 +57,18 @@ pub struct Gateway {
     pub model_names: Vec<Arc<str>>,
     pub anonymous: bool,
     pub clock: Clock,
-    pub budgets: Budgets,
+    pub budgets: Arc<BudgetStore>,
+    pub limits: Arc<Limits>,
+    /// `None` without `cache:` in the policy.
+    pub cache: Option<Arc<Cache>>,
+    /// `Some` with `state: redis://…`.
+    pub redis: Option<Arc<Redis>>,
     /// `None` with `ledger: none`.
     pub ledger: Option<Arc<Ledger>>,
     pub counters: Counters,
+    /// Work that outlives a request (budget settlements in Redis, cache
+    /// stores, token corrections); graceful shutdown waits for it.
+    pub tasks: TaskTracker,
 }
 
 /// Event counters for `/metrics`.
@@ -63,6 +77,13 @@ pub struct Counters {
     pub budget_alerts: AtomicU64,
     pub budget_rejections: AtomicU64,
     pub budget_downgrades: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    /// Requests admitted unchecked because Redis was down (`fail_open`).
+    pub unchecked: AtomicU64,
+    /// Requests refused because Redis was down (fail closed).
+    pub state_unavailable: AtomicU64,
 }
 
 #[derive(Clone, Default)]
@@ -119,8 +140,35 @@ impl Gateway {
             .iter()
             .map(|m| Arc::from(m.name.as_str()))
             .collect();
-        let budgets = Budgets::new(policy.budgets.clone(), opts.clock.clone());
-        seed_budgets(&budgets, &policy.ledger, &opts.clock);
+        let local = Budgets::new(policy.budgets.clone(), opts.clock.clone());
+        let (budgets, limits, cache, redis) = match &policy.state.redis {
+            None => {
+                seed_budgets(&local, &policy.ledger, &opts.clock);
+                (
+                    BudgetStore::Memory(local),
+                    Limits::memory(policy.rate_limits.clone()),
+                    policy.cache.map(Cache::memory),
+                    None,
+                )
+            }
+            Some(url) => {
+                let r = Arc::new(Redis::connect(url.expose())?);
+                (
+                    BudgetStore::Redis {
+                        redis: RedisBudgets::new(
+                            policy.budgets.clone(),
+                            opts.clock.clone(),
+                            r.clone(),
+                        ),
+                        local,
+                        fail_open: policy.state.fail_open,
+                    },
+                    Limits::redis(policy.rate_limits.clone(), r.clone()),
+                    policy.cache.map(|c| Cache::redis(c, r.clone())),
+                    Some(r),
+                )
+            }
+        };
         let ledger = Ledger::start(policy.ledger.clone()).context("starting the ledger writer")?;
         Ok(Gateway {
             policy: Arc::new(policy),
@@ -128,13 +176,32 @@ impl Gateway {
             model_names,
             anonymous,
             clock: opts.clock.clone(),
-            budgets,
+            budgets: Arc::new(budgets),
+            limits: Arc::new(limits),
+            cache: cache.map(Arc::new),
+            redis,
             ledger,
             counters: Counters::default(),
+            tasks: TaskTracker::new(),
         })
     }
 
-    /// Writes every queued ledger row (graceful shutdown).
+    /// Waits for background work, then writes every queued ledger row
+    /// (graceful shutdown).
+    pub async fn shutdown(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        if let Some(l) = self.ledger.clone() {
+            if tokio::task::spawn_blocking(move || l.close())
+                .await
+                .is_err()
+            {
+                tracing::error!("closing the ledger failed");
+            }
+        }
+    }
+
+    /// Writes every queued ledger row, blocking (tests and tools).
     pub fn close(&self) {
         if let Some(l) = &self.ledger {
             l.close();

@@ -20,4 +20,5 @@ pub mod request;
 pub mod route;
 pub mod secret;
 pub mod server;
+pub mod state;
 pub mod upstream;

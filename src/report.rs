@@ -122,6 +122,7 @@ pub fn build(
         total.cost = total.cost.saturating_add(g.cost);
         total.baseline_cost = total.baseline_cost.saturating_add(g.baseline_cost);
         total.cache_hits += g.cache_hits;
+        total.cache_saved = total.cache_saved.saturating_add(g.cache_saved);
     }
     Ok(Report {
         by: by.to_vec(),
@@ -336,6 +337,7 @@ impl Report {
                 "savings_usd": savings(g),
                 "savings_pct": savings_pct(g),
                 "cache_hits": g.cache_hits,
+                "cache_saved_usd": g.cache_saved.to_string(),
             });
             for (d, k) in self.by.iter().zip(&g.keys) {
                 v[d.name()] = json!(k);

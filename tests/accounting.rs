@@ -545,7 +545,7 @@ budgets:
         (r[0].3.as_str(), r[0].4, r[0].5, r[0].6),
         ("budget_cut", 9, 3, 3_009_000)
     );
-    let st = &s.gw.budgets.status()[0];
+    let st = &s.gw.budgets.status().await.unwrap()[0];
     assert_eq!(
         (st.spent_usd.as_str(), st.reserved_usd.as_str()),
         ("0.003009", "0")

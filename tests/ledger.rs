@@ -31,6 +31,7 @@ fn row(i: u64) -> Row {
         cost: Nanos(1_000 * (i % 7) + 13),
         baseline_cost: Nanos(20_000 + i),
         cache: if i % 5 == 0 { "hit" } else { "miss" }.into(),
+        saved: Nanos(if i % 5 == 0 { 500 } else { 0 }),
         status: if i % 11 == 0 { 502 } else { 200 },
         latency_ms: 40 + i,
         ttft_ms: if i % 2 == 0 { Some(10) } else { None },
@@ -68,6 +69,10 @@ fn exercise(target: LedgerTarget) {
     assert_eq!(
         total.cache_hits,
         rows.iter().filter(|r| r.cache == "hit").count() as u64
+    );
+    assert_eq!(
+        total.cache_saved,
+        Nanos(rows.iter().map(|r| r.saved.0).sum::<u64>())
     );
     // Every grouping sums to the total, and each group is exact.
     for by in [

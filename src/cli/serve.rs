@@ -86,10 +86,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("server error")?;
     // Every request has finished and closed its tab: write the rows still
     // queued for the ledger before exiting.
-    let closing = gw.clone();
-    tokio::task::spawn_blocking(move || closing.close())
-        .await
-        .context("flushing the ledger")?;
+    gw.shutdown().await;
     tracing::info!("shut down cleanly; ledger flushed");
     Ok(())
 }

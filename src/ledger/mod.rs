@@ -46,8 +46,10 @@ pub struct Row {
     pub completion_tokens: u64,
     pub cost: Nanos,
     pub baseline_cost: Nanos,
-    /// `hit`, `miss` or `off`.
+    /// `hit`, `miss`, `bypass` or `off`.
     pub cache: String,
+    /// For a cache hit: what the answer cost when it was made.
+    pub saved: Nanos,
     pub status: u16,
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
@@ -117,6 +119,8 @@ pub struct Group {
     pub cost: Nanos,
     pub baseline_cost: Nanos,
     pub cache_hits: u64,
+    /// What the cache hits' answers cost when they were made.
+    pub cache_saved: Nanos,
 }
 
 /// Where rows are kept.
@@ -155,19 +159,20 @@ fn schema() -> &'static str {
         status INTEGER NOT NULL,
         latency_ms BIGINT NOT NULL,
         ttft_ms BIGINT,
-        ending TEXT NOT NULL
+        ending TEXT NOT NULL,
+        saved_nanos BIGINT NOT NULL DEFAULT 0
     );
     CREATE INDEX IF NOT EXISTS tollgate_ledger_ts ON tollgate_ledger (ts)"
 }
 
-const COLUMNS: usize = 19;
+const COLUMNS: usize = 20;
 
 fn insert_sql(p: fn(usize) -> String) -> String {
     let params: Vec<String> = (1..=COLUMNS).map(p).collect();
     format!(
         "INSERT INTO tollgate_ledger (ts, day, request_id, key_id, team, task, complexity, route, \
          requested_model, model, prompt_tokens, completion_tokens, cost_nanos, baseline_nanos, \
-         cache, status, latency_ms, ttft_ms, ending) VALUES ({})",
+         cache, status, latency_ms, ttft_ms, ending, saved_nanos) VALUES ({})",
         params.join(", ")
     )
 }
@@ -184,7 +189,8 @@ fn report_sql(q: &Query, p: fn(usize) -> String) -> String {
         "SELECT {select}COUNT(*), CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), \
          CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT), \
          CAST(COALESCE(SUM(baseline_nanos), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(CASE WHEN cache = 'hit' THEN 1 ELSE 0 END), 0) AS BIGINT) \
+         CAST(COALESCE(SUM(CASE WHEN cache = 'hit' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(saved_nanos), 0) AS BIGINT) \
          FROM tollgate_ledger WHERE ts >= {} AND ts < {}{group}",
         p(1),
         p(2)
@@ -361,6 +367,7 @@ mod tests {
             cost: Nanos(cost),
             baseline_cost: Nanos(cost * 10),
             cache: if i % 3 == 0 { "hit" } else { "miss" }.into(),
+            saved: Nanos::ZERO,
             status: 200,
             latency_ms: 12,
             ttft_ms: Some(3),

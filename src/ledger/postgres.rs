@@ -22,6 +22,9 @@ impl Postgres {
         let mut client = Client::connect(url, NoTls)
             .map_err(|e| anyhow::anyhow!("connecting to the PostgreSQL ledger: {e}"))?;
         client.batch_execute(schema())?;
+        client.batch_execute(
+            "ALTER TABLE tollgate_ledger ADD COLUMN IF NOT EXISTS saved_nanos BIGINT NOT NULL DEFAULT 0",
+        )?;
         Ok(Postgres { client })
     }
 }
@@ -54,6 +57,7 @@ impl Store for Postgres {
                     &to_i64(r.latency_ms),
                     &r.ttft_ms.map(to_i64),
                     &r.ending,
+                    &to_i64(r.saved.0),
                 ],
             )?;
         }
@@ -80,6 +84,7 @@ impl Store for Postgres {
                 cost: Nanos(to_u64(r.try_get(n + 3)?)),
                 baseline_cost: Nanos(to_u64(r.try_get(n + 4)?)),
                 cache_hits: to_u64(r.try_get(n + 5)?),
+                cache_saved: Nanos(to_u64(r.try_get(n + 6)?)),
             });
         }
         out.retain(|g| g.requests > 0);

@@ -22,6 +22,15 @@ impl Sqlite {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(schema())?;
+        // Ledgers made before `saved_nanos` existed get the column.
+        let has_saved = conn
+            .prepare("SELECT saved_nanos FROM tollgate_ledger LIMIT 0")
+            .is_ok();
+        if !has_saved {
+            conn.execute_batch(
+                "ALTER TABLE tollgate_ledger ADD COLUMN saved_nanos BIGINT NOT NULL DEFAULT 0",
+            )?;
+        }
         Ok(Sqlite { conn })
     }
 }
@@ -52,6 +61,7 @@ impl Store for Sqlite {
                     to_i64(r.latency_ms),
                     r.ttft_ms.map(to_i64),
                     r.ending,
+                    to_i64(r.saved.0),
                 ])?;
             }
         }
@@ -75,6 +85,7 @@ impl Store for Sqlite {
                 cost: Nanos(to_u64(r.get(n + 3)?)),
                 baseline_cost: Nanos(to_u64(r.get(n + 4)?)),
                 cache_hits: to_u64(r.get(n + 5)?),
+                cache_saved: Nanos(to_u64(r.get(n + 6)?)),
             })
         })?;
         let mut out = Vec::new();

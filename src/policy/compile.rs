@@ -192,6 +192,9 @@ pub fn compile(
     let baseline = spend::baseline(raw.baseline, &models, &model_ids, &mut errs);
     let ledger = spend::ledger(raw.ledger, env, &mut errs);
     let budgets = spend::budgets(raw.budgets, &declared, &mut errs);
+    let rate_limits = spend::rate_limits(raw.rate_limits, &declared, &mut errs);
+    let cache = spend::cache(raw.cache, &mut errs);
+    let state = spend::state(raw.state, env, &mut errs);
 
     if !errs.0.is_empty() {
         return Err(errs.0);
@@ -208,6 +211,9 @@ pub fn compile(
         baseline,
         ledger,
         budgets,
+        rate_limits,
+        cache,
+        state,
     })
 }
 

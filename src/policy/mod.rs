@@ -45,6 +45,34 @@ pub struct Policy {
     pub baseline: Baseline,
     pub ledger: LedgerTarget,
     pub budgets: Vec<Budget>,
+    pub rate_limits: Vec<RateLimit>,
+    pub cache: Option<CacheConfig>,
+    pub state: StateConfig,
+}
+
+/// Where budgets, rate limits and the cache keep their state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateConfig {
+    /// `None`: in this process's memory.
+    pub redis: Option<Secret>,
+    /// When Redis is unreachable, admit requests without budget and rate
+    /// checks instead of answering 503.
+    pub fail_open: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    /// How it is named in logs and errors, e.g. `key:*`.
+    pub name: String,
+    pub scope: Scope,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    pub ttl: Duration,
+    pub max_entries: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -32,6 +32,42 @@ pub struct RawPolicy {
     pub ledger: Option<String>,
     #[serde(default)]
     pub budgets: Vec<RawBudget>,
+    #[serde(default)]
+    pub rate_limits: Vec<RawRateLimit>,
+    pub cache: Option<RawCache>,
+    /// `memory` (default) or `redis://…`, or `{ url, fail_open }`.
+    pub state: Option<RawState>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawState {
+    Url(String),
+    Full {
+        url: String,
+        #[serde(default)]
+        fail_open: bool,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub scope: RawScope,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// `exact` or `off`.
+    pub mode: Option<String>,
+    /// How long an answer is kept, e.g. `1h`.
+    pub ttl: Option<String>,
+    /// Most answers kept in memory (the Redis backend relies on Redis's
+    /// own eviction).
+    pub max_entries: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

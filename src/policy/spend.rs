@@ -5,9 +5,10 @@ use std::collections::{HashMap, HashSet};
 use super::catalog;
 use super::compile::Errors;
 use super::env::expand;
-use super::raw::{RawBudget, RawScope};
+use super::raw::{RawBudget, RawCache, RawRateLimit, RawScope, RawState};
 use super::{
-    Baseline, Budget, LedgerTarget, Model, ModelId, OnExhausted, Period, Pricing, Scope, Target,
+    Baseline, Budget, CacheConfig, LedgerTarget, Model, ModelId, OnExhausted, Period, Pricing,
+    RateLimit, Scope, StateConfig, Target,
 };
 use crate::money::Nanos;
 use crate::secret::Secret;
@@ -215,4 +216,86 @@ pub fn period_name(p: Period) -> &'static str {
         Period::Month => "month",
         Period::Total => "total",
     }
+}
+
+pub(super) fn rate_limits(
+    raw: Vec<RawRateLimit>,
+    models: &HashSet<String>,
+    errs: &mut Errors,
+) -> Vec<RateLimit> {
+    let mut out = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let path = format!("rate_limits[{i}]");
+        let scope = scope(r.scope, &format!("{path}.scope"), models, errs);
+        if r.requests_per_minute.is_none() && r.tokens_per_minute.is_none() {
+            errs.add(&path, "give requests_per_minute, tokens_per_minute or both");
+        }
+        for (field, v) in [
+            ("requests_per_minute", r.requests_per_minute),
+            ("tokens_per_minute", r.tokens_per_minute),
+        ] {
+            if v == Some(0) {
+                errs.add(format!("{path}.{field}"), "must be at least 1");
+            }
+        }
+        if let Some(scope) = scope {
+            out.push(RateLimit {
+                name: scope_name(&scope),
+                scope,
+                requests_per_minute: r.requests_per_minute,
+                tokens_per_minute: r.tokens_per_minute,
+            });
+        }
+    }
+    out
+}
+
+pub(super) fn cache(raw: Option<RawCache>, errs: &mut Errors) -> Option<CacheConfig> {
+    let raw = raw?;
+    match raw.mode.as_deref() {
+        None | Some("exact") => {}
+        Some("off") => return None,
+        Some(other) => {
+            errs.add(
+                "cache.mode",
+                format!("unknown mode `{other}` (expected exact or off)"),
+            );
+            return None;
+        }
+    }
+    let ttl = match raw.ttl {
+        None => std::time::Duration::from_secs(3600),
+        Some(t) => errs.ok("cache.ttl", super::compile::parse_duration(&t))?,
+    };
+    if raw.max_entries == Some(0) {
+        errs.add("cache.max_entries", "must be at least 1 (or `mode: off`)");
+    }
+    Some(CacheConfig {
+        ttl,
+        max_entries: raw.max_entries.unwrap_or(10_000),
+    })
+}
+
+pub(super) fn state(
+    raw: Option<RawState>,
+    env: &dyn Fn(&str) -> Option<String>,
+    errs: &mut Errors,
+) -> StateConfig {
+    let (url, fail_open) = match raw {
+        None => (None, false),
+        Some(RawState::Url(u)) => (Some(u), false),
+        Some(RawState::Full { url, fail_open }) => (Some(url), fail_open),
+    };
+    let url = url.and_then(|u| errs.ok("state", expand(&u, env)));
+    let redis = match url.as_deref() {
+        None | Some("memory") | Some("") => None,
+        Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
+            Some(Secret::new(u.to_string()))
+        }
+        Some(_) => {
+            errs.add("state", "expected `memory` or a `redis://HOST:PORT/DB` URL");
+            None
+        }
+    };
+    StateConfig { redis, fail_open }
 }

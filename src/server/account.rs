@@ -16,7 +16,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::budget::{Exhausted, Reservation, Subject};
+use crate::budget::{Refusal, Reservation, Subject};
 use crate::classify::Class;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
@@ -72,6 +72,7 @@ impl Tab {
             cost: Nanos::ZERO,
             baseline_cost: Nanos::ZERO,
             cache: "off".to_string(),
+            saved: Nanos::ZERO,
             status: 0,
             latency_ms: 0,
             ttft_ms: None,
@@ -111,36 +112,93 @@ impl Tab {
 
     /// Reserves the worst case of trying `id`, releasing any earlier
     /// reservation first. `Ok(remaining)`: the tightest budget's money left.
-    pub fn reserve(
+    pub async fn reserve(
         &self,
         id: ModelId,
         caller: &Caller,
         max_tokens: Option<u32>,
-    ) -> Result<Option<Nanos>, Exhausted> {
-        self.with(|a| {
+    ) -> Result<Option<Nanos>, Refusal> {
+        let Some((gw, amount)) = self.with(|a| {
             a.release();
             let gw = a.gw.clone();
-            if gw.budgets.is_empty() {
-                a.model = Some(id);
-                return Ok(None);
-            }
             let amount = worst_case(&gw, id, a.prompt_estimate, max_tokens);
-            let subject = Subject {
-                key: &caller.key_id,
-                team: &caller.team,
-                model: &gw.model_names[id],
-            };
-            let r = gw.budgets.reserve(subject, amount)?;
+            (gw, amount)
+        }) else {
+            return Ok(None);
+        };
+        if gw.budgets.is_empty() {
+            self.with(|a| a.model = Some(id));
+            return Ok(None);
+        }
+        let subject = Subject {
+            key: &caller.key_id,
+            team: &caller.team,
+            model: &gw.model_names[id],
+        };
+        let r = gw.budgets.reserve(subject, amount).await?;
+        self.with(|a| {
             a.model = Some(id);
             a.reservation = Some(r);
-            Ok(gw.budgets.remaining(subject))
-        })
-        .unwrap_or(Ok(None))
+        });
+        Ok(gw.budgets.remaining(subject).await)
     }
 
     /// The attempt on the reserved model failed: nothing was spent.
     pub fn release(&self) {
         self.with(Account::release);
+    }
+
+    /// The ledger's cache column: `hit`, `miss`, `bypass` or `off`.
+    pub fn cache_status(&self, status: &str) {
+        self.with(|a| a.row.cache = status.to_string());
+    }
+
+    /// The usage and cost the tab closed with (zero while open).
+    pub fn outcome(&self) -> (Usage, Nanos) {
+        self.with(|a| {
+            (
+                Usage {
+                    prompt_tokens: a.row.prompt_tokens,
+                    completion_tokens: a.row.completion_tokens,
+                },
+                a.row.cost,
+            )
+        })
+        .unwrap_or_default()
+    }
+
+    /// Closes the tab for an answer replayed from the cache: it costs
+    /// nothing; the row keeps the answer's tokens (so the baseline and the
+    /// savings count them) and what it cost when it was made.
+    pub fn close_cached(&self, e: &crate::state::cache::Entry) {
+        self.with(|a| {
+            if a.closed {
+                return;
+            }
+            a.closed = true;
+            let gw = a.gw.clone();
+            let r = &mut a.row;
+            r.cache = "hit".into();
+            r.model = e.model.clone();
+            r.prompt_tokens = e.prompt_tokens;
+            r.completion_tokens = e.completion_tokens;
+            r.cost = Nanos::ZERO;
+            r.saved = Nanos(e.cost_nanos);
+            r.baseline_cost = gw
+                .policy
+                .baseline
+                .price
+                .cost(e.prompt_tokens, e.completion_tokens);
+            r.status = 200;
+            r.ending = "complete".into();
+            r.latency_ms = a.started.elapsed().as_millis() as u64;
+            r.ttft_ms = Some(r.latency_ms);
+            tracing::info!(key = %r.key_id, team = %r.team, route = %r.route, model = %r.model,
+                saved_usd = %r.saved, "request finished (cache hit)");
+            if let Some(l) = &gw.ledger {
+                l.record(r.clone());
+            }
+        });
     }
 
     /// The first byte of the reply arrived (time to first token).
@@ -232,7 +290,9 @@ impl Tab {
 impl Account {
     fn release(&mut self) {
         if let Some(r) = self.reservation.take() {
-            self.gw.budgets.settle(r, Nanos::ZERO);
+            let gw = &self.gw;
+            gw.budgets
+                .settle_now_or_later(r, Nanos::ZERO, &gw.tasks, |_| {});
         }
     }
 
@@ -261,30 +321,63 @@ impl Account {
             .baseline
             .price
             .cost(usage.prompt_tokens, usage.completion_tokens);
+        let subject = Subject {
+            key: &self.row.key_id,
+            team: &self.row.team,
+            model: self.model.map_or("", |id| &gw.model_names[id]),
+        };
         let remaining = match self.reservation.take() {
             Some(r) => {
-                for alert in gw.budgets.settle(r, cost) {
-                    gw.counters
-                        .budget_alerts
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::warn!(
-                        budget = %alert.budget,
-                        subject = %alert.subject,
-                        threshold = alert.threshold_permille as f64 / 1000.0,
-                        spent_usd = %alert.spent,
-                        limit_usd = %alert.limit,
-                        "budget alert: spending crossed a threshold"
-                    );
-                }
-                let subject = Subject {
-                    key: &self.row.key_id,
-                    team: &self.row.team,
-                    model: self.model.map_or("", |id| &gw.model_names[id]),
-                };
-                gw.budgets.remaining(subject)
+                let g = gw.clone();
+                gw.budgets
+                    .settle_now_or_later(r, cost, &gw.tasks, move |alert| {
+                        g.counters
+                            .budget_alerts
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!(
+                            budget = %alert.budget,
+                            subject = %alert.subject,
+                            threshold = alert.threshold_permille as f64 / 1000.0,
+                            spent_usd = %alert.spent,
+                            limit_usd = %alert.limit,
+                            "budget alert: spending crossed a threshold"
+                        );
+                    });
+                gw.budgets.remaining_now(subject)
             }
             None => None,
         };
+        // Rate limits take the tokens not counted at admission.
+        if let (false, Some(u)) = (gw.limits.is_empty(), c.usage) {
+            let counted = u64::from(self.prompt_estimate);
+            let extra = u.completion_tokens + u.prompt_tokens.saturating_sub(counted);
+            let extra = u32::try_from(extra).unwrap_or(u32::MAX);
+            let (limits, key, team) = (
+                gw.limits.clone(),
+                self.row.key_id.clone(),
+                self.row.team.clone(),
+            );
+            let model = self.model.map(|id| gw.model_names[id].clone());
+            gw.tasks.spawn(async move {
+                let s = crate::state::limits::Subject {
+                    key: &key,
+                    team: &team,
+                    model: None,
+                };
+                limits.correct(s, extra).await;
+                if let Some(m) = &model {
+                    limits
+                        .correct(
+                            crate::state::limits::Subject {
+                                model: Some(m),
+                                ..s
+                            },
+                            extra,
+                        )
+                        .await;
+                }
+            });
+        }
         let r = &mut self.row;
         if let Some(id) = self.model {
             r.model = gw.model_names[id].to_string();

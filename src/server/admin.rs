@@ -48,7 +48,8 @@ pub async fn budgets(
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
     require_admin(&gw, &caller, "/admin/budgets")?;
-    Ok(Json(json!({"object": "list", "data": gw.budgets.status()})).into_response())
+    let status = gw.budgets.status().await.map_err(|_| state_unavailable())?;
+    Ok(Json(json!({"object": "list", "data": status})).into_response())
 }
 
 /// Query string → report options (`by` comma-separated or repeated).
@@ -157,13 +158,17 @@ pub async fn dashboard_page(
         by_day: &by_day,
         by_task_model: &by_task_model,
         by_key: &by_key,
-        budgets: &gw.budgets.status(),
+        budgets: &gw.budgets.status().await.unwrap_or_default(),
         baseline: &gw.policy.baseline.name,
     });
     let mut res = Html(page).into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
+}
+
+fn state_unavailable() -> ApiError {
+    ApiError::unavailable(1).code("state_unavailable")
 }
 
 /// The 401 a browser answers with a login prompt.

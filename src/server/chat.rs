@@ -7,7 +7,6 @@
 //! its first byte to the client it is never restarted: a break becomes a
 //! final error event.
 
-use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,13 +15,13 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use futures::StreamExt;
 use http::{header, HeaderValue};
 use rand::Rng;
 
 use super::account::{Close, Tab};
 use super::auth::Caller;
-use crate::budget::Exhausted;
+use super::shared;
+use crate::budget::{Exhausted, Refusal};
 use crate::classify::{classify, tokens, Class, Texts};
 use crate::error::ApiError;
 use crate::gateway::{Backend, Gateway};
@@ -30,7 +29,10 @@ use crate::money::Nanos;
 use crate::policy::{ModelId, OnExhausted};
 use crate::request::ChatRequest;
 use crate::route::{route, Facts, RouteDecision, RouteError};
+use crate::state::cache::{self, Directive, Entry};
+use crate::state::limits::Subject as LimitSubject;
 use crate::upstream::{Failure, Reply, RetryReason};
+use serde_json::Value;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -69,7 +71,8 @@ async fn handle(
     req: Request,
 ) -> Result<Response, ApiError> {
     let limit = gw.policy.max_body_bytes;
-    let bytes = read_body(req.into_body(), limit).await?;
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body, limit).await?;
     let chat = ChatRequest::parse(&bytes)?;
     tab.requested(&chat.model);
     if !caller.may_use(gw, &chat.model) {
@@ -79,6 +82,16 @@ async fn handle(
     let texts = Texts::of(&chat);
     let class = classify(&texts.conversation(&chat, prompt_tokens));
     tab.classified(&class, prompt_tokens);
+    let mut limits = shared::admit(
+        gw,
+        LimitSubject {
+            key: &caller.key_id,
+            team: &caller.team,
+            model: None,
+        },
+        prompt_tokens,
+    )
+    .await?;
     let facts = Facts {
         task: Some(class.task),
         complexity: Some(class.complexity),
@@ -97,9 +110,41 @@ async fn handle(
         .code("no_route"),
     })?;
     tab.routed(&decision.rule);
+    let chain = &decision.chain;
+
+    // The cache: a hit is replayed as it was sent and costs nothing.
+    let body_value = Value::Object(chat.body.clone());
+    let directive = gw
+        .cache
+        .as_ref()
+        .map(|_| Directive::of(&parts.headers, &body_value));
+    let cache_key = match directive {
+        Some(d) if d.lookup || d.store => {
+            let names: Vec<&str> = chain.iter().map(|id| &*gw.model_names[*id]).collect();
+            Some(cache::key(&caller.team, &names, &body_value))
+        }
+        _ => None,
+    };
+    let cache_state = match directive {
+        None => "off",
+        Some(d) if !d.lookup && !d.store => "bypass",
+        Some(_) => "miss",
+    };
+    tab.cache_status(cache_state);
+    if let (Some(c), Some(k), Some(true)) = (&gw.cache, &cache_key, directive.map(|d| d.lookup)) {
+        if let Some(e) = c.get(k).await {
+            gw.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            tab.close_cached(&e);
+            let mut res = shared::replay(&e);
+            tag(res.headers_mut(), &decision, &e.model, &class, None);
+            shared::add_headers(res.headers_mut(), &limits);
+            return Ok(res);
+        }
+        gw.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+    }
+    let store_key = cache_key.filter(|_| directive.is_some_and(|d| d.store));
 
     let policy = &gw.policy;
-    let chain = &decision.chain;
     let attempts = (policy.retry.max_attempts as usize).max(chain.len());
     let mut last: Option<RetryReason> = None;
     let mut tried = 0u32;
@@ -108,6 +153,7 @@ async fn handle(
     let mut too_small: Vec<Option<Overflow>> = vec![None; chain.len()];
     let mut fit_checked = vec![false; chain.len()];
     let mut refused: Vec<Option<Exhausted>> = vec![None; chain.len()];
+    let mut limited: Vec<Option<ApiError>> = vec![None; chain.len()];
     for i in 0..attempts {
         let at = i % chain.len();
         let id = chain[at];
@@ -120,23 +166,41 @@ async fn handle(
             fit_checked[at] = true;
             too_small[at] = overflow(gw, id, &chat, prompt_tokens).await;
         }
-        if too_small[at].is_some() || refused[at].is_some() {
+        if too_small[at].is_some() || refused[at].is_some() || limited[at].is_some() {
             continue;
         }
-        let remaining = match tab.reserve(id, caller, chat.max_tokens) {
+        // A model's own rate limits: over one, the next model is tried.
+        let model_subject = LimitSubject {
+            key: &caller.key_id,
+            team: &caller.team,
+            model: Some(&gw.model_names[id]),
+        };
+        match shared::admit(gw, model_subject, prompt_tokens).await {
+            Ok(v) => shared::merge(&mut limits, v),
+            Err(e) if e.status == http::StatusCode::TOO_MANY_REQUESTS => {
+                limited[at] = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        let remaining = match tab.reserve(id, caller, chat.max_tokens).await {
             Ok(r) => r,
-            Err(e) if e.action == OnExhausted::Downgrade => {
+            Err(Refusal::Exhausted(e)) if e.action == OnExhausted::Downgrade => {
                 gw.counters
                     .budget_downgrades
                     .fetch_add(1, Ordering::Relaxed);
                 refused[at] = Some(e);
                 continue;
             }
-            Err(e) => {
+            Err(Refusal::Exhausted(e)) => {
                 gw.counters
                     .budget_rejections
                     .fetch_add(1, Ordering::Relaxed);
                 return Err(quota_error(&e));
+            }
+            Err(Refusal::Unavailable) => {
+                shared::unavailable(gw)?;
+                None
             }
         };
         if tried > 0 {
@@ -167,6 +231,7 @@ async fn handle(
             chain,
             too_small: &too_small,
             refused: &refused,
+            limited: &limited,
         };
         match result {
             Ok(Reply::Json { body, usage }) => {
@@ -176,6 +241,20 @@ async fn handle(
                     status: 200,
                     ending: "complete",
                 });
+                if let (Some(k), Some(u)) = (store_key, usage) {
+                    shared::store(
+                        gw,
+                        k,
+                        Entry {
+                            stream: false,
+                            model: gw.model_names[id].to_string(),
+                            prompt_tokens: u.prompt_tokens,
+                            completion_tokens: u.completion_tokens,
+                            cost_nanos: cost.0,
+                            body: String::from_utf8_lossy(&body).into_owned(),
+                        },
+                    );
+                }
                 let mut res = Response::new(Body::from(body));
                 let h = res.headers_mut();
                 h.insert(
@@ -184,6 +263,8 @@ async fn handle(
                 );
                 tag(h, &decision, &gw.model_names[id], &class, last.as_ref());
                 notes.add_to(h, gw);
+                shared::add_headers(h, &limits);
+                h.insert("x-tollgate-cache", HeaderValue::from_static(cache_state));
                 if usage.is_some() {
                     money_header(h, "x-tollgate-cost-usd", cost);
                 }
@@ -194,8 +275,11 @@ async fn handle(
             }
             Ok(Reply::Stream(s)) => {
                 tab.first_byte();
-                let s = tab.guard(s);
-                let mut res = Response::new(Body::from_stream(s.map(Ok::<_, Infallible>)));
+                let mut s = tab.guard(s);
+                if let Some(k) = store_key {
+                    s = shared::capture(gw, k, gw.model_names[id].to_string(), tab.clone(), s);
+                }
+                let mut res = Response::new(shared::body_of(s));
                 let h = res.headers_mut();
                 h.insert(
                     header::CONTENT_TYPE,
@@ -204,6 +288,8 @@ async fn handle(
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
                 tag(h, &decision, &gw.model_names[id], &class, last.as_ref());
                 notes.add_to(h, gw);
+                shared::add_headers(h, &limits);
+                h.insert("x-tollgate-cache", HeaderValue::from_static(cache_state));
                 // The cost is known only at the end (the ledger has it);
                 // the budget left is what remains after the reservation.
                 if let Some(r) = remaining {
@@ -231,6 +317,9 @@ async fn handle(
         }
         if let Some(o) = too_small.iter().flatten().max_by_key(|o| o.context) {
             return Err(o.to_api_error());
+        }
+        if let Some(e) = limited.into_iter().flatten().next() {
+            return Err(e);
         }
     }
     Err(last.map_or_else(|| ApiError::unavailable(1), |r| r.to_api_error()))
@@ -312,6 +401,7 @@ struct Notes<'a> {
     chain: &'a [ModelId],
     too_small: &'a [Option<Overflow>],
     refused: &'a [Option<Exhausted>],
+    limited: &'a [Option<ApiError>],
 }
 
 impl Notes<'_> {
@@ -331,6 +421,9 @@ impl Notes<'_> {
                     "{name} skipped: budget {} exhausted (downgrade)",
                     e.budget
                 ));
+            }
+            if self.limited[i].is_some() {
+                notes.push(format!("{name} skipped: rate limited"));
             }
         }
         if notes.is_empty() {

@@ -24,7 +24,7 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         let up = u8::from(b.unavailable_reason().is_none());
         let _ = writeln!(out, "tollgate_model_available{{model=\"{name}\"}} {up}");
     }
-    budgets(&gw, &mut out);
+    budgets(&gw, &mut out).await;
     local(&gw, &mut out);
     let mut res = out.into_response();
     res.headers_mut().insert(
@@ -34,7 +34,7 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     res
 }
 
-fn budgets(gw: &Gateway, out: &mut String) {
+async fn budgets(gw: &Gateway, out: &mut String) {
     use std::sync::atomic::Ordering::Relaxed;
     let c = &gw.counters;
     for (name, help, v) in [
@@ -53,13 +53,38 @@ fn budgets(gw: &Gateway, out: &mut String) {
             "Models skipped because a downgrade budget could not cover them.",
             c.budget_downgrades.load(Relaxed),
         ),
+        (
+            "tollgate_rate_limited_total",
+            "Requests refused with 429 rate_limit_exceeded.",
+            c.rate_limited.load(Relaxed),
+        ),
+        (
+            "tollgate_cache_hits_total",
+            "Answers replayed from the response cache.",
+            c.cache_hits.load(Relaxed),
+        ),
+        (
+            "tollgate_cache_misses_total",
+            "Cacheable requests the cache did not have.",
+            c.cache_misses.load(Relaxed),
+        ),
+        (
+            "tollgate_state_unavailable_total",
+            "Requests refused (503) because Redis was unreachable.",
+            c.state_unavailable.load(Relaxed),
+        ),
+        (
+            "tollgate_state_unchecked_total",
+            "Requests admitted without budget or rate checks because Redis was unreachable (fail_open).",
+            c.unchecked.load(Relaxed),
+        ),
     ] {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
         );
     }
-    let status = gw.budgets.status();
+    let status = gw.budgets.status().await.unwrap_or_default();
     if status.is_empty() {
         return;
     }

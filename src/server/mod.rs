@@ -19,6 +19,7 @@ pub mod chat;
 mod dashboard;
 mod metrics;
 mod models;
+mod shared;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -86,14 +87,25 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
-    if gw.ready() {
-        Json(json!({"status": "ready"})).into_response()
+    let models = gw.ready();
+    // With shared state, Redis must answer: budgets and rate limits fail
+    // closed without it (unless fail_open, which reports "degraded").
+    let state = match &gw.redis {
+        None => "memory",
+        Some(r) if r.ping().await => "ok",
+        Some(_) if gw.policy.state.fail_open => "degraded",
+        Some(_) => "unreachable",
+    };
+    let ready = models && state != "unreachable";
+    let body = Json(json!({
+        "status": if ready { "ready" } else if models { "state unreachable" } else { "loading" },
+        "models": if models { "ready" } else { "loading" },
+        "state": state,
+    }));
+    if ready {
+        body.into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "loading"})),
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
     }
 }
 

@@ -1,0 +1,291 @@
+//! Budgets in Redis, for replicas: the same reserve/settle contract as the
+//! in-memory store (`budget::Budgets`), each as one atomic Lua script, so
+//! the no-overspend guarantee holds across every gateway sharing Redis.
+//!
+//! A bucket is a hash `{spent, reserved, alerted}` at
+//! `tollgate:budget:<budget id>:<period start>:<subject>`, expiring a day
+//! after its period ends. Amounts are nano-dollars; Lua compares them as
+//! doubles, exact up to 2^53 (about $9 million per bucket).
+//!
+//! Failure policy: an unreachable Redis is `Unavailable` for reserve (the
+//! caller answers 503 unless `fail_open`); a settle that cannot reach Redis
+//! is logged with the amounts (the ledger row still records the cost) and
+//! the reservation expires with its bucket.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::{Redis, Unavailable};
+use crate::budget::{Alert, BucketKey, Exhausted, Reservation, Status};
+use crate::clock::{period_bounds, rfc3339, Clock};
+use crate::money::Nanos;
+use crate::policy::Budget;
+
+const DAY_MS: i64 = 86_400_000;
+
+pub struct RedisBudgets {
+    defs: Vec<Budget>,
+    ids: Vec<String>,
+    clock: Clock,
+    redis: Arc<Redis>,
+}
+
+impl RedisBudgets {
+    pub fn new(defs: Vec<Budget>, clock: Clock, redis: Arc<Redis>) -> RedisBudgets {
+        // A budget is identified by its name (scope and period), so it
+        // keeps its spending across restarts, reloads and limit changes.
+        let ids = defs
+            .iter()
+            .map(|d| hex::encode(&Sha256::digest(d.name.as_bytes())[..8]))
+            .collect();
+        RedisBudgets {
+            defs,
+            ids,
+            clock,
+            redis,
+        }
+    }
+
+    fn key(&self, k: &BucketKey) -> String {
+        format!(
+            "tollgate:budget:{}:{}:{}",
+            self.ids[k.budget], k.start, k.subject
+        )
+    }
+
+    fn ttl_ms(&self, k: &BucketKey) -> i64 {
+        let (_, end) = period_bounds(self.defs[k.budget].period, k.start);
+        if end == i64::MAX {
+            0
+        } else {
+            (end - self.clock.now()).max(0) + DAY_MS
+        }
+    }
+
+    pub async fn reserve(
+        &self,
+        keys: Vec<BucketKey>,
+        amount: Nanos,
+    ) -> Result<Result<Reservation, Exhausted>, Unavailable> {
+        let mut inv = RESERVE.prepare_invoke();
+        inv.arg(amount.0);
+        for k in &keys {
+            inv.key(self.key(k));
+            inv.arg(self.defs[k.budget].limit.0).arg(self.ttl_ms(k));
+        }
+        let mut conn = self.redis.conn();
+        let res: redis::RedisResult<Vec<i64>> = inv.invoke_async(&mut conn).await;
+        self.redis.observe(&res);
+        let out = res.map_err(|_| Unavailable)?;
+        if out.first() == Some(&1) {
+            return Ok(Ok(Reservation::new(keys, amount)));
+        }
+        let i = usize::try_from(out.get(1).copied().unwrap_or(1) - 1).unwrap_or(0);
+        let def = &self.defs[keys.get(i).map_or(0, |k| k.budget)];
+        Ok(Err(Exhausted {
+            budget: def.name.clone(),
+            action: def.on_exhausted,
+            limit: def.limit,
+            available: Nanos(u64::try_from(out.get(2).copied().unwrap_or(0)).unwrap_or(0)),
+            needed: amount,
+        }))
+    }
+
+    pub async fn settle(&self, r: Reservation, actual: Nanos) -> Vec<Alert> {
+        let (holds, amount) = r.into_parts();
+        if holds.is_empty() {
+            return Vec::new();
+        }
+        let mut inv = SETTLE.prepare_invoke();
+        inv.arg(amount).arg(actual.0);
+        for k in &holds {
+            let def = &self.defs[k.budget];
+            let thresholds: Vec<String> = def.alert_at.iter().map(u32::to_string).collect();
+            inv.key(self.key(k));
+            inv.arg(def.limit.0).arg(thresholds.join(","));
+        }
+        let mut conn = self.redis.conn();
+        let res: redis::RedisResult<Vec<i64>> = inv.invoke_async(&mut conn).await;
+        self.redis.observe(&res);
+        let out = match res {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, reserved = amount, actual = actual.0, "budget settle could not reach Redis; the reservation expires with its bucket");
+                return Vec::new();
+            }
+        };
+        // Pairs (bucket index, threshold) then the spent of each bucket.
+        let mut alerts = Vec::new();
+        let crossings = usize::try_from(out.first().copied().unwrap_or(0)).unwrap_or(0);
+        for c in 0..crossings {
+            let i = usize::try_from(out[1 + 2 * c] - 1).unwrap_or(0);
+            let threshold = u32::try_from(out[2 + 2 * c]).unwrap_or(0);
+            let k = &holds[i];
+            let def = &self.defs[k.budget];
+            let spent = out.get(1 + 2 * crossings + i).copied().unwrap_or(0);
+            alerts.push(Alert {
+                budget: def.name.clone(),
+                subject: k.subject.clone(),
+                threshold_permille: threshold,
+                spent: Nanos(u64::try_from(spent).unwrap_or(0)),
+                limit: def.limit,
+            });
+        }
+        alerts
+    }
+
+    /// The least money left among `keys` (after reservations).
+    pub async fn remaining(&self, keys: &[BucketKey]) -> Result<Option<Nanos>, Unavailable> {
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let mut pipe = redis::pipe();
+        for k in keys {
+            pipe.cmd("HMGET")
+                .arg(self.key(k))
+                .arg("spent")
+                .arg("reserved");
+        }
+        let mut conn = self.redis.conn();
+        let res: redis::RedisResult<Vec<(Option<u64>, Option<u64>)>> =
+            pipe.query_async(&mut conn).await;
+        self.redis.observe(&res);
+        let rows = res.map_err(|_| Unavailable)?;
+        Ok(keys
+            .iter()
+            .zip(rows)
+            .map(|(k, (s, r))| {
+                Nanos(
+                    self.defs[k.budget]
+                        .limit
+                        .0
+                        .saturating_sub(s.unwrap_or(0) + r.unwrap_or(0)),
+                )
+            })
+            .min())
+    }
+
+    /// Every bucket of the current periods (SCAN), plus named budgets
+    /// without one yet.
+    pub async fn status(&self) -> Result<Vec<Status>, Unavailable> {
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        let mut conn = self.redis.conn();
+        for (i, def) in self.defs.iter().enumerate() {
+            let (start, end) = period_bounds(def.period, now);
+            let prefix = format!("tollgate:budget:{}:{start}:", self.ids[i]);
+            let mut keys: Vec<String> = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let res: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{prefix}*"))
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut conn)
+                    .await;
+                self.redis.observe(&res);
+                let (next, batch) = res.map_err(|_| Unavailable)?;
+                keys.extend(batch);
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+            let named = crate::budget::named_subject(&def.scope);
+            if keys.is_empty() {
+                if let Some(n) = named {
+                    keys.push(format!("{prefix}{n}"));
+                }
+            }
+            keys.sort();
+            for key in keys {
+                let res: redis::RedisResult<(Option<u64>, Option<u64>)> = redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg("spent")
+                    .arg("reserved")
+                    .query_async(&mut conn)
+                    .await;
+                self.redis.observe(&res);
+                let (spent, reserved) = res.map_err(|_| Unavailable)?;
+                let (spent, reserved) = (spent.unwrap_or(0), reserved.unwrap_or(0));
+                out.push(Status {
+                    budget: def.name.clone(),
+                    subject: key.strip_prefix(&prefix).unwrap_or("").to_string(),
+                    limit_usd: def.limit.to_string(),
+                    spent_usd: Nanos(spent).to_string(),
+                    reserved_usd: Nanos(reserved).to_string(),
+                    remaining_usd: Nanos(def.limit.0.saturating_sub(spent + reserved)).to_string(),
+                    period_start: rfc3339(start),
+                    period_end: rfc3339(end),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// ARGV[1]: amount; per key i: ARGV[2i]: limit, ARGV[2i+1]: ttl ms (0:
+/// none). All buckets admit → reserve in all, {1}; else {0, i, available}.
+static RESERVE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local amount = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local limit = tonumber(ARGV[2 * i])
+  local v = redis.call('HMGET', KEYS[i], 'spent', 'reserved')
+  local used = tonumber(v[1] or '0') + tonumber(v[2] or '0')
+  if used + amount > limit then
+    local available = limit - used
+    if available < 0 then available = 0 end
+    return {0, i, available}
+  end
+end
+for i = 1, #KEYS do
+  redis.call('HINCRBY', KEYS[i], 'reserved', amount)
+  local ttl = tonumber(ARGV[2 * i + 1])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return {1}
+",
+    )
+});
+
+/// ARGV[1]: reserved, ARGV[2]: actual; per key i: ARGV[2i+1]: limit,
+/// ARGV[2i+2]: alert thresholds in permille, comma-separated. Returns
+/// {n, (i, threshold) × n, spent_1, …}.
+static SETTLE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local reserved = tonumber(ARGV[1])
+local actual = tonumber(ARGV[2])
+local crossed = {}
+local spents = {}
+for i = 1, #KEYS do
+  local held = tonumber(redis.call('HGET', KEYS[i], 'reserved') or '0')
+  if held > reserved then held = reserved end
+  redis.call('HINCRBY', KEYS[i], 'reserved', -held)
+  local spent = redis.call('HINCRBY', KEYS[i], 'spent', actual)
+  local limit = tonumber(ARGV[2 * i + 1])
+  local alerted = tonumber(redis.call('HGET', KEYS[i], 'alerted') or '0')
+  local n = 0
+  for th in string.gmatch(ARGV[2 * i + 2], '[^,]+') do
+    n = n + 1
+    if n > alerted and spent * 1000 >= limit * tonumber(th) then
+      crossed[#crossed + 1] = i
+      crossed[#crossed + 1] = tonumber(th)
+      alerted = n
+    end
+  end
+  redis.call('HSET', KEYS[i], 'alerted', alerted)
+  spents[i] = spent
+end
+local out = {#crossed / 2}
+for _, v in ipairs(crossed) do out[#out + 1] = v end
+for _, v in ipairs(spents) do out[#out + 1] = v end
+return out
+",
+    )
+});
