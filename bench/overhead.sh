@@ -50,6 +50,7 @@ upstream=$(url_from "$tmp/fake.out")
 key=$(sed -n 's/^key:  //p' "$tmp/key.out")
 cat > "$tmp/policy.yaml" <<YAML
 version: 1
+ledger: "sqlite:$tmp/ledger.sqlite"
 providers:
   fake: { kind: openai, base_url: "$upstream/v1", api_key: upstream-secret }
 models:
