@@ -252,7 +252,12 @@ fn positive_int(body: &Map<String, Value>, name: &str) -> Result<Option<u32>, Ap
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_u64() {
-            Some(v) if v >= 1 => Ok(Some(u32::try_from(v).unwrap_or(u32::MAX))),
+            Some(v) if v >= 1 => u32::try_from(v).map(Some).map_err(|_| {
+                ApiError::invalid_request(
+                    format!("Invalid '{name}': {v} is too large."),
+                    Some(name),
+                )
+            }),
             _ => Err(ApiError::invalid_request(
                 format!("Invalid '{name}': must be an integer of at least 1."),
                 Some(name),

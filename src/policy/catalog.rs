@@ -24,7 +24,29 @@ pub struct Known {
     pub context: u32,
 }
 
+/// By exact name, or by the name without a date suffix (`gpt-4-0613`,
+/// `gpt-4o-2024-08-06`, `gpt-3.5-turbo-0125`).
 pub fn lookup(upstream_model: &str) -> Option<Known> {
+    exact(upstream_model).or_else(|| exact(undated(upstream_model)?))
+}
+
+fn undated(name: &str) -> Option<&str> {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    // -YYYY-MM-DD
+    if name.len() > 11 {
+        let (head, tail) = name.split_at(name.len() - 11);
+        let p: Vec<&str> = tail.split('-').collect();
+        if p.len() == 4 && p[0].is_empty() && digits(p[1], 4) && digits(p[2], 2) && digits(p[3], 2)
+        {
+            return Some(head);
+        }
+    }
+    // -MMDD
+    let (head, tail) = name.rsplit_once('-')?;
+    digits(tail, 4).then_some(head)
+}
+
+fn exact(upstream_model: &str) -> Option<Known> {
     KNOWN
         .iter()
         .find(|(n, ..)| *n == upstream_model)
@@ -51,5 +73,10 @@ mod tests {
         let mini = lookup("gpt-4o-mini").unwrap();
         assert_eq!(mini.price.cost(1_000, 500), Nanos(450_000));
         assert_eq!(lookup("gpt-5-unknown"), None);
+        // Dated snapshots have their family's price and context.
+        assert_eq!(lookup("gpt-4-0613"), Some(gpt4));
+        assert_eq!(lookup("gpt-4o-mini-2024-07-18"), Some(mini));
+        assert_eq!(lookup("gpt-4-32k-0613").unwrap().context, 32_768);
+        assert_eq!(lookup("gpt-4-9999x"), None);
     }
 }

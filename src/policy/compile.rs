@@ -15,6 +15,8 @@ use crate::money::{Nanos, Price};
 use crate::secret::Secret;
 
 const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// Beyond any model's context today: an absurd `max_tokens` is a 400.
+const DEFAULT_MAX_TOKENS: u32 = 1 << 20;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Collects `(path, message)` pairs.
@@ -51,6 +53,15 @@ pub fn compile(
         Some(size) => errs
             .ok("server.max_body", parse_byte_size(&size))
             .unwrap_or(DEFAULT_MAX_BODY),
+    };
+
+    let max_tokens_cap = match raw.server.max_tokens {
+        Some(0) => {
+            errs.add("server.max_tokens", "must be at least 1");
+            1
+        }
+        Some(n) => n,
+        None => DEFAULT_MAX_TOKENS,
     };
 
     // Names declared, valid or not: a reference to an invalid entry is not
@@ -201,6 +212,7 @@ pub fn compile(
     }
     Ok(Policy {
         max_body_bytes,
+        max_tokens_cap,
         providers,
         models,
         model_ids,

@@ -100,6 +100,8 @@ pub struct RawScope {
 pub struct RawServer {
     /// Largest accepted request body, e.g. `1MiB` or a byte count.
     pub max_body: Option<ByteSize>,
+    /// Largest `max_tokens` a request may ask for (default 1,048,576).
+    pub max_tokens: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -75,6 +75,15 @@ async fn handle(
     let bytes = read_body(body, limit).await?;
     let chat = ChatRequest::parse(&bytes)?;
     tab.requested(&chat.model);
+    if let Some(m) = chat.max_tokens.filter(|m| *m > gw.policy.max_tokens_cap) {
+        return Err(ApiError::invalid_request(
+            format!(
+                "Invalid 'max_tokens': {m} is more than this gateway allows ({}).",
+                gw.policy.max_tokens_cap
+            ),
+            Some("max_tokens"),
+        ));
+    }
     if !caller.may_use(gw, &chat.model) {
         return Err(ApiError::model_not_found(&chat.model));
     }
