@@ -66,6 +66,7 @@ pub struct Gateway {
     /// `None` with `ledger: none`.
     pub ledger: Option<Arc<Ledger>>,
     pub counters: Counters,
+    pub requests: crate::telemetry::RequestMetrics,
     /// Work that outlives a request (budget settlements in Redis, cache
     /// stores, token corrections); graceful shutdown waits for it.
     pub tasks: TaskTracker,
@@ -182,6 +183,7 @@ impl Gateway {
             redis,
             ledger,
             counters: Counters::default(),
+            requests: crate::telemetry::RequestMetrics::default(),
             tasks: TaskTracker::new(),
         })
     }

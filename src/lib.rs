@@ -21,4 +21,5 @@ pub mod route;
 pub mod secret;
 pub mod server;
 pub mod state;
+pub mod telemetry;
 pub mod upstream;

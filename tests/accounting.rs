@@ -372,6 +372,17 @@ async fn a_team_near_its_budget_moves_down_the_chain() {
         "{metrics}"
     );
     assert!(metrics.contains("tollgate_budget_rejections_total 1"));
+    // Requests by route/model/status, tokens and money by model.
+    for line in [
+        "tollgate_requests_total{route=\"main\",model=\"gpt-4\",status=\"200\"} 4",
+        "tollgate_requests_total{route=\"main\",model=\"gpt-3.5-turbo\",status=\"200\"} 8",
+        "tollgate_requests_total{route=\"main\",model=\"\",status=\"429\"} 1",
+        "tollgate_completion_tokens_total{model=\"gpt-4\"} 28",
+        "tollgate_cost_usd_total{model=\"gpt-4\"} 0.0024",
+        "tollgate_request_duration_seconds_count{model=\"backup-model\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
     let csv = admin_get(&s.url, "/admin/report?by=model&format=csv")
         .await
         .text()

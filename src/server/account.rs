@@ -195,6 +195,7 @@ impl Tab {
             r.ttft_ms = Some(r.latency_ms);
             tracing::info!(key = %r.key_id, team = %r.team, route = %r.route, model = %r.model,
                 saved_usd = %r.saved, "request finished (cache hit)");
+            observe(&gw, r);
             if let Some(l) = &gw.ledger {
                 l.record(r.clone());
             }
@@ -404,6 +405,7 @@ impl Account {
             ending = %r.ending,
             "request finished"
         );
+        observe(&gw, r);
         if let Some(l) = &gw.ledger {
             l.record(r.clone());
         }
@@ -421,6 +423,21 @@ impl Drop for Account {
             });
         }
     }
+}
+
+/// Counts a finished request in `/metrics`.
+fn observe(gw: &Gateway, r: &Row) {
+    gw.requests.record(&crate::telemetry::Sample {
+        route: &r.route,
+        model: &r.model,
+        status: r.status,
+        prompt_tokens: r.prompt_tokens,
+        completion_tokens: r.completion_tokens,
+        cost_nanos: r.cost.0,
+        baseline_nanos: r.baseline_cost.0,
+        latency_s: r.latency_ms as f64 / 1000.0,
+        ttft_s: r.ttft_ms.map(|t| t as f64 / 1000.0),
+    });
 }
 
 /// Content deltas in an SSE frame: `"content":"` followed by text.

@@ -24,6 +24,7 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         let up = u8::from(b.unavailable_reason().is_none());
         let _ = writeln!(out, "tollgate_model_available{{model=\"{name}\"}} {up}");
     }
+    gw.requests.render(&mut out);
     budgets(&gw, &mut out).await;
     local(&gw, &mut out);
     let mut res = out.into_response();

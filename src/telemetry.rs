@@ -1,0 +1,213 @@
+//! Request metrics for `/metrics`: counts by route, model and status;
+//! tokens, cost and baseline cost by model; latency and time-to-first-token
+//! histograms. Recorded once per request when its tab closes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// Upper bounds in seconds (Prometheus `le`), plus +Inf.
+const BOUNDS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BOUNDS.len()];
+        }
+        for (i, b) in BOUNDS.iter().enumerate() {
+            if seconds <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, b) in BOUNDS.iter().enumerate() {
+            let c = self.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: BTreeMap<(String, String, u16), u64>,
+    prompt_tokens: BTreeMap<String, u64>,
+    completion_tokens: BTreeMap<String, u64>,
+    cost: BTreeMap<String, u64>,
+    baseline: BTreeMap<String, u64>,
+    latency: BTreeMap<String, Histogram>,
+    ttft: BTreeMap<String, Histogram>,
+}
+
+/// One finished request, as the metrics see it.
+pub struct Sample<'a> {
+    pub route: &'a str,
+    pub model: &'a str,
+    pub status: u16,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_nanos: u64,
+    pub baseline_nanos: u64,
+    pub latency_s: f64,
+    pub ttft_s: Option<f64>,
+}
+
+#[derive(Default)]
+pub struct RequestMetrics {
+    inner: Mutex<Inner>,
+}
+
+impl RequestMetrics {
+    pub fn record(&self, s: &Sample<'_>) {
+        let Ok(mut m) = self.inner.lock() else {
+            return;
+        };
+        let model = s.model.to_string();
+        *m.requests
+            .entry((s.route.to_string(), model.clone(), s.status))
+            .or_default() += 1;
+        *m.prompt_tokens.entry(model.clone()).or_default() += s.prompt_tokens;
+        *m.completion_tokens.entry(model.clone()).or_default() += s.completion_tokens;
+        *m.cost.entry(model.clone()).or_default() += s.cost_nanos;
+        *m.baseline.entry(model.clone()).or_default() += s.baseline_nanos;
+        m.latency
+            .entry(model.clone())
+            .or_default()
+            .observe(s.latency_s);
+        if let Some(t) = s.ttft_s {
+            m.ttft.entry(model).or_default().observe(t);
+        }
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let Ok(m) = self.inner.lock() else {
+            return;
+        };
+        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = writeln!(out, "# HELP tollgate_requests_total Chat requests by route, answering model and HTTP status.\n# TYPE tollgate_requests_total counter");
+        for ((route, model, status), n) in &m.requests {
+            let _ = writeln!(
+                out,
+                "tollgate_requests_total{{route=\"{}\",model=\"{}\",status=\"{status}\"}} {n}",
+                esc(route),
+                esc(model)
+            );
+        }
+        for (name, help, map) in [
+            (
+                "tollgate_prompt_tokens_total",
+                "Prompt tokens by model.",
+                &m.prompt_tokens,
+            ),
+            (
+                "tollgate_completion_tokens_total",
+                "Completion tokens by model.",
+                &m.completion_tokens,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (model, n) in map {
+                let _ = writeln!(out, "{name}{{model=\"{}\"}} {n}", esc(model));
+            }
+        }
+        for (name, help, map) in [
+            (
+                "tollgate_cost_usd_total",
+                "Money spent, by model (USD).",
+                &m.cost,
+            ),
+            (
+                "tollgate_baseline_cost_usd_total",
+                "What the same tokens would have cost on the baseline model, by model (USD).",
+                &m.baseline,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (model, n) in map {
+                let _ = writeln!(
+                    out,
+                    "{name}{{model=\"{}\"}} {}",
+                    esc(model),
+                    crate::money::Nanos(*n)
+                );
+            }
+        }
+        for (name, help, map) in [
+            (
+                "tollgate_request_duration_seconds",
+                "End-to-end request time, by model.",
+                &m.latency,
+            ),
+            (
+                "tollgate_time_to_first_token_seconds",
+                "Time until the first byte of the answer, by model.",
+                &m.ttft,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for (model, h) in map {
+                h.render(out, name, &format!("model=\"{}\"", esc(model)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_buckets() {
+        let m = RequestMetrics::default();
+        for (latency, status) in [(0.004, 200), (0.3, 200), (7.0, 502)] {
+            m.record(&Sample {
+                route: "main",
+                model: "gpt-4",
+                status,
+                prompt_tokens: 10,
+                completion_tokens: 5,
+                cost_nanos: 600_000,
+                baseline_nanos: 600_000,
+                latency_s: latency,
+                ttft_s: Some(latency / 2.0),
+            });
+        }
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out
+            .contains("tollgate_requests_total{route=\"main\",model=\"gpt-4\",status=\"200\"} 2"));
+        assert!(out
+            .contains("tollgate_requests_total{route=\"main\",model=\"gpt-4\",status=\"502\"} 1"));
+        assert!(out.contains("tollgate_prompt_tokens_total{model=\"gpt-4\"} 30"));
+        assert!(out.contains("tollgate_cost_usd_total{model=\"gpt-4\"} 0.0018"));
+        assert!(out
+            .contains("tollgate_request_duration_seconds_bucket{model=\"gpt-4\",le=\"0.005\"} 1"));
+        assert!(
+            out.contains("tollgate_request_duration_seconds_bucket{model=\"gpt-4\",le=\"0.5\"} 2")
+        );
+        assert!(
+            out.contains("tollgate_request_duration_seconds_bucket{model=\"gpt-4\",le=\"+Inf\"} 3")
+        );
+        assert!(out.contains("tollgate_request_duration_seconds_count{model=\"gpt-4\"} 3"));
+    }
+}
