@@ -67,6 +67,8 @@ pub struct Gateway {
     pub ledger: Option<Arc<Ledger>>,
     pub counters: Counters,
     pub requests: crate::telemetry::RequestMetrics,
+    /// One circuit breaker per model.
+    pub breakers: Vec<crate::circuit::Breaker>,
     /// Work that outlives a request (budget settlements in Redis, cache
     /// stores, token corrections); graceful shutdown waits for it.
     pub tasks: TaskTracker,
@@ -170,6 +172,9 @@ impl Gateway {
                 )
             }
         };
+        let breakers = (0..policy.models.len())
+            .map(|_| crate::circuit::Breaker::new(policy.circuit))
+            .collect();
         let ledger = Ledger::start(policy.ledger.clone()).context("starting the ledger writer")?;
         Ok(Gateway {
             policy: Arc::new(policy),
@@ -184,6 +189,7 @@ impl Gateway {
             ledger,
             counters: Counters::default(),
             requests: crate::telemetry::RequestMetrics::default(),
+            breakers,
             tasks: TaskTracker::new(),
         })
     }

@@ -5,6 +5,7 @@
 //! → accounting. `docs/architecture.md` has the whole picture.
 
 pub mod budget;
+pub mod circuit;
 pub mod classify;
 pub mod cli;
 pub mod clock;

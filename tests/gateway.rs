@@ -621,3 +621,45 @@ async fn requests_skip_models_whose_context_they_do_not_fit() {
     assert!(msg.contains("5158 tokens") && msg.contains("2000"), "{msg}");
     assert_eq!(up.hits(), before);
 }
+
+#[tokio::test]
+async fn a_failing_upstream_is_cut_out_by_its_circuit_and_probed_back() {
+    let primary = Fake::start().await;
+    let backup = Fake::start().await;
+    let yaml = policy(&primary.base_url(), &backup.base_url(), "2s")
+        + "circuit_breaker: { failures: 2, cooldown: 300ms }\n";
+    let url = format!("http://{}", start(&yaml).await);
+    // Two requests: gpt-4 and gpt-3.5-turbo (both on `primary`) fail twice
+    // each, the backup answers. Both circuits are open after that.
+    primary.script(std::iter::repeat_n(Behavior::Status(500), 4));
+    for _ in 0..2 {
+        let res = chat_as(&url, KEY, hello("auto")).await;
+        assert_eq!(res.headers()["x-tollgate-model"], "backup-model");
+    }
+    assert_eq!(primary.hits(), 4);
+    // While open, the primary is not even tried.
+    let res = chat_as(&url, KEY, hello("auto")).await;
+    assert_eq!(res.headers()["x-tollgate-model"], "backup-model");
+    assert_eq!(primary.hits(), 4);
+    let metrics = reqwest::Client::new()
+        .get(format!("{url}/metrics"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tollgate_circuit_open{model=\"gpt-4\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tollgate_circuit_open{model=\"backup-model\"} 0"));
+    // After the cool-down one probe goes through; it succeeds and closes it.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let res = chat_as(&url, KEY, hello("auto")).await;
+    assert_eq!(res.headers()["x-tollgate-model"], "gpt-4");
+    let res = chat_as(&url, KEY, hello("auto")).await;
+    assert_eq!(res.headers()["x-tollgate-model"], "gpt-4");
+    assert_eq!(primary.hits(), 6);
+}

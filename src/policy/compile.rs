@@ -206,6 +206,22 @@ pub fn compile(
     let rate_limits = spend::rate_limits(raw.rate_limits, &declared, &mut errs);
     let cache = spend::cache(raw.cache, &mut errs);
     let state = spend::state(raw.state, env, &mut errs);
+    let defaults = crate::circuit::Config::default();
+    let circuit = crate::circuit::Config {
+        failures: match raw.circuit_breaker.failures {
+            Some(0) => {
+                errs.add("circuit_breaker.failures", "must be at least 1");
+                1
+            }
+            Some(n) => n,
+            None => defaults.failures,
+        },
+        cooldown: raw
+            .circuit_breaker
+            .cooldown
+            .and_then(|c| errs.ok("circuit_breaker.cooldown", parse_duration(&c)))
+            .unwrap_or(defaults.cooldown),
+    };
 
     if !errs.0.is_empty() {
         return Err(errs.0);
@@ -226,6 +242,7 @@ pub fn compile(
         rate_limits,
         cache,
         state,
+        circuit,
     })
 }
 

@@ -50,6 +50,7 @@ pub struct Policy {
     pub rate_limits: Vec<RateLimit>,
     pub cache: Option<CacheConfig>,
     pub state: StateConfig,
+    pub circuit: crate::circuit::Config,
 }
 
 /// Where budgets, rate limits and the cache keep their state.

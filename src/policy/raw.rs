@@ -37,6 +37,17 @@ pub struct RawPolicy {
     pub cache: Option<RawCache>,
     /// `memory` (default) or `redis://…`, or `{ url, fail_open }`.
     pub state: Option<RawState>,
+    #[serde(default)]
+    pub circuit_breaker: RawCircuit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCircuit {
+    /// Consecutive upstream failures that open a model's circuit (default 5).
+    pub failures: Option<u32>,
+    /// How long an open circuit keeps the model out of routing (default 30s).
+    pub cooldown: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -22,6 +22,7 @@ use super::account::{Close, Tab};
 use super::auth::Caller;
 use super::shared;
 use crate::budget::{Exhausted, Refusal};
+use crate::circuit::{Admit, State as CircuitState};
 use crate::classify::{classify, tokens, Class, Texts};
 use crate::error::ApiError;
 use crate::gateway::{Backend, Gateway};
@@ -212,6 +213,12 @@ async fn handle(
                 None
             }
         };
+        // An open circuit keeps a failing upstream out until its probe.
+        if gw.breakers[id].admit(Instant::now()) == Admit::No {
+            tab.release();
+            last.get_or_insert(RetryReason::Unavailable("circuit open".into()));
+            continue;
+        }
         if tried > 0 {
             tokio::time::sleep(backoff(policy.retry.backoff, tried)).await;
         }
@@ -236,6 +243,21 @@ async fn handle(
             }
             Backend::Unavailable(why) => Err(Failure::Retry(RetryReason::Unavailable(why.clone()))),
         };
+        let outcome = match &result {
+            Err(Failure::Retry(reason)) => Err(reason),
+            _ => Ok(()),
+        };
+        if let Some(state) = gw.breakers[id].record(outcome, Instant::now()) {
+            match state {
+                CircuitState::Open { .. } => {
+                    tracing::warn!(model = %gw.model_names[id], "circuit opened: the model is skipped until a probe succeeds")
+                }
+                CircuitState::Closed { .. } => {
+                    tracing::info!(model = %gw.model_names[id], "circuit closed: the model is back in routing")
+                }
+                CircuitState::HalfOpen { .. } => {}
+            }
+        }
         let notes = Notes {
             chain,
             too_small: &too_small,

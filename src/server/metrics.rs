@@ -24,6 +24,14 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         let up = u8::from(b.unavailable_reason().is_none());
         let _ = writeln!(out, "tollgate_model_available{{model=\"{name}\"}} {up}");
     }
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_circuit_open 1 while the model's circuit is open or probing.\n# TYPE tollgate_circuit_open gauge"
+    );
+    for (name, b) in gw.model_names.iter().zip(&gw.breakers) {
+        let open = u8::from(!matches!(b.state(), crate::circuit::State::Closed { .. }));
+        let _ = writeln!(out, "tollgate_circuit_open{{model=\"{name}\"}} {open}");
+    }
     gw.requests.render(&mut out);
     budgets(&gw, &mut out).await;
     local(&gw, &mut out);
