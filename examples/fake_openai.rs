@@ -5,6 +5,7 @@
 //!
 //! Prints `fake-openai listening on http://ADDR` and serves until killed.
 //! Expects `Authorization: Bearer upstream-secret` (or `--api-key`).
+//! `--fail-every N` answers every Nth request with a 500 (a flapping upstream).
 
 #[path = "../tests/support/fake_openai.rs"]
 mod fake_openai;
@@ -27,9 +28,10 @@ async fn main() -> std::io::Result<()> {
             "--chunk-delay-ms" => {
                 opts.chunk_delay = Duration::from_millis(value().parse().unwrap_or(0))
             }
+            "--fail-every" => opts.fail_every = value().parse().ok(),
             other => {
                 eprintln!(
-                    "unknown argument {other}; use --listen ADDR --api-key KEY --chunk-delay-ms N"
+                    "unknown argument {other}; use --listen ADDR --api-key KEY --chunk-delay-ms N --fail-every N"
                 );
                 std::process::exit(2);
             }

@@ -57,12 +57,15 @@ struct Shared {
     requests: Mutex<Vec<Recorded>>,
     script: Mutex<VecDeque<Behavior>>,
     chunk_delay: Duration,
+    fail_every: Option<usize>,
 }
 
 pub struct Options {
     pub api_key: String,
     pub record: bool,
     pub chunk_delay: Duration,
+    /// Fail (500) every Nth request: a flapping upstream.
+    pub fail_every: Option<usize>,
 }
 
 impl Default for Options {
@@ -71,6 +74,7 @@ impl Default for Options {
             api_key: "upstream-secret".into(),
             record: true,
             chunk_delay: Duration::ZERO,
+            fail_every: None,
         }
     }
 }
@@ -88,6 +92,7 @@ impl Fake {
             requests: Mutex::new(Vec::new()),
             script: Mutex::new(VecDeque::new()),
             chunk_delay: opts.chunk_delay,
+            fail_every: opts.fail_every,
         });
         let addr = listener.local_addr().unwrap();
         let app = Router::new()
@@ -137,7 +142,7 @@ fn error(status: u16, message: &str, kind: &str, code: Option<&str>) -> Response
 }
 
 async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    s.hits.fetch_add(1, Ordering::SeqCst);
+    let n = s.hits.fetch_add(1, Ordering::SeqCst) + 1;
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -164,7 +169,14 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
             headers: headers.clone(),
         });
     }
-    let behavior = s.script.lock().unwrap().pop_front().unwrap_or(Behavior::Ok);
+    let flap = s
+        .fail_every
+        .is_some_and(|every| every > 0 && n % every == 0);
+    let behavior = match s.script.lock().unwrap().pop_front() {
+        Some(b) => b,
+        None if flap => Behavior::Status(500),
+        None => Behavior::Ok,
+    };
     match behavior {
         Behavior::Status(code) => {
             let (msg, kind, c) = match code {
