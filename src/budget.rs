@@ -16,6 +16,7 @@
 //! holds for each current period, so a restart does not reset spending.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
 use crate::clock::{period_bounds, rfc3339, Clock, Millis};
@@ -112,6 +113,7 @@ pub struct Budgets {
     defs: Vec<Budget>,
     clock: Clock,
     buckets: Mutex<HashMap<BucketKey, Bucket>>,
+    last_prune: AtomicI64,
 }
 
 impl Budgets {
@@ -120,6 +122,7 @@ impl Budgets {
             defs,
             clock,
             buckets: Mutex::new(HashMap::new()),
+            last_prune: AtomicI64::new(i64::MIN / 2),
         }
     }
 
@@ -158,15 +161,29 @@ impl Budgets {
 
     /// Reserves `amount` in every applicable budget, or in none.
     pub fn reserve(&self, s: Subject<'_>, amount: Nanos) -> Result<Reservation, Exhausted> {
+        self.reserve_and_remaining(s, amount).map(|(r, _)| r)
+    }
+
+    /// `reserve`, plus the tightest remaining budget after it, under the
+    /// same lock.
+    pub fn reserve_and_remaining(
+        &self,
+        s: Subject<'_>,
+        amount: Nanos,
+    ) -> Result<(Reservation, Option<Nanos>), Exhausted> {
         if self.defs.is_empty() {
-            return Ok(Reservation::default());
+            return Ok((Reservation::default(), None));
         }
         let now = self.clock.now();
         let keys = self.keys_for(s, now);
         let Ok(mut buckets) = self.buckets.lock() else {
             return Err(self.poisoned());
         };
-        self.prune(&mut buckets, now);
+        // Past periods are dropped at most once a minute, not per request.
+        if now - self.last_prune.load(Ordering::Relaxed) >= 60_000 {
+            self.last_prune.store(now, Ordering::Relaxed);
+            self.prune(&mut buckets, now);
+        }
         // Check all first: the tightest failing budget is reported.
         let mut worst: Option<Exhausted> = None;
         for k in &keys {
@@ -192,13 +209,25 @@ impl Budgets {
         if let Some(e) = worst {
             return Err(e);
         }
+        let mut remaining = u64::MAX;
         for k in &keys {
-            buckets.entry(k.clone()).or_default().reserved += amount.0;
+            let b = buckets.entry(k.clone()).or_default();
+            b.reserved += amount.0;
+            remaining = remaining.min(
+                self.defs[k.budget]
+                    .limit
+                    .0
+                    .saturating_sub(b.spent + b.reserved),
+            );
         }
-        Ok(Reservation {
-            holds: keys,
-            amount: amount.0,
-        })
+        let remaining = (!keys.is_empty()).then_some(Nanos(remaining));
+        Ok((
+            Reservation {
+                holds: keys,
+                amount: amount.0,
+            },
+            remaining,
+        ))
     }
 
     /// Settles `r` at the real cost `actual`; returns the alerts it crossed.
@@ -496,25 +525,36 @@ impl BudgetStore {
         matches!(self, BudgetStore::Memory(_))
     }
 
-    pub async fn reserve(&self, s: Subject<'_>, amount: Nanos) -> Result<Reservation, Refusal> {
+    /// Reserves, and says the tightest remaining budget after it.
+    pub async fn reserve(
+        &self,
+        s: Subject<'_>,
+        amount: Nanos,
+    ) -> Result<(Reservation, Option<Nanos>), Refusal> {
         match self {
-            BudgetStore::Memory(b) => b.reserve(s, amount).map_err(Refusal::Exhausted),
+            BudgetStore::Memory(b) => b
+                .reserve_and_remaining(s, amount)
+                .map_err(Refusal::Exhausted),
             BudgetStore::Redis {
                 local,
                 redis,
                 fail_open,
             } => {
                 if local.is_empty() {
-                    return Ok(Reservation::default());
+                    return Ok((Reservation::default(), None));
                 }
                 let keys = local.keys_for(s, local.clock.now());
-                match redis.reserve(keys, amount).await {
-                    Ok(r) => r.map_err(Refusal::Exhausted),
+                match redis.reserve(keys.clone(), amount).await {
+                    Ok(Ok(r)) => {
+                        let remaining = redis.remaining(&keys).await.ok().flatten();
+                        Ok((r, remaining))
+                    }
+                    Ok(Err(e)) => Err(Refusal::Exhausted(e)),
                     Err(_) if *fail_open => {
                         tracing::warn!(
                             "Redis unreachable: admitted without a budget check (fail_open)"
                         );
-                        Ok(Reservation::default())
+                        Ok((Reservation::default(), None))
                     }
                     Err(_) => Err(Refusal::Unavailable),
                 }

@@ -135,12 +135,12 @@ impl Tab {
             team: &caller.team,
             model: &gw.model_names[id],
         };
-        let r = gw.budgets.reserve(subject, amount).await?;
+        let (r, remaining) = gw.budgets.reserve(subject, amount).await?;
         self.with(|a| {
             a.model = Some(id);
             a.reservation = Some(r);
         });
-        Ok(gw.budgets.remaining(subject).await)
+        Ok(remaining)
     }
 
     /// The attempt on the reserved model failed: nothing was spent.
@@ -349,35 +349,42 @@ impl Account {
             None => None,
         };
         // Rate limits take the tokens not counted at admission.
-        if let (false, Some(u)) = (gw.limits.is_empty(), c.usage) {
+        if let (true, Some(u)) = (gw.limits.counts_tokens(), c.usage) {
             let counted = u64::from(self.prompt_estimate);
             let extra = u.completion_tokens + u.prompt_tokens.saturating_sub(counted);
             let extra = u32::try_from(extra).unwrap_or(u32::MAX);
-            let (limits, key, team) = (
-                gw.limits.clone(),
-                self.row.key_id.clone(),
-                self.row.team.clone(),
-            );
             let model = self.model.map(|id| gw.model_names[id].clone());
-            gw.tasks.spawn(async move {
-                let s = crate::state::limits::Subject {
-                    key: &key,
-                    team: &team,
-                    model: None,
-                };
-                limits.correct(s, extra).await;
-                if let Some(m) = &model {
-                    limits
-                        .correct(
-                            crate::state::limits::Subject {
-                                model: Some(m),
-                                ..s
-                            },
-                            extra,
-                        )
-                        .await;
-                }
-            });
+            let s = crate::state::limits::Subject {
+                key: &self.row.key_id,
+                team: &self.row.team,
+                model: None,
+            };
+            if !gw.limits.correct_now(s, model.as_deref(), extra) {
+                let (limits, key, team) = (
+                    gw.limits.clone(),
+                    self.row.key_id.clone(),
+                    self.row.team.clone(),
+                );
+                gw.tasks.spawn(async move {
+                    let s = crate::state::limits::Subject {
+                        key: &key,
+                        team: &team,
+                        model: None,
+                    };
+                    limits.correct(s, extra).await;
+                    if let Some(m) = &model {
+                        limits
+                            .correct(
+                                crate::state::limits::Subject {
+                                    model: Some(m),
+                                    ..s
+                                },
+                                extra,
+                            )
+                            .await;
+                    }
+                });
+            }
         }
         let r = &mut self.row;
         if let Some(id) = self.model {

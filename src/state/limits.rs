@@ -73,6 +73,11 @@ pub struct Subject<'a> {
 pub struct Limits {
     defs: Vec<RateLimit>,
     backend: Backend,
+    /// Whether any limit is on a model, on a key/team/global, on tokens:
+    /// lets the request path skip lookups that cannot match.
+    model_scoped: bool,
+    request_scoped: bool,
+    tokens: bool,
 }
 
 enum Backend {
@@ -98,17 +103,47 @@ impl Limits {
                 (make(d.requests_per_minute), make(d.tokens_per_minute))
             })
             .collect();
+        Limits::with(defs, Backend::Memory(limiters))
+    }
+
+    fn with(defs: Vec<RateLimit>, backend: Backend) -> Limits {
+        let model_scoped = defs.iter().any(|d| matches!(d.scope, Scope::Model(_)));
+        let request_scoped = defs.iter().any(|d| !matches!(d.scope, Scope::Model(_)));
+        let tokens = defs.iter().any(|d| d.tokens_per_minute.is_some());
         Limits {
             defs,
-            backend: Backend::Memory(limiters),
+            backend,
+            model_scoped,
+            request_scoped,
+            tokens,
         }
     }
 
-    pub fn redis(defs: Vec<RateLimit>, redis: Arc<Redis>) -> Limits {
-        Limits {
-            defs,
-            backend: Backend::Redis(redis),
+    pub fn counts_tokens(&self) -> bool {
+        self.tokens
+    }
+
+    /// The token correction, done at once in memory (`true`); Redis needs
+    /// I/O, so `false` asks the caller to run `correct` in the background.
+    pub fn correct_now(&self, s: Subject<'_>, model: Option<&str>, extra: u32) -> bool {
+        let Backend::Memory(l) = &self.backend else {
+            return false;
+        };
+        let mut subjects = vec![s];
+        if let Some(m) = model {
+            subjects.push(Subject {
+                model: Some(m),
+                ..s
+            });
         }
+        for s in subjects {
+            self.take_memory(l, &self.applicable(s), extra);
+        }
+        true
+    }
+
+    pub fn redis(defs: Vec<RateLimit>, redis: Arc<Redis>) -> Limits {
+        Limits::with(defs, Backend::Redis(redis))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -138,6 +173,14 @@ impl Limits {
 
     /// Takes one request and `tokens` tokens from every applicable limit.
     pub async fn admit(&self, s: Subject<'_>, tokens: u32) -> Result<Verdict, Refusal> {
+        let relevant = if s.model.is_some() {
+            self.model_scoped
+        } else {
+            self.request_scoped
+        };
+        if !relevant {
+            return Ok(Verdict::default());
+        }
         let hits = self.applicable(s);
         if hits.is_empty() {
             return Ok(Verdict::default());
@@ -162,24 +205,34 @@ impl Limits {
             return;
         }
         match &self.backend {
-            Backend::Memory(l) => {
-                for (i, subject) in &hits {
-                    if let Some(t) = &l[*i].1 {
-                        // Best effort: take what fits, in burst-sized steps.
-                        let mut left = extra;
-                        while left > 0 {
-                            let n = left.min(self.defs[*i].tokens_per_minute.unwrap_or(1));
-                            let Some(n) = NonZeroU32::new(n) else { break };
-                            if !matches!(t.check_key_n(subject, n), Ok(Ok(_))) {
-                                break;
-                            }
-                            left -= n.get();
-                        }
-                    }
-                }
-            }
+            Backend::Memory(l) => self.take_memory(l, &hits, extra),
             Backend::Redis(r) => {
                 let _ = self.admit_redis_tokens_only(r, &hits, extra).await;
+            }
+        }
+    }
+
+    /// Takes `extra` tokens from each hit's token limiter, best effort:
+    /// what fits, in burst-sized steps (governor cannot overdraw).
+    fn take_memory(
+        &self,
+        l: &[(Option<Keyed>, Option<Keyed>)],
+        hits: &[(usize, String)],
+        extra: u32,
+    ) {
+        for (i, subject) in hits {
+            let (Some(t), Some(limit)) = (&l[*i].1, self.defs[*i].tokens_per_minute) else {
+                continue;
+            };
+            let mut left = extra;
+            while left > 0 {
+                let Some(n) = NonZeroU32::new(left.min(limit)) else {
+                    break;
+                };
+                if !matches!(t.check_key_n(subject, n), Ok(Ok(_))) {
+                    break;
+                }
+                left -= n.get();
             }
         }
     }
