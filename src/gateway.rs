@@ -65,13 +65,17 @@ pub struct Gateway {
     pub redis: Option<Arc<Redis>>,
     /// `None` with `ledger: none`.
     pub ledger: Option<Arc<Ledger>>,
-    pub counters: Counters,
-    pub requests: crate::telemetry::RequestMetrics,
+    pub counters: Arc<Counters>,
+    pub requests: Arc<crate::telemetry::RequestMetrics>,
     /// One circuit breaker per model.
-    pub breakers: Vec<crate::circuit::Breaker>,
+    pub breakers: Vec<Arc<crate::circuit::Breaker>>,
     /// Work that outlives a request (budget settlements in Redis, cache
     /// stores, token corrections); graceful shutdown waits for it.
     pub tasks: TaskTracker,
+    opts: Options,
+    /// The loaded local engines, reused by a reload.
+    #[cfg(feature = "local")]
+    registry: std::sync::Mutex<crate::local::Registry>,
 }
 
 /// Event counters for `/metrics`.
@@ -98,6 +102,25 @@ pub struct Options {
 
 impl Gateway {
     pub fn new(policy: Policy, opts: &Options) -> anyhow::Result<Gateway> {
+        Gateway::build(policy, opts, None)
+    }
+
+    /// A gateway for a new policy that keeps this one's state where the
+    /// new policy does not change it: loaded local models (same file,
+    /// template and device), budgets and rate limits with the same
+    /// definitions (so their spending and buckets carry over), the cache,
+    /// the Redis connection, the ledger writer, circuit breakers of models
+    /// with the same name, and every counter. A changed budget set is
+    /// rebuilt and, in memory, reloads the period's spending from the
+    /// ledger. On error nothing changes: the caller keeps this gateway.
+    pub fn reload(&self, policy: Policy) -> anyhow::Result<Gateway> {
+        if policy.ledger != self.policy.ledger {
+            bail!("`ledger:` changed; a new ledger needs a restart (rows in flight go to the old one)");
+        }
+        Gateway::build(policy, &self.opts, Some(self))
+    }
+
+    fn build(policy: Policy, opts: &Options, prev: Option<&Gateway>) -> anyhow::Result<Gateway> {
         let anonymous = policy.keys.is_none();
         if anonymous && !opts.allow_anonymous {
             bail!(
@@ -112,7 +135,9 @@ impl Gateway {
             .build()
             .context("building the HTTP client")?;
         #[cfg(feature = "local")]
-        let mut locals = crate::local::Registry::default();
+        let mut locals = prev
+            .and_then(|p| p.registry.lock().ok().map(|r| r.clone()))
+            .unwrap_or_default();
         let mut backends = Vec::with_capacity(policy.models.len());
         for model in &policy.models {
             let provider = policy.provider_of(model);
@@ -138,26 +163,38 @@ impl Gateway {
             };
             backends.push(backend);
         }
-        let model_names = policy
+        let model_names: Vec<Arc<str>> = policy
             .models
             .iter()
             .map(|m| Arc::from(m.name.as_str()))
             .collect();
-        let local = Budgets::new(policy.budgets.clone(), opts.clock.clone());
-        let (budgets, limits, cache, redis) = match &policy.state.redis {
+        let same_state = prev.filter(|p| p.policy.state == policy.state);
+        let redis = match (
+            &policy.state.redis,
+            same_state.and_then(|p| p.redis.clone()),
+        ) {
+            (None, _) => None,
+            (Some(_), Some(r)) => Some(r),
+            (Some(url), None) => Some(Arc::new(Redis::connect(url.expose())?)),
+        };
+        // The ledger first: a rebuilt in-memory budget seeds from it.
+        let ledger = match prev.filter(|p| p.policy.ledger == policy.ledger) {
+            Some(p) => p.ledger.clone(),
+            None => Ledger::start(policy.ledger.clone()).context("starting the ledger writer")?,
+        };
+        let budgets = match same_state.filter(|p| p.policy.budgets == policy.budgets) {
+            Some(p) => p.budgets.clone(),
             None => {
-                seed_budgets(&local, &policy.ledger, &opts.clock);
-                (
-                    BudgetStore::Memory(local),
-                    Limits::memory(policy.rate_limits.clone()),
-                    policy.cache.map(Cache::memory),
-                    None,
-                )
-            }
-            Some(url) => {
-                let r = Arc::new(Redis::connect(url.expose())?);
-                (
-                    BudgetStore::Redis {
+                if let Some(l) = &ledger {
+                    l.flush(std::time::Duration::from_secs(5));
+                }
+                let local = Budgets::new(policy.budgets.clone(), opts.clock.clone());
+                Arc::new(match &redis {
+                    None => {
+                        seed_budgets(&local, &policy.ledger, &opts.clock);
+                        BudgetStore::Memory(local)
+                    }
+                    Some(r) => BudgetStore::Redis {
                         redis: RedisBudgets::new(
                             policy.budgets.clone(),
                             opts.clock.clone(),
@@ -166,31 +203,53 @@ impl Gateway {
                         local,
                         fail_open: policy.state.fail_open,
                     },
-                    Limits::redis(policy.rate_limits.clone(), r.clone()),
-                    policy.cache.map(|c| Cache::redis(c, r.clone())),
-                    Some(r),
-                )
+                })
             }
         };
-        let breakers = (0..policy.models.len())
-            .map(|_| crate::circuit::Breaker::new(policy.circuit))
+        let limits = match same_state.filter(|p| p.policy.rate_limits == policy.rate_limits) {
+            Some(p) => p.limits.clone(),
+            None => Arc::new(match &redis {
+                None => Limits::memory(policy.rate_limits.clone()),
+                Some(r) => Limits::redis(policy.rate_limits.clone(), r.clone()),
+            }),
+        };
+        let cache = match same_state.filter(|p| p.policy.cache == policy.cache) {
+            Some(p) => p.cache.clone(),
+            None => policy.cache.map(|c| {
+                Arc::new(match &redis {
+                    None => Cache::memory(c),
+                    Some(r) => Cache::redis(c, r.clone()),
+                })
+            }),
+        };
+        let breakers = model_names
+            .iter()
+            .map(|name| {
+                prev.and_then(|p| {
+                    let i = p.policy.model_ids.get(&**name)?;
+                    (p.policy.circuit == policy.circuit).then(|| p.breakers[*i].clone())
+                })
+                .unwrap_or_else(|| Arc::new(crate::circuit::Breaker::new(policy.circuit)))
+            })
             .collect();
-        let ledger = Ledger::start(policy.ledger.clone()).context("starting the ledger writer")?;
         Ok(Gateway {
             policy: Arc::new(policy),
             backends,
             model_names,
             anonymous,
             clock: opts.clock.clone(),
-            budgets: Arc::new(budgets),
-            limits: Arc::new(limits),
-            cache: cache.map(Arc::new),
+            budgets,
+            limits,
+            cache,
             redis,
             ledger,
-            counters: Counters::default(),
-            requests: crate::telemetry::RequestMetrics::default(),
+            counters: prev.map_or_else(Arc::default, |p| p.counters.clone()),
+            requests: prev.map_or_else(Arc::default, |p| p.requests.clone()),
             breakers,
-            tasks: TaskTracker::new(),
+            tasks: prev.map_or_else(TaskTracker::new, |p| p.tasks.clone()),
+            opts: opts.clone(),
+            #[cfg(feature = "local")]
+            registry: std::sync::Mutex::new(locals),
         })
     }
 

@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 
 use crate::gateway::{Gateway, Options};
 use crate::policy::load_file;
+use crate::server::Live;
 
 #[derive(Args)]
 /// Run the gateway.
@@ -80,15 +81,62 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, policy = %args.config.display(), "tollgate listening");
     println!("tollgate listening on http://{addr}");
-    axum::serve(listener, crate::server::app(gw.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    let live = Arc::new(Live::new(gw));
+    let server = axum::serve(listener, crate::server::app_live(live.clone()))
+        .with_graceful_shutdown(shutdown_signal());
+    tokio::select! {
+        r = server => r.context("server error")?,
+        () = watch_policy(live.clone(), args.config.clone()) => {}
+    }
     // Every request has finished and closed its tab: write the rows still
     // queued for the ledger before exiting.
-    gw.shutdown().await;
+    live.load().shutdown().await;
     tracing::info!("shut down cleanly; ledger flushed");
     Ok(())
+}
+
+/// Reloads the policy on SIGHUP and when the file changes (checked every
+/// 2 s). An invalid policy is logged, error by error, and the running one
+/// stays. Never returns.
+async fn watch_policy(live: Arc<Live>, path: PathBuf) {
+    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut last = modified(&path);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let why = tokio::select! {
+            () = hangup => "SIGHUP",
+            _ = tick.tick() => {
+                let now = modified(&path);
+                if now == last {
+                    continue;
+                }
+                "the file changed"
+            }
+        };
+        last = modified(&path);
+        match crate::server::reload_policy(&live, &path).await {
+            Ok(()) => tracing::info!(policy = %path.display(), trigger = why, "policy reloaded"),
+            Err(errors) => {
+                for line in errors.lines() {
+                    tracing::error!(policy = %path.display(), trigger = why, "policy reload rejected: {line}");
+                }
+                tracing::error!("still serving with the previous policy");
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -163,7 +163,7 @@ async fn send(runner: &MistralRs, req: Request) -> Result<(), Failure> {
 }
 
 /// Loads each distinct (file, template, device) once.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Registry {
     engines: HashMap<(String, Option<String>, String), Arc<Engine>>,
 }

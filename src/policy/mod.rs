@@ -63,7 +63,7 @@ pub struct StateConfig {
     pub fail_open: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimit {
     /// How it is named in logs and errors, e.g. `key:*`.
     pub name: String,
@@ -92,7 +92,7 @@ pub enum LedgerTarget {
     None,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Budget {
     /// How it is named in errors, headers and `/admin/budgets`, e.g. `team:web/month`.
     pub name: String,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Json};
 use http::{header, HeaderValue, StatusCode};
@@ -44,7 +44,7 @@ fn require_admin(gw: &Gateway, caller: &Caller, path: &str) -> Result<(), ApiErr
 }
 
 pub async fn budgets(
-    State(gw): State<Arc<Gateway>>,
+    Extension(gw): Extension<Arc<Gateway>>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
     require_admin(&gw, &caller, "/admin/budgets")?;
@@ -117,7 +117,7 @@ pub async fn run_report(
 }
 
 pub async fn report(
-    State(gw): State<Arc<Gateway>>,
+    Extension(gw): Extension<Arc<Gateway>>,
     Extension(caller): Extension<Caller>,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -139,7 +139,7 @@ pub async fn report(
 }
 
 pub async fn dashboard_page(
-    State(gw): State<Arc<Gateway>>,
+    Extension(gw): Extension<Arc<Gateway>>,
     Extension(caller): Extension<Caller>,
     req: Request,
 ) -> Result<Response, ApiError> {

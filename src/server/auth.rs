@@ -8,9 +8,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use http::header;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -44,7 +45,7 @@ impl Caller {
 }
 
 pub async fn authenticate(
-    State(gw): State<Arc<Gateway>>,
+    Extension(gw): Extension<Arc<Gateway>>,
     mut req: Request,
     next: Next,
 ) -> Response {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use http::{header, HeaderValue};
@@ -38,7 +38,7 @@ use serde_json::Value;
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 pub async fn chat_completions(
-    State(gw): State<Arc<Gateway>>,
+    Extension(gw): Extension<Arc<Gateway>>,
     Extension(caller): Extension<Caller>,
     req: Request,
 ) -> Response {

@@ -7,13 +7,13 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use http::{header, HeaderValue};
 
 use crate::gateway::Gateway;
 
-pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+pub async fn metrics(Extension(gw): Extension<Arc<Gateway>>) -> Response {
     let mut out = String::new();
     let _ = writeln!(
         out,

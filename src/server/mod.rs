@@ -24,10 +24,12 @@ mod shared;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use axum::extract::State;
 use axum::http::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::{Json, Router};
 use http::{HeaderValue, StatusCode, Uri};
 use serde_json::json;
@@ -43,7 +45,64 @@ use crate::gateway::Gateway;
 
 const REQUEST_ID: &str = "x-request-id";
 
+/// The gateway in use; a policy reload swaps it atomically. Each request
+/// works with the gateway that was current when it arrived.
+pub struct Live {
+    current: ArcSwap<Gateway>,
+}
+
+impl Live {
+    pub fn new(gw: Arc<Gateway>) -> Live {
+        Live {
+            current: ArcSwap::new(gw),
+        }
+    }
+
+    pub fn load(&self) -> Arc<Gateway> {
+        self.current.load_full()
+    }
+
+    pub fn swap(&self, gw: Arc<Gateway>) {
+        self.current.store(gw);
+    }
+}
+
+/// Reloads the policy file: validates it, builds a gateway that keeps the
+/// current one's state (see `Gateway::reload`) and swaps it in. On any
+/// error the current gateway stays and every error is returned (and
+/// logged by the caller).
+pub async fn reload_policy(live: &Arc<Live>, path: &std::path::Path) -> Result<(), String> {
+    let current = live.load();
+    let path = path.to_path_buf();
+    let built = tokio::task::spawn_blocking(move || {
+        let policy = crate::policy::load_file(&path).map_err(|e| e.to_string())?;
+        current.reload(policy).map_err(|e| format!("{e:#}"))
+    })
+    .await
+    .map_err(|e| format!("reload task failed: {e}"))??;
+    let gw = Arc::new(built);
+    gw.log_availability();
+    live.swap(gw);
+    Ok(())
+}
+
+/// Puts the current gateway into the request's extensions.
+async fn current(
+    State(live): State<Arc<Live>>,
+    mut req: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    req.extensions_mut().insert(live.load());
+    next.run(req).await
+}
+
+/// The app for one fixed gateway.
 pub fn app(gw: Arc<Gateway>) -> Router {
+    app_live(Arc::new(Live::new(gw)))
+}
+
+/// The app for a gateway that may be swapped by a reload.
+pub fn app_live(live: Arc<Live>) -> Router {
     let header = http::HeaderName::from_static(REQUEST_ID);
     let stack = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(header.clone(), RequestIds::new()))
@@ -62,10 +121,8 @@ pub fn app(gw: Arc<Gateway>) -> Router {
             tracing::error!("a request handler panicked; answered 500");
             ApiError::internal().into_response()
         }))
-        .layer(axum::middleware::from_fn_with_state(
-            gw.clone(),
-            auth::authenticate,
-        ));
+        .layer(axum::middleware::from_fn_with_state(live.clone(), current))
+        .layer(axum::middleware::from_fn(auth::authenticate));
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/models", get(models::list))
@@ -79,14 +136,14 @@ pub fn app(gw: Arc<Gateway>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(stack)
-        .with_state(gw)
+        .with_state(live)
 }
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
+async fn readyz(Extension(gw): Extension<Arc<Gateway>>) -> Response {
     let models = gw.ready();
     // With shared state, Redis must answer: budgets and rate limits fail
     // closed without it (unless fail_open, which reports "degraded").

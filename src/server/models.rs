@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::{Extension, Json};
 use serde_json::{json, Value};
 
@@ -28,7 +28,7 @@ fn entries<'a>(gw: &'a Gateway, caller: &'a Caller) -> impl Iterator<Item = Valu
 }
 
 pub async fn list(
-    State(gw): State<Arc<Gateway>>,
+    Extension(gw): Extension<Arc<Gateway>>,
     Extension(caller): Extension<Caller>,
 ) -> Json<Value> {
     let data: Vec<Value> = entries(&gw, &caller).collect();
@@ -36,7 +36,7 @@ pub async fn list(
 }
 
 pub async fn retrieve(
-    State(gw): State<Arc<Gateway>>,
+    Extension(gw): Extension<Arc<Gateway>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {

@@ -99,6 +99,15 @@ pub fn sse_chunks(body: &str) -> (Vec<serde_json::Value>, String) {
 /// Runs the built binary's `serve` on a free port with `policy`; returns
 /// the child and the URL it printed.
 pub fn spawn_serve(bin: &str, policy: &Path) -> (std::process::Child, String) {
+    spawn_serve_logged(bin, policy, std::process::Stdio::null())
+}
+
+/// `spawn_serve`, with the gateway's log (stderr) going to `log`.
+pub fn spawn_serve_logged(
+    bin: &str,
+    policy: &Path,
+    log: impl Into<std::process::Stdio>,
+) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(bin)
@@ -111,7 +120,7 @@ pub fn spawn_serve(bin: &str, policy: &Path) -> (std::process::Child, String) {
         ])
         .arg(policy)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let mut line = String::new();
