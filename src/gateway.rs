@@ -128,12 +128,9 @@ impl Gateway {
                  add keys (see `tollgate key new`) or pass --allow-anonymous"
             );
         }
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(1024)
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()
-            .context("building the HTTP client")?;
+        // One HTTP client (connection pool) per provider: the connect
+        // timeout is a client setting.
+        let mut clients = std::collections::HashMap::new();
         #[cfg(feature = "local")]
         let mut locals = prev
             .and_then(|p| p.registry.lock().ok().map(|r| r.clone()))
@@ -146,10 +143,27 @@ impl Gateway {
                     base_url,
                     api_key: Some(key),
                     timeout,
-                } => match OpenAiUpstream::new(http.clone(), base_url, key, *timeout) {
-                    Ok(u) => Backend::OpenAi(u),
-                    Err(why) => bail!("provider `{}`: {why}", provider.name),
-                },
+                    connect_timeout,
+                    total_timeout,
+                } => {
+                    let http = match clients.get(&model.provider) {
+                        Some(c) => reqwest::Client::clone(c),
+                        None => {
+                            let c = reqwest::Client::builder()
+                                .tcp_nodelay(true)
+                                .pool_max_idle_per_host(1024)
+                                .connect_timeout(*connect_timeout)
+                                .build()
+                                .context("building the HTTP client")?;
+                            clients.insert(model.provider, c.clone());
+                            c
+                        }
+                    };
+                    match OpenAiUpstream::new(http, base_url, key, *timeout, *total_timeout) {
+                        Ok(u) => Backend::OpenAi(u),
+                        Err(why) => bail!("provider `{}`: {why}", provider.name),
+                    }
+                }
                 ProviderKind::OpenAi { api_key: None, .. } => Backend::Unavailable(format!(
                     "provider `{}` has no API key (its api_key expanded to nothing)",
                     provider.name

@@ -663,3 +663,41 @@ async fn a_failing_upstream_is_cut_out_by_its_circuit_and_probed_back() {
     assert_eq!(res.headers()["x-tollgate-model"], "gpt-4");
     assert_eq!(primary.hits(), 6);
 }
+
+#[tokio::test]
+async fn a_stream_past_the_total_timeout_ends_with_an_error_event() {
+    let slow = Fake::start_with(support::fake_openai::Options {
+        chunk_delay: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
+    let yaml = format!(
+        r#"
+version: 1
+ledger: none
+providers:
+  up: {{ kind: openai, base_url: "{}", api_key: upstream-secret, timeout: 5s, connect_timeout: 1s, total_timeout: 350ms }}
+models:
+  gpt-4: {{ provider: up }}
+keys:
+  - {{ id: full, team: core, hash: "{}" }}
+"#,
+        slow.base_url(),
+        support::hash(KEY)
+    );
+    let url = format!("http://{}", start(&yaml).await);
+    let started = Instant::now();
+    let mut body = hello("gpt-4");
+    body["stream"] = json!(true);
+    let text = chat_as(&url, KEY, body).await.text().await.unwrap();
+    let events = sse_events(&text);
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["type"], "server_error", "{text}");
+    assert!(!text.contains("[DONE]"));
+    // Cut at the deadline, not after the whole 8 × 100 ms stream.
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+}

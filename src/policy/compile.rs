@@ -18,6 +18,8 @@ const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 /// Beyond any model's context today: an absurd `max_tokens` is a 400.
 const DEFAULT_MAX_TOKENS: u32 = 1 << 20;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Collects `(path, message)` pairs.
 #[derive(Default)]
@@ -279,20 +281,36 @@ fn compile_provider(
                     .ok(format!("{path}.api_key"), expand(&k, env))
                     .map(|k| (!k.is_empty()).then(|| Secret::new(k))),
             };
-            let timeout = match p.timeout {
-                None => Some(DEFAULT_TIMEOUT),
-                Some(t) => errs.ok(format!("{path}.timeout"), parse_duration(&t)),
+            let mut duration = |field: &str, v: Option<String>, default: Duration| match v {
+                None => Some(default),
+                Some(t) => errs.ok(format!("{path}.{field}"), parse_duration(&t)),
             };
+            let timeout = duration("timeout", p.timeout, DEFAULT_TIMEOUT);
+            let connect_timeout = duration(
+                "connect_timeout",
+                p.connect_timeout,
+                DEFAULT_CONNECT_TIMEOUT,
+            );
+            let total_timeout = duration("total_timeout", p.total_timeout, DEFAULT_TOTAL_TIMEOUT);
             Some(ProviderKind::OpenAi {
                 base_url: base_url?.trim_end_matches('/').to_string(),
                 api_key: api_key?,
                 timeout: timeout?,
+                connect_timeout: connect_timeout?,
+                total_timeout: total_timeout?,
             })
         }
         "local" => {
             not_for(errs, "base_url", p.base_url.is_some(), "local");
             not_for(errs, "api_key", p.api_key.is_some(), "local");
             not_for(errs, "timeout", p.timeout.is_some(), "local");
+            not_for(
+                errs,
+                "connect_timeout",
+                p.connect_timeout.is_some(),
+                "local",
+            );
+            not_for(errs, "total_timeout", p.total_timeout.is_some(), "local");
             let device = match p.device.as_deref() {
                 None | Some("auto") => Some(Device::Auto),
                 Some("cpu") => Some(Device::Cpu),

@@ -145,7 +145,10 @@ pub enum ProviderKind {
         base_url: String,
         /// `None` when the key expanded to nothing: its models are unavailable.
         api_key: Option<Secret>,
+        /// Until the first byte of the answer.
         timeout: Duration,
+        connect_timeout: Duration,
+        total_timeout: Duration,
     },
     Local {
         device: Device,

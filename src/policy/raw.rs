@@ -130,6 +130,10 @@ pub struct RawProvider {
     pub api_key: Option<String>,
     /// Time allowed until the upstream's first byte, e.g. `60s`.
     pub timeout: Option<String>,
+    /// Time allowed to open the connection (default 10s).
+    pub connect_timeout: Option<String>,
+    /// Time allowed for the whole answer, streams included (default 10m).
+    pub total_timeout: Option<String>,
     /// For `kind: local`: `auto`, `cpu` or `cuda:N`.
     pub device: Option<String>,
 }

@@ -30,7 +30,10 @@ pub struct OpenAiUpstream {
     http: reqwest::Client,
     url: reqwest::Url,
     headers: HeaderMap,
+    /// Until the first byte of the answer (headers, or the first event).
     timeout: Duration,
+    /// For the whole answer, streams included.
+    total: Duration,
 }
 
 impl OpenAiUpstream {
@@ -39,6 +42,7 @@ impl OpenAiUpstream {
         base_url: &str,
         api_key: &Secret,
         timeout: Duration,
+        total: Duration,
     ) -> Result<Self, String> {
         // OpenAIConfig::headers() panics on a key that is not a valid header value.
         HeaderValue::from_str(&format!("Bearer {}", api_key.expose()))
@@ -62,6 +66,7 @@ impl OpenAiUpstream {
             url,
             headers,
             timeout,
+            total,
         })
     }
 
@@ -76,6 +81,7 @@ impl OpenAiUpstream {
         model: Arc<str>,
         on_finish: &mut Option<OnFinish>,
     ) -> Result<Reply, Failure> {
+        let deadline = tokio::time::Instant::now() + self.total;
         let send = self
             .http
             .post(self.url.clone())
@@ -99,6 +105,7 @@ impl OpenAiUpstream {
                 model,
                 client_wants_usage,
                 out: Outbox::default(),
+                deadline,
             };
             match tokio::time::timeout(self.timeout, relay.prime()).await {
                 Err(_) => Err(Failure::Retry(RetryReason::Timeout)),
@@ -109,7 +116,8 @@ impl OpenAiUpstream {
                 }
             }
         } else {
-            let bytes = match tokio::time::timeout(self.timeout, resp.bytes()).await {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let bytes = match tokio::time::timeout(left.min(self.timeout), resp.bytes()).await {
                 Err(_) => return Err(Failure::Retry(RetryReason::Timeout)),
                 Ok(Err(e)) => return Err(Failure::Retry(RetryReason::Connect(error_chain(&e)))),
                 Ok(Ok(b)) => b,
@@ -190,6 +198,8 @@ struct Relay {
     model: Arc<str>,
     client_wants_usage: bool,
     out: Outbox,
+    /// The provider's total timeout: past it the stream ends with an error.
+    deadline: tokio::time::Instant,
 }
 
 impl Relay {
@@ -207,7 +217,16 @@ impl Relay {
     }
 
     async fn pull_next(&mut self) {
-        match self.upstream.next().await {
+        let Ok(next) = tokio::time::timeout_at(self.deadline, self.upstream.next()).await else {
+            tracing::warn!("upstream stream ran past the provider's total_timeout");
+            let err = ApiError::gateway_timeout();
+            self.out
+                .ready
+                .push_back(frame(&serde_json::to_vec(&err.body()).unwrap_or_default()));
+            self.out.ending = Some(Ending::UpstreamBroke);
+            return;
+        };
+        match next {
             Some(Ok(chunk)) => {
                 let mut events = Vec::new();
                 self.parser.feed(&chunk, |e| events.push(e));
