@@ -27,6 +27,10 @@ async fn every_bad_input_gets_a_clear_error_and_nothing_breaks() {
         start(&policy(&up.base_url(), &backup.base_url(), "2s")).await
     );
     let msg = r#""messages":[{"role":"user","content":"hi"}]"#;
+    let many = format!(
+        "{{\"model\":\"auto\",\"messages\":[{}]}}",
+        vec![r#"{"role":"user","content":"x"}"#; 2049].join(",")
+    );
     // (what, body, status, expected param or code)
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         (
@@ -145,6 +149,7 @@ async fn every_bad_input_gets_a_clear_error_and_nothing_breaks() {
             400,
             "max_tokens",
         ),
+        ("too many messages", many.into_bytes(), 400, "messages"),
         (
             "stream not a bool",
             format!("{{\"model\":\"auto\",{msg},\"stream\":\"yes\"}}").into_bytes(),

@@ -18,7 +18,7 @@ fn tollgate() -> Command {
 #[test]
 fn sigterm_finishes_streams_and_flushes_the_ledger() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    // Each stream takes ~8 × 100 ms, so they are mid-flight at SIGTERM.
+    // 50 streams of ~8 × 100 ms each: mid-flight at SIGTERM.
     let fake = rt.block_on(Fake::start_with(fake_openai::Options {
         chunk_delay: Duration::from_millis(100),
         ..fake_openai::Options::default()
@@ -41,11 +41,11 @@ fn sigterm_finishes_streams_and_flushes_the_ledger() {
     let results = rt.block_on(async {
         let client = reqwest::Client::new();
         let mut tasks = Vec::new();
-        for i in 0..30 {
+        for i in 0..70 {
             let (client, url) = (client.clone(), url.clone());
             tasks.push(tokio::spawn(async move {
                 let model = if i % 2 == 0 { "gpt-4" } else { "gpt-3.5-turbo" };
-                let body = json!({"model": model, "stream": i < 10,
+                let body = json!({"model": model, "stream": i < 50,
                                   "messages": [{"role": "user", "content": "Say hello"}]});
                 let res = client
                     .post(format!("{url}/v1/chat/completions"))
@@ -57,7 +57,7 @@ fn sigterm_finishes_streams_and_flushes_the_ledger() {
             }));
         }
         // Every request has reached the upstream: SIGTERM now.
-        while fake.hits() < 30 {
+        while fake.hits() < 70 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let term = Command::new("kill")
@@ -75,7 +75,7 @@ fn sigterm_finishes_streams_and_flushes_the_ledger() {
     assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
     for (i, (code, body)) in results.iter().enumerate() {
         assert_eq!(*code, 200, "request {i}: {body}");
-        if i < 10 {
+        if i < 50 {
             assert!(
                 body.ends_with("data: [DONE]\n\n"),
                 "stream {i} was cut: {body}"
@@ -90,11 +90,11 @@ fn sigterm_finishes_streams_and_flushes_the_ledger() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!((rows, complete), (30, 30), "no ledger row lost");
+    assert_eq!((rows, complete), (70, 70), "no ledger row lost");
 
-    // The report CLI on that ledger: 15 requests per model, exact money.
-    // gpt-4: 10 JSON (6 in × $30/M + 7 out × $60/M) + 5 streams (5 out) =
-    // 10 × 0.0006 + 5 × 0.00048; gpt-3.5-turbo at $0.5/$1.5.
+    // The report CLI on that ledger: 35 requests per model, exact money.
+    // gpt-4: 10 JSON (6 in × $30/M + 7 out × $60/M) + 25 streams (5 out) =
+    // 10 × 0.0006 + 25 × 0.00048; gpt-3.5-turbo at $0.5/$1.5.
     let out = tollgate()
         .args(["report", "--by", "model", "--format", "csv", "--ledger"])
         .arg(format!("sqlite:{}", ledger.display()))
@@ -111,8 +111,8 @@ fn sigterm_finishes_streams_and_flushes_the_ledger() {
         lines,
         [
             "model,requests,prompt_tokens,completion_tokens,cost_usd,baseline_usd,savings_usd,savings_pct,cache_hit_pct",
-            "gpt-4,15,90,95,0.0084,0.0084,0,0.0,0.0",
-            "gpt-3.5-turbo,15,90,95,0.0001875,0.0084,0.0082125,97.8,0.0",
+            "gpt-4,35,210,195,0.018,0.018,0,0.0,0.0",
+            "gpt-3.5-turbo,35,210,195,0.0003975,0.018,0.0176025,97.8,0.0",
         ]
     );
     let table = tollgate()
@@ -122,7 +122,7 @@ fn sigterm_finishes_streams_and_flushes_the_ledger() {
         .unwrap();
     let text = String::from_utf8(table.stdout).unwrap();
     assert!(
-        text.contains("TOTAL") && text.contains("0.008588"),
+        text.contains("TOTAL") && text.contains("0.018398"),
         "{text}"
     );
 }

@@ -66,6 +66,15 @@ pub fn compile(
         None => DEFAULT_MAX_TOKENS,
     };
 
+    let max_messages = match raw.server.max_messages {
+        Some(0) => {
+            errs.add("server.max_messages", "must be at least 1");
+            1
+        }
+        Some(n) => n,
+        None => 2048,
+    };
+
     // Names declared, valid or not: a reference to an invalid entry is not
     // reported again as unknown.
     let provider_names: HashSet<String> = raw.providers.keys().cloned().collect();
@@ -231,6 +240,7 @@ pub fn compile(
     Ok(Policy {
         max_body_bytes,
         max_tokens_cap,
+        max_messages,
         providers,
         models,
         model_ids,

@@ -35,6 +35,8 @@ pub struct Policy {
     pub max_body_bytes: usize,
     /// Largest `max_tokens` a request may ask for.
     pub max_tokens_cap: u32,
+    /// Most messages in one request.
+    pub max_messages: u32,
     pub providers: Vec<Provider>,
     pub models: Vec<Model>,
     pub model_ids: HashMap<String, ModelId>,

@@ -113,6 +113,8 @@ pub struct RawServer {
     pub max_body: Option<ByteSize>,
     /// Largest `max_tokens` a request may ask for (default 1,048,576).
     pub max_tokens: Option<u32>,
+    /// Most messages in one request (default 2,048).
+    pub max_messages: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

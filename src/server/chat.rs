@@ -76,6 +76,16 @@ async fn handle(
     let bytes = read_body(body, limit).await?;
     let chat = ChatRequest::parse(&bytes)?;
     tab.requested(&chat.model);
+    let n = chat.messages().len();
+    if n > gw.policy.max_messages as usize {
+        return Err(ApiError::invalid_request(
+            format!(
+                "Invalid 'messages': {n} messages is more than this gateway allows ({}).",
+                gw.policy.max_messages
+            ),
+            Some("messages"),
+        ));
+    }
     if let Some(m) = chat.max_tokens.filter(|m| *m > gw.policy.max_tokens_cap) {
         return Err(ApiError::invalid_request(
             format!(
