@@ -10,20 +10,37 @@ use std::sync::Mutex;
 const BOUNDS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
+/// Finer bounds for the gateway's own time.
+const OVERHEAD_BOUNDS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+];
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Histogram {
+    bounds: &'static [f64],
     counts: Vec<u64>,
     sum: f64,
     count: u64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::with(BOUNDS)
+    }
+}
+
 impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; BOUNDS.len()];
+    fn with(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: vec![0; bounds.len()],
+            sum: 0.0,
+            count: 0,
         }
-        for (i, b) in BOUNDS.iter().enumerate() {
+    }
+
+    fn observe(&mut self, seconds: f64) {
+        for (i, b) in self.bounds.iter().enumerate() {
             if seconds <= *b {
                 self.counts[i] += 1;
             }
@@ -34,7 +51,7 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
-        for (i, b) in BOUNDS.iter().enumerate() {
+        for (i, b) in self.bounds.iter().enumerate() {
             let c = self.counts.get(i).copied().unwrap_or(0);
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
         }
@@ -57,6 +74,7 @@ struct Inner {
     baseline: BTreeMap<String, u64>,
     latency: BTreeMap<String, Histogram>,
     ttft: BTreeMap<String, Histogram>,
+    overhead: BTreeMap<String, Histogram>,
 }
 
 /// One finished request, as the metrics see it.
@@ -70,6 +88,8 @@ pub struct Sample<'a> {
     pub baseline_nanos: u64,
     pub latency_s: f64,
     pub ttft_s: Option<f64>,
+    /// Time to the first byte minus the time spent waiting on upstreams.
+    pub overhead_s: Option<f64>,
 }
 
 #[derive(Default)]
@@ -95,7 +115,13 @@ impl RequestMetrics {
             .or_default()
             .observe(s.latency_s);
         if let Some(t) = s.ttft_s {
-            m.ttft.entry(model).or_default().observe(t);
+            m.ttft.entry(model.clone()).or_default().observe(t);
+        }
+        if let Some(o) = s.overhead_s {
+            m.overhead
+                .entry(model)
+                .or_insert_with(|| Histogram::with(OVERHEAD_BOUNDS))
+                .observe(o);
         }
     }
 
@@ -163,6 +189,11 @@ impl RequestMetrics {
                 "Time until the first byte of the answer, by model.",
                 &m.ttft,
             ),
+            (
+                "tollgate_gateway_overhead_seconds",
+                "Time to the first byte minus time waiting on upstreams: what the gateway itself adds, by model.",
+                &m.overhead,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
             for (model, h) in map {
@@ -190,6 +221,7 @@ mod tests {
                 baseline_nanos: 600_000,
                 latency_s: latency,
                 ttft_s: Some(latency / 2.0),
+                overhead_s: Some(0.0002),
             });
         }
         let mut out = String::new();
@@ -209,5 +241,10 @@ mod tests {
             out.contains("tollgate_request_duration_seconds_bucket{model=\"gpt-4\",le=\"+Inf\"} 3")
         );
         assert!(out.contains("tollgate_request_duration_seconds_count{model=\"gpt-4\"} 3"));
+        assert!(out.contains(
+            "tollgate_gateway_overhead_seconds_bucket{model=\"gpt-4\",le=\"0.00025\"} 3"
+        ));
+        assert!(out
+            .contains("tollgate_gateway_overhead_seconds_bucket{model=\"gpt-4\",le=\"0.0001\"} 0"));
     }
 }

@@ -380,6 +380,7 @@ async fn a_team_near_its_budget_moves_down_the_chain() {
         "tollgate_completion_tokens_total{model=\"gpt-4\"} 28",
         "tollgate_cost_usd_total{model=\"gpt-4\"} 0.0024",
         "tollgate_request_duration_seconds_count{model=\"backup-model\"} 1",
+        "tollgate_gateway_overhead_seconds_count{model=\"gpt-4\"} 4",
     ] {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }

@@ -41,6 +41,8 @@ struct Account {
     /// The model of the current reservation or attempt.
     model: Option<ModelId>,
     first_byte: Option<Duration>,
+    /// Time spent waiting on upstream attempts (for the overhead metric).
+    upstream: Duration,
     closed: bool,
 }
 
@@ -86,6 +88,7 @@ impl Tab {
             reservation: None,
             model: None,
             first_byte: None,
+            upstream: Duration::ZERO,
             closed: false,
         })))
     }
@@ -195,11 +198,17 @@ impl Tab {
             r.ttft_ms = Some(r.latency_ms);
             tracing::info!(key = %r.key_id, team = %r.team, route = %r.route, model = %r.model,
                 saved_usd = %r.saved, "request finished (cache hit)");
-            observe(&gw, r);
+            observe(&gw, r, None);
             if let Some(l) = &gw.ledger {
                 l.record(r.clone());
             }
         });
+    }
+
+    /// Adds the time one upstream attempt took (until its reply, or its
+    /// first event for a stream).
+    pub fn upstream_time(&self, d: Duration) {
+        self.with(|a| a.upstream += d);
     }
 
     /// The first byte of the reply arrived (time to first token).
@@ -412,7 +421,11 @@ impl Account {
             ending = %r.ending,
             "request finished"
         );
-        observe(&gw, r);
+        let overhead = self
+            .first_byte
+            .filter(|_| !self.upstream.is_zero())
+            .map(|t| t.saturating_sub(self.upstream));
+        observe(&gw, r, overhead);
         if let Some(l) = &gw.ledger {
             l.record(r.clone());
         }
@@ -433,7 +446,7 @@ impl Drop for Account {
 }
 
 /// Counts a finished request in `/metrics`.
-fn observe(gw: &Gateway, r: &Row) {
+fn observe(gw: &Gateway, r: &Row, overhead: Option<Duration>) {
     gw.requests.record(&crate::telemetry::Sample {
         route: &r.route,
         model: &r.model,
@@ -444,6 +457,7 @@ fn observe(gw: &Gateway, r: &Row) {
         baseline_nanos: r.baseline_cost.0,
         latency_s: r.latency_ms as f64 / 1000.0,
         ttft_s: r.ttft_ms.map(|t| t as f64 / 1000.0),
+        overhead_s: overhead.map(|d| d.as_secs_f64()),
     });
 }
 

@@ -234,6 +234,7 @@ async fn handle(
         }
         tried += 1;
         let mut on_finish = Some(tab.on_finish());
+        let attempt_started = Instant::now();
         let result = match backend {
             Backend::OpenAi(up) => {
                 let body = chat.upstream_body(&policy.models[id].upstream_model);
@@ -253,6 +254,7 @@ async fn handle(
             }
             Backend::Unavailable(why) => Err(Failure::Retry(RetryReason::Unavailable(why.clone()))),
         };
+        tab.upstream_time(attempt_started.elapsed());
         let outcome = match &result {
             Err(Failure::Retry(reason)) => Err(reason),
             _ => Ok(()),
