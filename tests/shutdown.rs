@@ -15,12 +15,19 @@ fn tollgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tollgate"))
 }
 
-#[test]
-fn sigterm_finishes_streams_and_flushes_the_ledger() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    // 50 streams of ~8 × 100 ms each: mid-flight at SIGTERM.
+/// A fake upstream whose stream chunks come `chunk_delay` apart, and
+/// `tollgate serve` in front of it with a SQLite ledger in `dir`.
+struct Run {
+    fake: Fake,
+    child: std::process::Child,
+    url: String,
+    ledger: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn run(rt: &tokio::runtime::Runtime, chunk_delay: Duration, extra: &[&str]) -> Run {
     let fake = rt.block_on(Fake::start_with(fake_openai::Options {
-        chunk_delay: Duration::from_millis(100),
+        chunk_delay,
         ..fake_openai::Options::default()
     }));
     let dir = tempfile::tempdir().unwrap();
@@ -36,7 +43,32 @@ fn sigterm_finishes_streams_and_flushes_the_ledger() {
         ),
     )
     .unwrap();
-    let (mut child, url) = support::spawn_serve(env!("CARGO_BIN_EXE_tollgate"), &policy);
+    let (child, url) = support::spawn_serve_with(
+        env!("CARGO_BIN_EXE_tollgate"),
+        &policy,
+        std::process::Stdio::null(),
+        extra,
+    );
+    Run {
+        fake,
+        child,
+        url,
+        ledger,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn sigterm_finishes_streams_and_flushes_the_ledger() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // 50 streams of ~8 × 100 ms each: mid-flight at SIGTERM.
+    let Run {
+        fake,
+        mut child,
+        url,
+        ledger,
+        _dir,
+    } = run(&rt, Duration::from_millis(100), &[]);
 
     let results = rt.block_on(async {
         let client = reqwest::Client::new();
@@ -125,4 +157,60 @@ fn sigterm_finishes_streams_and_flushes_the_ledger() {
         text.contains("TOTAL") && text.contains("0.018398"),
         "{text}"
     );
+}
+
+#[test]
+fn sigterm_ends_what_is_still_open_after_the_grace_period() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A stream of 8 frames, 500 ms apart: longer than the grace period.
+    let Run {
+        fake,
+        mut child,
+        url,
+        ledger,
+        _dir,
+    } = run(
+        &rt,
+        Duration::from_millis(500),
+        &["--shutdown-grace", "300ms"],
+    );
+    let started = std::time::Instant::now();
+    let body = rt.block_on(async {
+        let stream = tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{url}/v1/chat/completions"))
+                .json(&json!({"model": "gpt-4", "stream": true,
+                              "messages": [{"role": "user", "content": "Say hello"}]}))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap_or_default()
+        });
+        while fake.hits() < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        stream.await.unwrap()
+    });
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !body.contains("[DONE]"),
+        "the stream was ended early: {body}"
+    );
+    let conn = rusqlite::Connection::open(&ledger).unwrap();
+    let ending: String = conn
+        .query_row("SELECT ending FROM tollgate_ledger", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ending, "client_gone", "the cut stream is still accounted");
 }

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use std::future::IntoFuture;
+
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
@@ -35,6 +37,10 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// On SIGTERM, how long requests and streams in flight may take to
+    /// finish before they are ended (and accounted as cut short).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    shutdown_grace: std::time::Duration,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -82,11 +88,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, policy = %args.config.display(), "tollgate listening");
     println!("tollgate listening on http://{addr}");
     let live = Arc::new(Live::new(gw));
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signal = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown_signal().await;
+            stopping.notify_one();
+        }
+    };
     let server = axum::serve(listener, crate::server::app_live(live.clone()))
-        .with_graceful_shutdown(shutdown_signal());
-    tokio::select! {
-        r = server => r.context("server error")?,
-        () = watch_policy(live.clone(), args.config.clone()) => {}
+        .with_graceful_shutdown(signal)
+        .into_future();
+    let mut server = std::pin::pin!(server);
+    let grace = args.shutdown_grace;
+    let deadline = async move {
+        stopping.notified().await;
+        tokio::time::sleep(grace).await;
+    };
+    let done = tokio::select! {
+        r = &mut server => Some(r),
+        () = watch_policy(live.clone(), args.config.clone()) => None,
+        () = deadline => None,
+    };
+    match done {
+        Some(r) => r.context("server error")?,
+        None => {
+            // Grace period over: end what is still open (each request
+            // closes its tab), then let the connections finish.
+            tracing::warn!(grace = ?grace, "shutdown grace period over; ending the requests still open");
+            live.stop.cancel();
+            server.await.context("server error")?;
+        }
     }
     // Every request has finished and closed its tab: write the rows still
     // queued for the ledger before exiting.

@@ -33,6 +33,7 @@ use crate::route::{route, Facts, RouteDecision, RouteError};
 use crate::state::cache::{self, Directive, Entry};
 use crate::state::limits::Subject as LimitSubject;
 use crate::upstream::{Failure, Reply, RetryReason};
+use futures::StreamExt;
 use serde_json::Value;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -49,7 +50,24 @@ pub async fn chat_completions(
         .unwrap_or("")
         .to_string();
     let tab = Tab::open(&gw, &caller, &request_id);
-    match handle(&gw, &caller, &tab, req).await {
+    let stop = req.extensions().get::<super::Stop>().map(|s| s.0.clone());
+    let handled = match &stop {
+        Some(stop) => tokio::select! {
+            r = handle(&gw, &caller, &tab, req) => r,
+            () = stop.cancelled() => Err(ApiError::unavailable(1).code("shutting_down")),
+        },
+        None => handle(&gw, &caller, &tab, req).await,
+    };
+    let handled = match (handled, stop) {
+        // A stream ends when the shutdown grace period is over.
+        (Ok(res), Some(stop)) if is_stream(&res) => {
+            let (parts, body) = res.into_parts();
+            let body = body.into_data_stream().take_until(stop.cancelled_owned());
+            Ok(Response::from_parts(parts, Body::from_stream(body)))
+        }
+        (r, _) => r,
+    };
+    match handled {
         Ok(res) => res,
         Err(e) => {
             if e.status.is_server_error() {
@@ -384,6 +402,12 @@ fn money_header(h: &mut http::HeaderMap, name: &'static str, v: Nanos) {
     if let Ok(v) = HeaderValue::from_str(&v.to_string()) {
         h.insert(name, v);
     }
+}
+
+fn is_stream(res: &Response) -> bool {
+    res.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"text/event-stream")
 }
 
 /// A request that does not fit a model's context window.

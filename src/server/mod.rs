@@ -49,12 +49,17 @@ const REQUEST_ID: &str = "x-request-id";
 /// works with the gateway that was current when it arrived.
 pub struct Live {
     current: ArcSwap<Gateway>,
+    /// Cancelled when the shutdown grace period is over: requests still
+    /// open end (streams without `[DONE]`, JSON with 503) and are
+    /// accounted.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 impl Live {
     pub fn new(gw: Arc<Gateway>) -> Live {
         Live {
             current: ArcSwap::new(gw),
+            stop: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -86,15 +91,21 @@ pub async fn reload_policy(live: &Arc<Live>, path: &std::path::Path) -> Result<(
     Ok(())
 }
 
-/// Puts the current gateway into the request's extensions.
+/// Puts the current gateway (and the stop token) into the request's
+/// extensions.
 async fn current(
     State(live): State<Arc<Live>>,
     mut req: Request<axum::body::Body>,
     next: axum::middleware::Next,
 ) -> Response {
     req.extensions_mut().insert(live.load());
+    req.extensions_mut().insert(Stop(live.stop.clone()));
     next.run(req).await
 }
+
+/// The shutdown stop token, as a request extension.
+#[derive(Clone)]
+pub struct Stop(pub tokio_util::sync::CancellationToken);
 
 /// The app for one fixed gateway.
 pub fn app(gw: Arc<Gateway>) -> Router {

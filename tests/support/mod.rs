@@ -108,16 +108,22 @@ pub fn spawn_serve_logged(
     policy: &Path,
     log: impl Into<std::process::Stdio>,
 ) -> (std::process::Child, String) {
+    spawn_serve_with(bin, policy, log, &[])
+}
+
+/// `spawn_serve_logged` with extra `serve` arguments.
+pub fn spawn_serve_with(
+    bin: &str,
+    policy: &Path,
+    log: impl Into<std::process::Stdio>,
+    extra: &[&str],
+) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(bin)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--allow-anonymous",
-            "--config",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--allow-anonymous"])
+        .args(extra)
+        .arg("--config")
         .arg(policy)
         .stdout(Stdio::piped())
         .stderr(log)
