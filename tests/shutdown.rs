@@ -214,3 +214,37 @@ fn sigterm_ends_what_is_still_open_after_the_grace_period() {
         .unwrap();
     assert_eq!(ending, "client_gone", "the cut stream is still accounted");
 }
+
+#[test]
+fn a_client_that_sends_its_headers_too_slowly_is_disconnected() {
+    use std::io::{Read, Write};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Run { mut child, url, .. } = run(&rt, Duration::ZERO, &["--header-timeout", "300ms"]);
+    let addr = url.strip_prefix("http://").unwrap();
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    // The server closes the connection (EOF, or a reset) once the header
+    // timeout passes, well before our 3 s read timeout.
+    let n = slow.read(&mut buf).unwrap_or(0);
+    let waited = started.elapsed();
+    assert!(
+        n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+        "{:?}",
+        &buf[..n]
+    );
+    assert!(waited < Duration::from_secs(2), "held for {waited:?}");
+    // Everyone else is still served.
+    let health = rt.block_on(async {
+        reqwest::get(format!("{url}/healthz"))
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(health, 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -6,8 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use std::future::IntoFuture;
-
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
@@ -41,6 +39,10 @@ pub struct ServeArgs {
     /// finish before they are ended (and accounted as cut short).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     shutdown_grace: std::time::Duration,
+    /// How long a client may take to send a request's headers; slower
+    /// connections are closed.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    header_timeout: std::time::Duration,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -96,9 +98,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             stopping.notify_one();
         }
     };
-    let server = axum::serve(listener, crate::server::app_live(live.clone()))
-        .with_graceful_shutdown(signal)
-        .into_future();
+    let server = crate::server::listen::serve(
+        listener,
+        crate::server::app_live(live.clone()),
+        args.header_timeout,
+        signal,
+    );
     let mut server = std::pin::pin!(server);
     let grace = args.shutdown_grace;
     let deadline = async move {

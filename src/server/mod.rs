@@ -17,6 +17,7 @@ mod admin;
 pub mod auth;
 pub mod chat;
 mod dashboard;
+pub mod listen;
 mod metrics;
 mod models;
 mod shared;
