@@ -75,6 +75,7 @@ struct Inner {
     latency: BTreeMap<String, Histogram>,
     ttft: BTreeMap<String, Histogram>,
     overhead: BTreeMap<String, Histogram>,
+    upstream_errors: BTreeMap<(String, String), u64>,
 }
 
 /// One finished request, as the metrics see it.
@@ -125,6 +126,15 @@ impl RequestMetrics {
         }
     }
 
+    /// An attempt on `model` failed with `kind` (e.g. `status 502`).
+    pub fn upstream_error(&self, model: &str, kind: &str) {
+        if let Ok(mut m) = self.inner.lock() {
+            *m.upstream_errors
+                .entry((model.to_string(), kind.to_string()))
+                .or_default() += 1;
+        }
+    }
+
     pub fn render(&self, out: &mut String) {
         let Ok(m) = self.inner.lock() else {
             return;
@@ -137,6 +147,15 @@ impl RequestMetrics {
                 "tollgate_requests_total{{route=\"{}\",model=\"{}\",status=\"{status}\"}} {n}",
                 esc(route),
                 esc(model)
+            );
+        }
+        let _ = writeln!(out, "# HELP tollgate_upstream_errors_total Failed attempts by model and kind (connect error, timeout, status N, malformed reply, busy, unavailable).\n# TYPE tollgate_upstream_errors_total counter");
+        for ((model, kind), n) in &m.upstream_errors {
+            let _ = writeln!(
+                out,
+                "tollgate_upstream_errors_total{{model=\"{}\",kind=\"{}\"}} {n}",
+                esc(model),
+                esc(kind)
             );
         }
         for (name, help, map) in [

@@ -655,6 +655,10 @@ async fn a_failing_upstream_is_cut_out_by_its_circuit_and_probed_back() {
         "{metrics}"
     );
     assert!(metrics.contains("tollgate_circuit_open{model=\"backup-model\"} 0"));
+    assert!(
+        metrics.contains("tollgate_upstream_errors_total{model=\"gpt-4\",kind=\"status 500\"} 2"),
+        "{metrics}"
+    );
     // After the cool-down one probe goes through; it succeeds and closes it.
     tokio::time::sleep(Duration::from_millis(350)).await;
     let res = chat_as(&url, KEY, hello("auto")).await;

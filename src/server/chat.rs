@@ -364,6 +364,8 @@ async fn handle(
             }
             Err(Failure::Retry(reason)) => {
                 tab.release();
+                gw.requests
+                    .upstream_error(&gw.model_names[id], &reason.kind());
                 tracing::warn!(model = %gw.model_names[id], attempt = tried, reason = %reason, "attempt failed; trying the next model");
                 last = Some(reason);
             }
