@@ -34,7 +34,6 @@ use crate::state::cache::{self, Directive, Entry};
 use crate::state::limits::Subject as LimitSubject;
 use crate::upstream::{Failure, Reply, RetryReason};
 use futures::StreamExt;
-use serde_json::Value;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -151,15 +150,14 @@ async fn handle(
     let chain = &decision.chain;
 
     // The cache: a hit is replayed as it was sent and costs nothing.
-    let body_value = Value::Object(chat.body.clone());
     let directive = gw
         .cache
         .as_ref()
-        .map(|_| Directive::of(&parts.headers, &body_value));
+        .map(|_| Directive::of(&parts.headers, &chat.body));
     let cache_key = match directive {
         Some(d) if d.lookup || d.store => {
             let names: Vec<&str> = chain.iter().map(|id| &*gw.model_names[*id]).collect();
-            Some(cache::key(&caller.team, &names, &body_value))
+            Some(cache::key(&caller.team, &names, &chat.body))
         }
         _ => None,
     };

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::Redis;
@@ -69,7 +69,7 @@ impl Directive {
     /// Deterministic requests (temperature 0, at most one choice) use the
     /// cache; `x-tollgate-cache: force` caches any request, `bypass` none;
     /// `Cache-Control: no-cache` skips the lookup, `no-store` the store.
-    pub fn of(headers: &http::HeaderMap, body: &Value) -> Directive {
+    pub fn of(headers: &http::HeaderMap, body: &Map<String, Value>) -> Directive {
         let header = headers
             .get("x-tollgate-cache")
             .and_then(|v| v.to_str().ok())
@@ -93,21 +93,15 @@ impl Directive {
     }
 }
 
-/// The cache key of a request.
-pub fn key(team: &str, chain: &[&str], body: &Value) -> Key {
-    let mut b = body.clone();
-    if let Some(obj) = b.as_object_mut() {
-        for f in ["model", "user", "metadata", "store", "stream_options"] {
-            obj.remove(f);
-        }
-        let include_usage = body["stream_options"]["include_usage"]
-            .as_bool()
-            .unwrap_or(false);
-        obj.insert("include_usage".into(), Value::Bool(include_usage));
-        let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-        obj.insert("stream".into(), Value::Bool(stream));
-    }
-    let canon = canonical(&b);
+/// The cache key of a request (its body, as parsed).
+pub fn key(team: &str, chain: &[&str], body: &Map<String, Value>) -> Key {
+    const IGNORED: &[&str] = &["model", "user", "metadata", "store", "stream_options"];
+    let include_usage = body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let mut h = Sha256::new();
     h.update(b"tollgate-cache-v1\0");
     h.update(team.as_bytes());
@@ -116,15 +110,23 @@ pub fn key(team: &str, chain: &[&str], body: &Value) -> Key {
         h.update(m.as_bytes());
         h.update(b"\0");
     }
+    // The body's fields in key order, without the ignored ones; `stream`
+    // and `include_usage` always present, as booleans.
+    let mut keys: Vec<&String> = body
+        .keys()
+        .filter(|k| !IGNORED.contains(&k.as_str()) && k.as_str() != "stream")
+        .collect();
+    keys.sort();
+    let mut canon = String::new();
+    for k in keys {
+        canon.push_str(&Value::String(k.clone()).to_string());
+        canon.push(':');
+        write_sorted(&body[k.as_str()], &mut canon);
+        canon.push(',');
+    }
+    canon.push_str(&format!("include_usage:{include_usage},stream:{stream}"));
     h.update(canon.as_bytes());
     h.finalize().into()
-}
-
-/// JSON with object keys sorted at every level.
-fn canonical(v: &Value) -> String {
-    let mut out = String::new();
-    write_sorted(v, &mut out);
-    out
 }
 
 fn write_sorted(v: &Value, out: &mut String) {
@@ -240,22 +242,20 @@ mod tests {
                        "user": "u1", "tools": [{"type": "function", "function": {"name": "f", "parameters": {"a": 1, "b": 2}}}]});
         let b = json!({"tools": [{"function": {"parameters": {"b": 2, "a": 1}, "name": "f"}, "type": "function"}],
                        "messages": [{"content": "hi", "role": "user"}], "temperature": 0, "model": "gpt-4", "user": "u2"});
-        assert_eq!(key("web", &["gpt-4"], &a), key("web", &["gpt-4"], &b));
+        let k = |team: &str, chain: &[&str], v: &Value| key(team, chain, v.as_object().unwrap());
+        assert_eq!(k("web", &["gpt-4"], &a), k("web", &["gpt-4"], &b));
         // Another team, chain, tool, parameter or stream mode: another key.
-        assert_ne!(key("web", &["gpt-4"], &a), key("data", &["gpt-4"], &a));
-        assert_ne!(
-            key("web", &["gpt-4"], &a),
-            key("web", &["gpt-3.5-turbo"], &a)
-        );
+        assert_ne!(k("web", &["gpt-4"], &a), k("data", &["gpt-4"], &a));
+        assert_ne!(k("web", &["gpt-4"], &a), k("web", &["gpt-3.5-turbo"], &a));
         let mut c = a.clone();
         c["tools"][0]["function"]["name"] = json!("g");
-        assert_ne!(key("web", &["gpt-4"], &a), key("web", &["gpt-4"], &c));
+        assert_ne!(k("web", &["gpt-4"], &a), k("web", &["gpt-4"], &c));
         let mut d = a.clone();
         d["top_p"] = json!(0.5);
-        assert_ne!(key("web", &["gpt-4"], &a), key("web", &["gpt-4"], &d));
+        assert_ne!(k("web", &["gpt-4"], &a), k("web", &["gpt-4"], &d));
         let mut e = a.clone();
         e["stream"] = json!(true);
-        assert_ne!(key("web", &["gpt-4"], &a), key("web", &["gpt-4"], &e));
+        assert_ne!(k("web", &["gpt-4"], &a), k("web", &["gpt-4"], &e));
     }
 
     #[test]
@@ -273,18 +273,16 @@ mod tests {
         let reference = key(
             "t",
             &["m"],
-            &Value::Object(
-                fields
-                    .iter()
-                    .cloned()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect(),
-            ),
+            &fields
+                .iter()
+                .cloned()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
         );
         for _ in 0..200 {
             let mut f = fields.to_vec();
             f.shuffle(&mut rng);
-            let v = Value::Object(f.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+            let v: Map<String, Value> = f.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
             assert_eq!(key("t", &["m"], &v), reference);
         }
     }
@@ -294,21 +292,21 @@ mod tests {
         let h = http::HeaderMap::new();
         let det = json!({"temperature": 0});
         assert_eq!(
-            Directive::of(&h, &det),
+            Directive::of(&h, det.as_object().unwrap()),
             Directive {
                 lookup: true,
                 store: true
             }
         );
         assert_eq!(
-            Directive::of(&h, &json!({})),
+            Directive::of(&h, &Map::new()),
             Directive {
                 lookup: false,
                 store: false
             }
         );
         assert_eq!(
-            Directive::of(&h, &json!({"temperature": 0, "n": 2})),
+            Directive::of(&h, json!({"temperature": 0, "n": 2}).as_object().unwrap()),
             Directive {
                 lookup: false,
                 store: false
@@ -316,14 +314,14 @@ mod tests {
         );
         let mut force = http::HeaderMap::new();
         force.insert("x-tollgate-cache", http::HeaderValue::from_static("force"));
-        assert!(Directive::of(&force, &json!({"temperature": 1})).lookup);
+        assert!(Directive::of(&force, json!({"temperature": 1}).as_object().unwrap()).lookup);
         let mut nc = http::HeaderMap::new();
         nc.insert(
             http::header::CACHE_CONTROL,
             http::HeaderValue::from_static("no-cache"),
         );
         assert_eq!(
-            Directive::of(&nc, &det),
+            Directive::of(&nc, det.as_object().unwrap()),
             Directive {
                 lookup: false,
                 store: true
@@ -335,7 +333,7 @@ mod tests {
             http::HeaderValue::from_static("no-store"),
         );
         assert_eq!(
-            Directive::of(&ns, &det),
+            Directive::of(&ns, det.as_object().unwrap()),
             Directive {
                 lookup: false,
                 store: false
