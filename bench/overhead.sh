@@ -26,21 +26,9 @@ if [ ! -x "$OHA" ]; then
   cargo install --locked --no-default-features --features native-tls --root "$TOOLS" --version 1.16.0 oha
   OHA="$TOOLS/bin/oha"
 fi
-cargo build --release --quiet --bin tollgate --example fake_openai
-BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
-
+. scripts/lib.sh
+build_binaries
 tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
-trap cleanup EXIT
-url_from() {
-  for _ in $(seq 1 100); do
-    url=$(sed -n 's/.* listening on \(http[^ ]*\).*/\1/p' "$1" | head -1)
-    [ -n "$url" ] && { echo "$url"; return 0; }
-    sleep 0.1
-  done
-  cat "$1" >&2; return 1
-}
 
 "$BIN/examples/fake_openai" --listen 127.0.0.1:0 > "$tmp/fake.out" 2>&1 &
 up_pid=$!

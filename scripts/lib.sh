@@ -1,0 +1,29 @@
+# Shared by the scripts and benchmarks that run tollgate in front of the
+# fake OpenAI upstream (examples/fake_openai.rs). Source it from the
+# repository root: `. scripts/lib.sh`.
+
+# Processes to stop on exit, and a temp dir to remove (if set).
+pids=()
+tmp=""
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -n "$tmp" ]; then rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+
+# Builds tollgate and the fake upstream (release) and sets BIN to their dir.
+build_binaries() {
+  cargo build --release --quiet --bin tollgate --example fake_openai
+  BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
+}
+
+# url_from FILE [TRIES]: waits for "<what> listening on URL" in FILE (0.1 s
+# per try, 100 tries by default) and prints the URL.
+url_from() {
+  for _ in $(seq 1 "${2:-100}"); do
+    url=$(sed -n 's/.* listening on \(http[^ ]*\).*/\1/p' "$1" | head -1)
+    [ -n "$url" ] && { echo "$url"; return 0; }
+    sleep 0.1
+  done
+  echo "error: nothing listening, see $1:" >&2; cat "$1" >&2; return 1
+}
