@@ -591,16 +591,6 @@ impl BudgetStore {
         }
     }
 
-    pub async fn remaining(&self, s: Subject<'_>) -> Option<Nanos> {
-        match self {
-            BudgetStore::Memory(b) => b.remaining(s),
-            BudgetStore::Redis { local, redis, .. } => {
-                let keys = local.keys_for(s, local.clock.now());
-                redis.remaining(&keys).await.ok().flatten()
-            }
-        }
-    }
-
     /// The tightest remaining budget, when it can be known without I/O
     /// (memory); `None` for Redis.
     pub fn remaining_now(&self, s: Subject<'_>) -> Option<Nanos> {
