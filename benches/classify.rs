@@ -1,9 +1,13 @@
-//! The default classifier on a ~500-token prompt (and a short one).
+//! The classifiers on a ~500-token prompt, a short one and a 40 KB one:
+//! the keyword classifier alone, and the learned router (embedding plus
+//! heads; needs models/wordllama from scripts/fetch-test-model, skipped
+//! without it). "unseen words" makes every word new to the tokenizer's
+//! word cache: the worst case.
 //!
 //!   cargo bench --bench classify
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use tollgate::classify::{classify, Conversation};
+use tollgate::classify::{classify, load_router, Conversation, Router, RouterLoad};
 
 fn prompt_500_tokens() -> String {
     let para = "Our quarterly report covers revenue, costs and hiring across three regions. \
@@ -43,5 +47,53 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+fn learned(c: &mut Criterion) {
+    let router: Router = match load_router(&Router::default_dir()) {
+        RouterLoad::Loaded(r) => *r,
+        RouterLoad::Missing(m) | RouterLoad::Broken(m) => {
+            eprintln!("skipping the learned router: {m}");
+            return;
+        }
+    };
+    let long = prompt_500_tokens();
+    fn conv(text: &str) -> Conversation<'_> {
+        Conversation {
+            system: "You are a helpful assistant.",
+            last_user: text,
+            turns: 2,
+            prompt_tokens: 500,
+            ..Conversation::default()
+        }
+    }
+    c.bench_function("learned router 500-token prompt", |b| {
+        b.iter(|| router.classify(black_box(&conv(&long))))
+    });
+    c.bench_function("learned router short prompt", |b| {
+        b.iter(|| {
+            router.classify(black_box(&conv(
+                "Write a Python function that merges two sorted lists.",
+            )))
+        })
+    });
+    let huge = long.repeat(20);
+    c.bench_function("learned router 40 KB prompt", |b| {
+        b.iter(|| router.classify(black_box(&conv(&huge))))
+    });
+    let mut n = 0u64;
+    c.bench_function("learned router 500-token prompt, unseen words", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                long.split(' ')
+                    .map(|w| format!("{w}{n}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+            |text| router.classify(black_box(&conv(&text))),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, bench, learned);
 criterion_main!(benches);

@@ -98,9 +98,16 @@ pub struct Options {
     pub allow_anonymous: bool,
     /// Time for budgets and the ledger (tests move a manual clock).
     pub clock: Clock,
+    /// The learned router; `None`: the keyword classifier.
+    pub router: Option<Arc<crate::classify::Router>>,
 }
 
 impl Gateway {
+    /// The learned router, when one is loaded.
+    pub fn router(&self) -> Option<&crate::classify::Router> {
+        self.opts.router.as_deref()
+    }
+
     pub fn new(policy: Policy, opts: &Options) -> anyhow::Result<Gateway> {
         Gateway::build(policy, opts, None)
     }

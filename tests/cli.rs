@@ -244,6 +244,62 @@ fn classify_writes_one_line_per_prompt() {
 }
 
 #[test]
+fn classify_says_which_classifier_answered() {
+    let learned = tollgate()
+        .args(["classify", "Prove that there are infinitely many primes."])
+        .output()
+        .unwrap();
+    assert!(learned.status.success());
+    assert!(
+        learned.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&learned.stderr)
+    );
+    let missing = tollgate()
+        .args(["classify", "--router", "/nonexistent/router", "hi"])
+        .output()
+        .unwrap();
+    assert!(missing.status.success());
+    let note = String::from_utf8(missing.stderr).unwrap();
+    assert!(
+        note.contains("note: learned router not loaded: /nonexistent/router/tokenizer.json")
+            && note.contains("the keyword classifier routes"),
+        "{note}"
+    );
+    let off = tollgate()
+        .args([
+            "classify",
+            "--router",
+            "off",
+            "Prove that there are infinitely many primes.",
+        ])
+        .output()
+        .unwrap();
+    assert!(off.stderr.is_empty());
+    let (a, b): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_slice(&learned.stdout).unwrap(),
+        serde_json::from_slice(&off.stdout).unwrap(),
+    );
+    // The keyword classifier's scores are in hundredths; the router's differ.
+    assert_ne!(a["strong_score"], b["strong_score"], "{a} {b}");
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join("tokenizer.json"), "{}").unwrap();
+    std::fs::write(broken.path().join("l2_supercat_256.safetensors"), "x").unwrap();
+    let bad = tollgate()
+        .args(["classify", "--router"])
+        .arg(broken.path())
+        .arg("hi")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("error: learned router: "),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
+#[test]
 fn route_calibrate_prints_a_threshold_for_the_share() {
     let dir = tempfile::tempdir().unwrap();
     let lines = [
@@ -275,6 +331,28 @@ fn route_calibrate_prints_a_threshold_for_the_share() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.starts_with("strong_score: \">= "), "{stdout}");
     assert!(stdout.contains("sends 2 of 6 prompts"), "{stdout}");
+    // Then the cost-quality curve: from the top prompt alone to all six,
+    // the cost rising and the expected gap recovered reaching 100%.
+    assert!(
+        stdout.contains(
+            "6 prompts; strong = gpt-4, weak = the weak model (counted as free); router: learned"
+        ),
+        "{stdout}"
+    );
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with(">= "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(rows.len() >= 3, "{stdout}");
+    assert_eq!(rows[0][2], "16.7%", "{stdout}");
+    let last = rows.last().unwrap();
+    assert_eq!((last[2], last[4]), ("100.0%", "100.0%"), "{stdout}");
+    let cost = |r: &Vec<&str>| r[3].parse::<f64>().unwrap();
+    assert!(
+        rows.windows(2).all(|w| cost(&w[0]) < cost(&w[1])),
+        "{stdout}"
+    );
     let bad = tollgate()
         .args(["route", "calibrate", "--strong-share", "0", "--prompts"])
         .arg(&prompts)
@@ -317,10 +395,7 @@ fn policy_test_shows_routes_costs_and_the_difference_against_another_policy() {
             .split_whitespace()
             .collect::<Vec<_>>()
     };
-    assert_eq!(
-        row("c "),
-        ["c", "code", "medium", "code", "gpt-4", "0.00651"]
-    );
+    assert_eq!(row("c "), ["c", "code", "high", "code", "gpt-4", "0.00651"]);
     // "Hello": 8 prompt tokens at $0.5/M = $0.000004.
     assert_eq!(
         row("h "),

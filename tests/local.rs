@@ -382,8 +382,14 @@ async fn shipped_default(cloud: &Fake) -> (String, Arc<Gateway>) {
         _ => None,
     };
     let p = tollgate::policy::load_str("default.yaml", &text, Path::new("policies"), &env).unwrap();
+    // As `serve` runs it: with the learned router.
+    let router = match tollgate::classify::load_router(&tollgate::classify::Router::default_dir()) {
+        tollgate::classify::RouterLoad::Loaded(r) => Arc::from(r),
+        _ => panic!("the learned router's files are needed (scripts/fetch-test-model)"),
+    };
     let opts = Options {
         allow_anonymous: true,
+        router: Some(router),
         ..Options::default()
     };
     let gw = Arc::new(Gateway::new(p, &opts).unwrap());
@@ -436,6 +442,44 @@ async fn the_shipped_policy_sends_hard_code_to_gpt4_and_greetings_to_the_local_m
     assert_eq!(res.headers()["x-tollgate-route"], "summarize-local");
     assert_eq!(res.headers()["x-tollgate-model"], "smollm2-135m");
     assert_eq!(cloud.hits(), 1, "only the code request went to the cloud");
+
+    // The learned router: a hard proof goes to GPT-4 by its strong_score,
+    // a simple rewrite stays local.
+    let proof = json!({"model": "auto", "max_tokens": 50, "messages": [{"role": "user", "content":
+        "Prove that for every prime p > 3, p^2 - 1 is divisible by 24."}]});
+    let res = post(&url, &proof).await;
+    assert_eq!(res.status(), 200);
+    let h = res.headers().clone();
+    assert_eq!(h["x-tollgate-model"], "gpt-4");
+    assert_eq!(h["x-tollgate-route"], "strong");
+    let score: f64 = h["x-tollgate-strong-score"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(score >= 0.32, "{score}");
+    let reason = h["x-tollgate-reason"].to_str().unwrap();
+    assert!(
+        reason.starts_with("rule strong: strong_score=0."),
+        "{reason}"
+    );
+    let rewrite = json!({"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content":
+        "Rewrite this sentence more concisely: The meeting that we had planned for Monday has been moved."}]});
+    let res = post(&url, &rewrite).await;
+    let h = res.headers().clone();
+    assert_eq!(h["x-tollgate-model"], "smollm2-135m");
+    assert_eq!(h["x-tollgate-route"], "local-first");
+    let score: f64 = h["x-tollgate-strong-score"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(score < 0.26, "{score}");
+    assert_eq!(
+        cloud.hits(),
+        2,
+        "the proof went to the cloud, the rewrite did not"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,8 @@
 //! The task and complexity names are part of the policy format
 //! (`when: { task: [code] }`), so they are fixed here and parsed strictly.
 
+pub mod embed;
+pub mod learned;
 mod rules;
 pub mod tokens;
 
@@ -12,6 +14,7 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
+pub use learned::Router;
 pub use rules::{classify, Conversation};
 
 use crate::request::ChatRequest;
@@ -24,8 +27,50 @@ pub struct Class {
     /// How likely only the strong model answers well, in [0, 1].
     pub strong_score: f64,
     pub prompt_tokens: u32,
+    /// Explicit constraints and numbered steps in the last user message.
+    pub constraints: u32,
     /// The cues that fired, for `x-tollgate-reason` and debugging.
     pub signals: Vec<&'static str>,
+}
+
+/// The learned router's answer when one is loaded, else the keyword
+/// classifier's.
+pub fn classify_with(router: Option<&Router>, c: &Conversation<'_>) -> Class {
+    match router {
+        Some(r) => r.classify(c),
+        None => classify(c),
+    }
+}
+
+/// What loading the learned router found.
+pub enum RouterLoad {
+    Loaded(Box<Router>),
+    /// Its files are not there: the keyword classifier routes. The text
+    /// names the missing files and how to fetch them.
+    Missing(String),
+    /// Its files are there but unusable; the text says why.
+    Broken(String),
+}
+
+/// Loads the learned router from `dir` (see [`learned::Router::load`]).
+pub fn load_router(dir: &std::path::Path) -> RouterLoad {
+    let missing: Vec<String> = [learned::TOKENIZER_FILE, learned::TABLE_FILE]
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|p| !p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !missing.is_empty() {
+        return RouterLoad::Missing(format!(
+            "learned router not loaded: {} not found (scripts/fetch-test-model fetches it); \
+             the keyword classifier routes",
+            missing.join(", ")
+        ));
+    }
+    match Router::load(dir) {
+        Ok(r) => RouterLoad::Loaded(Box::new(r)),
+        Err(e) => RouterLoad::Broken(format!("learned router: {e}")),
+    }
 }
 
 /// The texts of a chat request, split the way the classifier weighs them.

@@ -379,7 +379,7 @@ fn index(t: Task) -> usize {
 }
 
 /// Lower case; the ASCII fast path covers most English prompts.
-fn lowercase(s: &str) -> String {
+pub(super) fn lowercase(s: &str) -> String {
     if s.is_ascii() {
         s.to_ascii_lowercase()
     } else {
@@ -434,7 +434,7 @@ static MARKER_MATCHER: LazyLock<Option<AhoCorasick>> =
 
 /// Counts cues that make a request long or hard: numbered steps,
 /// explicit constraints. `lower` is the lower-cased text.
-fn constraints(lower: &str) -> u32 {
+pub(super) fn constraints(lower: &str) -> u32 {
     let distinct = match MARKER_MATCHER.as_ref() {
         Some(m) => {
             let mut seen = [false; 64];
@@ -597,6 +597,7 @@ pub fn classify(c: &Conversation<'_>) -> Class {
         complexity,
         strong_score: (strong_score * 100.0).round() / 100.0,
         prompt_tokens: c.prompt_tokens,
+        constraints: n_constraints,
         signals,
     }
 }

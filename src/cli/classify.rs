@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::plan::plan;
+use super::plan::{plan, RouterArgs};
+use crate::classify::Router;
 use crate::policy::load_file;
 
 /// Classify prompts and show where the policy would route them.
@@ -37,6 +38,8 @@ pub struct ClassifyArgs {
     model: String,
     /// One prompt to classify.
     prompt: Option<String>,
+    #[command(flatten)]
+    router: RouterArgs,
 }
 
 pub fn run(args: ClassifyArgs) -> ExitCode {
@@ -46,6 +49,10 @@ pub fn run(args: ClassifyArgs) -> ExitCode {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
+    };
+    let router = match args.router.load() {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     let lines: Box<dyn Iterator<Item = std::io::Result<String>>> = match (&args.jsonl, &args.prompt)
     {
@@ -76,7 +83,7 @@ pub fn run(args: ClassifyArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        match one(&policy, &args.model, &line) {
+        match one(&policy, router.as_ref(), &args.model, &line) {
             Ok(v) => {
                 if writeln!(out, "{v}").is_err() {
                     return ExitCode::from(2);
@@ -95,8 +102,13 @@ pub fn run(args: ClassifyArgs) -> ExitCode {
     }
 }
 
-fn one(policy: &crate::policy::Policy, model: &str, line: &str) -> Result<Value, String> {
-    let p = plan(policy, model, line)?;
+fn one(
+    policy: &crate::policy::Policy,
+    router: Option<&Router>,
+    model: &str,
+    line: &str,
+) -> Result<Value, String> {
+    let p = plan(policy, router, model, line)?;
     Ok(json!({
         "id": p.id,
         "task": p.class.task.as_str(),

@@ -2,16 +2,51 @@
 //! `classify`, `policy test` and `route calibrate`.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
-use crate::classify::{classify, tokens, Class, Texts};
+use crate::classify::{classify_with, load_router, tokens, Class, Router, RouterLoad, Texts};
 use crate::money::Nanos;
 use crate::policy::{Policy, Pricing};
 use crate::request::ChatRequest;
 use crate::route::{route, Facts};
+
+/// Which classifier the offline commands use, as `serve` does.
+#[derive(clap::Args)]
+pub struct RouterArgs {
+    /// The learned router's directory (tokenizer.json and
+    /// l2_supercat_256.safetensors, from scripts/fetch-test-model), or
+    /// `off` for the keyword classifier.
+    #[arg(
+        long = "router",
+        env = "TOLLGATE_ROUTER",
+        default_value = "models/wordllama"
+    )]
+    pub dir: PathBuf,
+}
+
+impl RouterArgs {
+    /// The router, `None` when it is off or its files are missing (said on
+    /// stderr); unusable files are exit code 2.
+    pub fn load(&self) -> Result<Option<Router>, ExitCode> {
+        if self.dir.as_os_str() == "off" {
+            return Ok(None);
+        }
+        match load_router(&self.dir) {
+            RouterLoad::Loaded(r) => Ok(Some(*r)),
+            RouterLoad::Missing(msg) => {
+                eprintln!("note: {msg}");
+                Ok(None)
+            }
+            RouterLoad::Broken(msg) => {
+                eprintln!("error: {msg}");
+                Err(ExitCode::from(2))
+            }
+        }
+    }
+}
 
 /// Reads a prompts file (`-` is stdin); an unreadable one is exit code 2.
 pub fn read_input(path: &Path) -> Result<String, ExitCode> {
@@ -53,9 +88,9 @@ pub fn parse_input(line: &str, model: &str) -> Result<(Value, ChatRequest), Stri
 }
 
 /// The classification of a request, with prompt tokens counted.
-pub fn class_of(chat: &ChatRequest) -> Class {
+pub fn class_of(chat: &ChatRequest, router: Option<&Router>) -> Class {
     let prompt_tokens = tokens::count_chat(chat.messages());
-    classify(&Texts::of(chat).conversation(chat, prompt_tokens))
+    classify_with(router, &Texts::of(chat).conversation(chat, prompt_tokens))
 }
 
 pub struct Plan {
@@ -68,9 +103,14 @@ pub struct Plan {
     pub cost: Option<Nanos>,
 }
 
-pub fn plan(policy: &Policy, model: &str, line: &str) -> Result<Plan, String> {
+pub fn plan(
+    policy: &Policy,
+    router: Option<&Router>,
+    model: &str,
+    line: &str,
+) -> Result<Plan, String> {
     let (id, chat) = parse_input(line, model)?;
-    let class = class_of(&chat);
+    let class = class_of(&chat, router);
     let facts = Facts {
         task: Some(class.task),
         complexity: Some(class.complexity),

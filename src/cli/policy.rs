@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 use std::collections::BTreeMap;
 
-use super::plan::{input_lines, plan, read_input};
+use super::plan::{input_lines, plan, read_input, RouterArgs};
 use crate::money::Nanos;
 use crate::policy::load_file;
 
@@ -48,6 +48,8 @@ pub struct TestArgs {
     /// The model or alias the requests ask for.
     #[arg(long, default_value = "auto")]
     model: String,
+    #[command(flatten)]
+    router: RouterArgs,
 }
 
 #[derive(Args)]
@@ -114,12 +116,17 @@ fn test(args: TestArgs) -> ExitCode {
         Ok(t) => t,
         Err(code) => return code,
     };
+    let router = match args.router.load() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let router = router.as_ref();
     let mut rows = Vec::new();
     for (n, line) in input_lines(&text) {
-        let a = plan(&policy, &args.model, line);
+        let a = plan(&policy, router, &args.model, line);
         let b = other
             .as_ref()
-            .map(|o| plan(o, &args.model, line))
+            .map(|o| plan(o, router, &args.model, line))
             .transpose();
         match (a, b) {
             (Ok(a), Ok(b)) => rows.push((a, b)),

@@ -43,6 +43,32 @@ pub struct ServeArgs {
     /// connections are closed.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     header_timeout: std::time::Duration,
+    #[command(flatten)]
+    router: super::plan::RouterArgs,
+}
+
+/// The learned router, or `None` (the keyword classifier) when it is off
+/// or its files are missing; unusable files stop the start.
+fn load_router(dir: &std::path::Path) -> anyhow::Result<Option<Arc<crate::classify::Router>>> {
+    use crate::classify::RouterLoad;
+    if dir.as_os_str() == "off" {
+        tracing::info!("learned router off: the keyword classifier routes");
+        return Ok(None);
+    }
+    let started = std::time::Instant::now();
+    match crate::classify::load_router(dir) {
+        RouterLoad::Loaded(r) => {
+            tracing::info!(dir = %dir.display(), took = ?started.elapsed(), "learned router loaded");
+            Ok(Some(Arc::from(r)))
+        }
+        RouterLoad::Missing(msg) => {
+            tracing::warn!("{msg}");
+            Ok(None)
+        }
+        RouterLoad::Broken(msg) => {
+            anyhow::bail!("{msg} (fix or remove the files, or pass --router off)")
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -75,10 +101,12 @@ pub fn run(args: ServeArgs) -> ExitCode {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let policy = load_file(&args.config).map_err(|e| anyhow::anyhow!("invalid policy:\n{e}"))?;
+    let router = load_router(&args.router.dir)?;
     let gw = Arc::new(Gateway::new(
         policy,
         &Options {
             allow_anonymous: args.allow_anonymous,
+            router,
             ..Options::default()
         },
     )?);

@@ -23,7 +23,7 @@ use super::auth::Caller;
 use super::shared;
 use crate::budget::{Exhausted, Refusal};
 use crate::circuit::{Admit, State as CircuitState};
-use crate::classify::{classify, tokens, Class, Texts};
+use crate::classify::{classify_with, tokens, Class, Texts};
 use crate::error::ApiError;
 use crate::gateway::{Backend, Gateway};
 use crate::money::Nanos;
@@ -117,7 +117,7 @@ async fn handle(
     }
     let prompt_tokens = tokens::count_chat(chat.messages());
     let texts = Texts::of(&chat);
-    let class = classify(&texts.conversation(&chat, prompt_tokens));
+    let class = classify_with(gw.router(), &texts.conversation(&chat, prompt_tokens));
     tab.classified(&class, prompt_tokens);
     let mut limits = shared::admit(
         gw,
@@ -536,7 +536,7 @@ fn tag(
         "x-tollgate-complexity",
         HeaderValue::from_static(class.complexity.as_str()),
     );
-    if let Ok(v) = HeaderValue::from_str(&format!("{:.2}", class.strong_score)) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", class.strong_score)) {
         h.insert("x-tollgate-strong-score", v);
     }
     if let Ok(v) = HeaderValue::from_str(rule) {

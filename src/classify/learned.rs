@@ -1,0 +1,221 @@
+//! The learned router: linear heads over the prompt's embedding and the
+//! keyword classifier's cues, trained on public per-model outcomes by
+//! `scripts/train-router` (weights in `router.json`, model card in
+//! `docs/router-card.md`).
+//!
+//! - `strong_score`: a calibrated probability that the weak model's answer
+//!   is worse than the strong model's.
+//! - `task`: the most likely of the 13 task labels; prompts written mostly
+//!   in Chinese keep the keyword classifier's task where the card shows it
+//!   is better there.
+//! - `complexity`: a difficulty head (the share of models that lose on
+//!   such a prompt) plus a length term, cut at the 50th and 85th
+//!   percentiles of the training prompts.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::embed::{Embedder, DIM};
+use super::{rules, Class, Complexity, Conversation, Task};
+
+/// The shipped heads (written by `scripts/train-router`).
+const HEADS: &str = include_str!("router.json");
+
+/// Cue features after the embedding: see [`Router::features`].
+const EXTRA: usize = 6 + 13;
+pub const FEATURES: usize = DIM + EXTRA;
+
+/// File names inside the router directory (`scripts/fetch-test-model`
+/// puts them in `models/wordllama/`).
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const TABLE_FILE: &str = "l2_supercat_256.safetensors";
+
+#[derive(Deserialize)]
+struct Heads {
+    features: usize,
+    strong: Linear,
+    /// Platt scaling of the strong head's output: sigmoid(a·x + c).
+    platt: [f32; 2],
+    /// Plain difficulty (the share of models that lose), for complexity.
+    difficulty: Linear,
+    task: TaskHead,
+    complexity: Cuts,
+    /// Prompts with more CJK characters than this share keep the keyword
+    /// classifier's task; `null` never.
+    rules_task_above_cjk: Option<f32>,
+    /// Tasks the head had too few examples of: when the keyword classifier
+    /// says one of these, its answer stands.
+    keep_rules_tasks: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Linear {
+    w: Vec<f32>,
+    b: f32,
+}
+
+#[derive(Deserialize)]
+struct TaskHead {
+    labels: Vec<String>,
+    w: Vec<Vec<f32>>,
+    b: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct Cuts {
+    medium: f64,
+    high: f64,
+}
+
+pub struct Router {
+    embedder: Embedder,
+    heads: Heads,
+    tasks: Vec<Task>,
+}
+
+impl Router {
+    /// Loads the embedding from `dir` (`tokenizer.json` and
+    /// `l2_supercat_256.safetensors`) and the shipped heads.
+    pub fn load(dir: &Path) -> Result<Router, String> {
+        let embedder = Embedder::load(&dir.join(TOKENIZER_FILE), &dir.join(TABLE_FILE))?;
+        Router::with_heads(embedder, HEADS)
+    }
+
+    fn with_heads(embedder: Embedder, heads: &str) -> Result<Router, String> {
+        let heads: Heads = serde_json::from_str(heads).map_err(|e| format!("router heads: {e}"))?;
+        let width_ok = |w: &[f32]| w.len() == FEATURES;
+        if heads.features != FEATURES
+            || !width_ok(&heads.strong.w)
+            || !width_ok(&heads.difficulty.w)
+            || !heads.task.w.iter().all(|w| width_ok(w))
+            || heads.task.w.len() != heads.task.labels.len()
+            || heads.task.b.len() != heads.task.labels.len()
+        {
+            return Err(format!(
+                "router heads: built for {} features, this build computes {FEATURES}",
+                heads.features
+            ));
+        }
+        let tasks = heads
+            .task
+            .labels
+            .iter()
+            .map(|l| l.parse::<Task>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("router heads: {e}"))?;
+        Ok(Router {
+            embedder,
+            heads,
+            tasks,
+        })
+    }
+
+    /// The default directory, `models/wordllama`.
+    pub fn default_dir() -> PathBuf {
+        PathBuf::from("models/wordllama")
+    }
+
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// The feature vector the heads read, and the keyword classifier's
+    /// answer it includes. `scripts/train-router` gets its training
+    /// features from here (`tollgate route features`), so training and
+    /// serving compute them the same way.
+    pub fn features(&self, c: &Conversation<'_>) -> (Vec<f32>, Class, f32) {
+        let rules = rules::classify(c);
+        let emb = self.embedder.embed(c.last_user);
+        let (mut chars, mut cjk, mut digits) = (0usize, 0usize, 0usize);
+        for ch in c.last_user.chars() {
+            chars += 1;
+            cjk += usize::from(('\u{4e00}'..='\u{9fff}').contains(&ch));
+            digits += usize::from(ch.is_ascii_digit());
+        }
+        let chars = chars.max(1) as f32;
+        let cjk_share = cjk as f32 / chars;
+        let mut f = Vec::with_capacity(FEATURES);
+        f.extend_from_slice(&emb.vector);
+        f.push((1.0 + emb.tokens as f32).ln() / 8.0);
+        f.push(rules.strong_score as f32);
+        f.push(rules.constraints.min(6) as f32 / 6.0);
+        f.push(cjk_share);
+        f.push(f32::from(u8::from(c.last_user.contains("```"))));
+        f.push((digits as f32 / chars * 10.0).min(1.0));
+        f.extend(
+            Task::ALL
+                .iter()
+                .map(|t| f32::from(u8::from(*t == rules.task))),
+        );
+        (f, rules, cjk_share)
+    }
+
+    pub fn classify(&self, c: &Conversation<'_>) -> Class {
+        let (f, mut class, cjk_share) = self.features(c);
+        let h = &self.heads;
+        let x = dot(&h.strong.w, &f) + h.strong.b;
+        let strong = 1.0 / (1.0 + (-(h.platt[0] * x + h.platt[1])).exp());
+        let keep_rules_task = h.rules_task_above_cjk.is_some_and(|t| cjk_share > t)
+            || h.keep_rules_tasks.iter().any(|t| t == class.task.as_str());
+        if !keep_rules_task {
+            let best = h
+                .task
+                .w
+                .iter()
+                .zip(&h.task.b)
+                .map(|(w, b)| dot(w, &f) + b)
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(i, _)| i);
+            if let Some(i) = best {
+                class.task = self.tasks[i];
+            }
+        }
+        let strong = f64::from(strong);
+        let difficulty = f64::from(dot(&h.difficulty.w, &f) + h.difficulty.b);
+        let size = difficulty + length_term(c, class.prompt_tokens);
+        class.complexity = if size >= h.complexity.high {
+            Complexity::High
+        } else if size >= h.complexity.medium {
+            Complexity::Medium
+        } else {
+            Complexity::Low
+        };
+        class.strong_score = (strong * 1000.0).round() / 1000.0;
+        class.signals.insert(0, "learned router");
+        class
+    }
+}
+
+/// Long prompts are bigger work whatever their difficulty.
+fn length_term(c: &Conversation<'_>, prompt_tokens: u32) -> f64 {
+    let tokens = if prompt_tokens > 0 {
+        prompt_tokens as usize
+    } else {
+        (c.last_user.len() + c.system.len() + c.earlier.len()) / 4
+    };
+    match tokens {
+        0..=300 => 0.0,
+        301..=1500 => 0.1,
+        _ => 0.2,
+    }
+}
+
+fn dot(w: &[f32], f: &[f32]) -> f32 {
+    w.iter().zip(f).map(|(a, b)| a * b).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_heads_match_the_features() {
+        let h: Heads = serde_json::from_str(HEADS).unwrap();
+        assert_eq!(h.features, FEATURES);
+        assert_eq!(h.strong.w.len(), FEATURES);
+        assert_eq!(h.task.labels.len(), 13);
+        assert!(h.complexity.medium < h.complexity.high);
+    }
+}
