@@ -123,6 +123,8 @@ pub fn build(
         total.baseline_cost = total.baseline_cost.saturating_add(g.baseline_cost);
         total.cache_hits += g.cache_hits;
         total.cache_saved = total.cache_saved.saturating_add(g.cache_saved);
+        total.scored += g.scored;
+        total.risk_milli += g.risk_milli;
     }
     Ok(Report {
         by: by.to_vec(),
@@ -183,7 +185,7 @@ const HEAD: [&str; 9] = [
     "savings_usd",
     "savings_pct",
     "cache_hit_pct",
-    "",
+    "quality_retained_pct",
 ];
 
 fn cells(g: &Group, exact: bool) -> Vec<String> {
@@ -208,7 +210,15 @@ fn cells(g: &Group, exact: bool) -> Vec<String> {
         sv,
         savings_pct(g),
         hit_rate(g),
+        quality_retained(g),
     ]
+}
+
+/// The router's estimated quality retained against the baseline, one
+/// decimal ("" without scored requests).
+pub fn quality_retained(g: &Group) -> String {
+    g.quality_retained_tenths()
+        .map_or_else(String::new, |t| format!("{}.{}", t / 10, t % 10))
 }
 
 impl Report {
@@ -228,7 +238,7 @@ impl Report {
         self.by
             .iter()
             .map(|d| d.name().to_string())
-            .chain(HEAD[..8].iter().map(|h| h.to_string()))
+            .chain(HEAD.iter().map(|h| h.to_string()))
             .collect()
     }
 
@@ -338,6 +348,7 @@ impl Report {
                 "savings_pct": savings_pct(g),
                 "cache_hits": g.cache_hits,
                 "cache_saved_usd": g.cache_saved.to_string(),
+                "quality_retained_pct": quality_retained(g),
             });
             for (d, k) in self.by.iter().zip(&g.keys) {
                 v[d.name()] = json!(k);

@@ -36,6 +36,8 @@ fn row(i: u64) -> Row {
         latency_ms: 40 + i,
         ttft_ms: if i % 2 == 0 { Some(10) } else { None },
         ending: "complete".into(),
+        strong_milli: if i % 4 == 0 { None } else { Some(300) },
+        risk_milli: if i % 3 == 0 { 0 } else { 300 },
     }
 }
 
@@ -73,6 +75,13 @@ fn exercise(target: LedgerTarget) {
     assert_eq!(
         total.cache_saved,
         Nanos(rows.iter().map(|r| r.saved.0).sum::<u64>())
+    );
+    assert_eq!(
+        (total.scored, total.risk_milli),
+        (
+            rows.iter().filter(|r| r.strong_milli.is_some()).count() as u64,
+            rows.iter().map(|r| r.risk_milli).sum::<u64>()
+        )
     );
     // Every grouping sums to the total, and each group is exact.
     for by in [

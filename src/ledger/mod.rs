@@ -55,6 +55,13 @@ pub struct Row {
     pub ttft_ms: Option<u64>,
     /// `complete`, `upstream_broke`, `client_gone`, `error`, `budget_cut`.
     pub ending: String,
+    /// The router's strong_score in thousandths; `None` when the request
+    /// was not classified (rejected before).
+    pub strong_milli: Option<u32>,
+    /// The expected quality lost against the baseline, in thousandths: the
+    /// strong_score when the gateway chose a model other than the baseline,
+    /// else 0. Reports turn it into "quality retained".
+    pub risk_milli: u64,
 }
 
 /// What a report groups by.
@@ -121,6 +128,22 @@ pub struct Group {
     pub cache_hits: u64,
     /// What the cache hits' answers cost when they were made.
     pub cache_saved: Nanos,
+    /// Rows with a strong_score, and the sum of their `risk_milli`.
+    pub scored: u64,
+    pub risk_milli: u64,
+}
+
+impl Group {
+    /// The router's estimate of the share of answers as good as the
+    /// baseline model's would have been, in tenths of a percent (`None`
+    /// with no scored rows).
+    pub fn quality_retained_tenths(&self) -> Option<u64> {
+        if self.scored == 0 {
+            return None;
+        }
+        let lost = self.risk_milli.min(self.scored * 1000);
+        Some(((self.scored * 1000 - lost) * 2 + self.scored).div_euclid(self.scored * 2))
+    }
 }
 
 /// Where rows are kept.
@@ -160,19 +183,28 @@ fn schema() -> &'static str {
         latency_ms BIGINT NOT NULL,
         ttft_ms BIGINT,
         ending TEXT NOT NULL,
-        saved_nanos BIGINT NOT NULL DEFAULT 0
+        saved_nanos BIGINT NOT NULL DEFAULT 0,
+        strong_milli INTEGER,
+        risk_milli BIGINT NOT NULL DEFAULT 0
     );
     CREATE INDEX IF NOT EXISTS tollgate_ledger_ts ON tollgate_ledger (ts)"
 }
 
-const COLUMNS: usize = 20;
+const COLUMNS: usize = 22;
+
+/// Columns added after the first release, for ledgers made before them.
+const ADDED: [(&str, &str); 3] = [
+    ("saved_nanos", "BIGINT NOT NULL DEFAULT 0"),
+    ("strong_milli", "INTEGER"),
+    ("risk_milli", "BIGINT NOT NULL DEFAULT 0"),
+];
 
 fn insert_sql(p: fn(usize) -> String) -> String {
     let params: Vec<String> = (1..=COLUMNS).map(p).collect();
     format!(
         "INSERT INTO tollgate_ledger (ts, day, request_id, key_id, team, task, complexity, route, \
          requested_model, model, prompt_tokens, completion_tokens, cost_nanos, baseline_nanos, \
-         cache, status, latency_ms, ttft_ms, ending, saved_nanos) VALUES ({})",
+         cache, status, latency_ms, ttft_ms, ending, saved_nanos, strong_milli, risk_milli) VALUES ({})",
         params.join(", ")
     )
 }
@@ -190,7 +222,9 @@ fn report_sql(q: &Query, p: fn(usize) -> String) -> String {
          CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT), \
          CAST(COALESCE(SUM(baseline_nanos), 0) AS BIGINT), \
          CAST(COALESCE(SUM(CASE WHEN cache = 'hit' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(saved_nanos), 0) AS BIGINT) \
+         CAST(COALESCE(SUM(saved_nanos), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN strong_milli IS NULL THEN 0 ELSE 1 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(risk_milli), 0) AS BIGINT) \
          FROM tollgate_ledger WHERE ts >= {} AND ts < {}{group}",
         p(1),
         p(2)
@@ -372,6 +406,8 @@ mod tests {
             latency_ms: 12,
             ttft_ms: Some(3),
             ending: "complete".into(),
+            strong_milli: Some(400),
+            risk_milli: if model == "gpt-4" { 0 } else { 400 },
         }
     }
 
@@ -395,5 +431,21 @@ mod tests {
             .unwrap();
         assert_eq!(total[0].requests, 1000);
         assert_eq!(total[0].cost, Nanos(7000));
+        assert_eq!((total[0].scored, total[0].risk_milli), (1000, 0));
+    }
+
+    #[test]
+    fn quality_retained_is_the_share_without_expected_loss() {
+        let g = |scored, risk_milli| Group {
+            scored,
+            risk_milli,
+            ..Group::default()
+        };
+        assert_eq!(g(0, 0).quality_retained_tenths(), None);
+        assert_eq!(g(4, 0).quality_retained_tenths(), Some(1000));
+        // Four requests, two sent to a weak model at strong_score 0.3: 85%.
+        assert_eq!(g(4, 600).quality_retained_tenths(), Some(850));
+        assert_eq!(g(3, 1000).quality_retained_tenths(), Some(667));
+        assert_eq!(g(1, 5000).quality_retained_tenths(), Some(0));
     }
 }

@@ -4,7 +4,7 @@
 
 use postgres::{Client, NoTls};
 
-use super::{insert_sql, report_sql, schema, to_i64, to_u64, Group, Query, Row, Store};
+use super::{insert_sql, report_sql, schema, to_i64, to_u64, Group, Query, Row, Store, ADDED};
 use crate::money::Nanos;
 
 pub struct Postgres {
@@ -22,9 +22,11 @@ impl Postgres {
         let mut client = Client::connect(url, NoTls)
             .map_err(|e| anyhow::anyhow!("connecting to the PostgreSQL ledger: {e}"))?;
         client.batch_execute(schema())?;
-        client.batch_execute(
-            "ALTER TABLE tollgate_ledger ADD COLUMN IF NOT EXISTS saved_nanos BIGINT NOT NULL DEFAULT 0",
-        )?;
+        for (name, ty) in ADDED {
+            client.batch_execute(&format!(
+                "ALTER TABLE tollgate_ledger ADD COLUMN IF NOT EXISTS {name} {ty}"
+            ))?;
+        }
         Ok(Postgres { client })
     }
 }
@@ -58,6 +60,8 @@ impl Store for Postgres {
                     &r.ttft_ms.map(to_i64),
                     &r.ending,
                     &to_i64(r.saved.0),
+                    &r.strong_milli.map(|v| i32::try_from(v).unwrap_or(i32::MAX)),
+                    &to_i64(r.risk_milli),
                 ],
             )?;
         }
@@ -85,6 +89,8 @@ impl Store for Postgres {
                 baseline_cost: Nanos(to_u64(r.try_get(n + 4)?)),
                 cache_hits: to_u64(r.try_get(n + 5)?),
                 cache_saved: Nanos(to_u64(r.try_get(n + 6)?)),
+                scored: to_u64(r.try_get(n + 7)?),
+                risk_milli: to_u64(r.try_get(n + 8)?),
             });
         }
         out.retain(|g| g.requests > 0);

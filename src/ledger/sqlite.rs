@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection};
 
-use super::{insert_sql, report_sql, schema, to_i64, to_u64, Group, Query, Row, Store};
+use super::{insert_sql, report_sql, schema, to_i64, to_u64, Group, Query, Row, Store, ADDED};
 use crate::money::Nanos;
 
 pub struct Sqlite {
@@ -22,14 +22,16 @@ impl Sqlite {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(schema())?;
-        // Ledgers made before `saved_nanos` existed get the column.
-        let has_saved = conn
-            .prepare("SELECT saved_nanos FROM tollgate_ledger LIMIT 0")
-            .is_ok();
-        if !has_saved {
-            conn.execute_batch(
-                "ALTER TABLE tollgate_ledger ADD COLUMN saved_nanos BIGINT NOT NULL DEFAULT 0",
-            )?;
+        // Ledgers made before a column existed get it.
+        for (name, ty) in ADDED {
+            let has = conn
+                .prepare(&format!("SELECT {name} FROM tollgate_ledger LIMIT 0"))
+                .is_ok();
+            if !has {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE tollgate_ledger ADD COLUMN {name} {ty}"
+                ))?;
+            }
         }
         Ok(Sqlite { conn })
     }
@@ -62,6 +64,8 @@ impl Store for Sqlite {
                     r.ttft_ms.map(to_i64),
                     r.ending,
                     to_i64(r.saved.0),
+                    r.strong_milli,
+                    to_i64(r.risk_milli),
                 ])?;
             }
         }
@@ -86,6 +90,8 @@ impl Store for Sqlite {
                 baseline_cost: Nanos(to_u64(r.get(n + 4)?)),
                 cache_hits: to_u64(r.get(n + 5)?),
                 cache_saved: Nanos(to_u64(r.get(n + 6)?)),
+                scored: to_u64(r.get(n + 7)?),
+                risk_milli: to_u64(r.get(n + 8)?),
             })
         })?;
         let mut out = Vec::new();

@@ -79,6 +79,8 @@ impl Tab {
             latency_ms: 0,
             ttft_ms: None,
             ending: String::new(),
+            strong_milli: None,
+            risk_milli: 0,
         };
         Tab(Arc::new(Mutex::new(Account {
             gw: gw.clone(),
@@ -105,6 +107,7 @@ impl Tab {
         self.with(|a| {
             a.row.task = class.task.to_string();
             a.row.complexity = class.complexity.to_string();
+            a.row.strong_milli = Some((class.strong_score.clamp(0.0, 1.0) * 1000.0).round() as u32);
             a.prompt_estimate = prompt_tokens;
         });
     }
@@ -399,6 +402,13 @@ impl Account {
         if let Some(id) = self.model {
             r.model = gw.model_names[id].to_string();
         }
+        // The gateway chose a model other than the baseline: the router
+        // expects to lose what its strong_score says.
+        let chosen = !r.model.is_empty() && r.model != r.requested_model;
+        r.risk_milli = match r.strong_milli {
+            Some(s) if chosen && r.model != gw.policy.baseline.name => u64::from(s),
+            _ => 0,
+        };
         r.prompt_tokens = usage.prompt_tokens;
         r.completion_tokens = usage.completion_tokens;
         r.cost = cost;

@@ -119,6 +119,7 @@ fn kpis(html: &mut String, t: &Group, baseline: &str) {
 <div class="kpi"><b>{}</b><span>requests</span></div>
 <div class="kpi"><b>{}</b><span>tokens in / out</span></div>
 <div class="kpi"><b>{hit:.1}%</b><span>cache hits</span></div>
+<div class="kpi"><b>{}</b><span>quality retained vs {} (router's estimate)</span></div>
 </div></section>"#,
         money(t.cost),
         money(t.baseline_cost),
@@ -132,6 +133,11 @@ fn kpis(html: &mut String, t: &Group, baseline: &str) {
         },
         t.requests,
         format_args!("{} / {}", t.prompt_tokens, t.completion_tokens),
+        match crate::report::quality_retained(t).as_str() {
+            "" => "–".to_string(),
+            q => format!("{q}%"),
+        },
+        esc(baseline),
     );
 }
 
