@@ -27,3 +27,12 @@ url_from() {
   done
   echo "error: nothing listening, see $1:" >&2; cat "$1" >&2; return 1
 }
+
+# start_fake DIR: builds nothing; starts the fake upstream (logging to
+# DIR/fake.out), adds it to the processes stopped on exit, and sets
+# $upstream to its URL.
+start_fake() {
+  "$BIN/examples/fake_openai" --listen 127.0.0.1:0 > "$1/fake.out" 2>&1 &
+  pids+=($!)
+  upstream=$(url_from "$1/fake.out")
+}

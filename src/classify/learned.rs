@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::embed::{Embedder, DIM};
+use super::embed::{bounded_text, Embedder, DIM};
 use super::{rules, Class, Complexity, Conversation, Task};
 
 /// The shipped heads (written by `scripts/train-router`).
@@ -124,11 +124,22 @@ impl Router {
     /// answer it includes. `scripts/train-router` gets its training
     /// features from here (`tollgate route features`), so training and
     /// serving compute them the same way.
+    ///
+    /// Everything here reads at most the head and tail of the last user
+    /// message (`embed::bounded_text`), so the cost is bounded whatever
+    /// the prompt's length.
     pub fn features(&self, c: &Conversation<'_>) -> (Vec<f32>, Class, f32) {
-        let rules = rules::classify(c);
+        let text = bounded_text(c.last_user);
+        let (system, earlier) = (bounded_text(c.system), bounded_text(c.earlier));
+        let rules = rules::classify(&Conversation {
+            last_user: &text,
+            system: &system,
+            earlier: &earlier,
+            ..*c
+        });
         let emb = self.embedder.embed(c.last_user);
         let (mut chars, mut cjk, mut digits) = (0usize, 0usize, 0usize);
-        for ch in c.last_user.chars() {
+        for ch in text.chars() {
             chars += 1;
             cjk += usize::from(('\u{4e00}'..='\u{9fff}').contains(&ch));
             digits += usize::from(ch.is_ascii_digit());
@@ -141,7 +152,7 @@ impl Router {
         f.push(rules.strong_score as f32);
         f.push(rules.constraints.min(6) as f32 / 6.0);
         f.push(cjk_share);
-        f.push(f32::from(u8::from(c.last_user.contains("```"))));
+        f.push(f32::from(u8::from(text.contains("```"))));
         f.push((digits as f32 / chars * 10.0).min(1.0));
         f.extend(
             Task::ALL

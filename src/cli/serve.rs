@@ -56,7 +56,15 @@ fn load_router(dir: &std::path::Path) -> anyhow::Result<Option<Arc<crate::classi
         return Ok(None);
     }
     let started = std::time::Instant::now();
-    match crate::classify::load_router(dir) {
+    // On a thread of its own: the loader's temporary buffers (the parsed
+    // tokenizer JSON) go back to the OS with that thread's heap.
+    let load = {
+        let dir = dir.to_path_buf();
+        std::thread::spawn(move || crate::classify::load_router(&dir))
+            .join()
+            .map_err(|_| anyhow::anyhow!("loading the learned router panicked"))?
+    };
+    match load {
         RouterLoad::Loaded(r) => {
             tracing::info!(dir = %dir.display(), took = ?started.elapsed(), "learned router loaded");
             Ok(Some(Arc::from(r)))
