@@ -37,6 +37,19 @@ pub enum RouteError {
     NoRoute,
 }
 
+/// Whether a request for `requested` is routed by the policy's routes (an
+/// alias, or a model some route names in `when.model`) rather than sent
+/// straight to that model. Only routed requests need the learned router.
+pub fn is_routed(policy: &Policy, requested: &str) -> bool {
+    policy.aliases.contains_key(requested)
+        || policy.routes.iter().any(|r| {
+            r.when
+                .model
+                .as_ref()
+                .is_some_and(|names| names.iter().any(|n| n == requested))
+        })
+}
+
 pub fn route(policy: &Policy, requested: &str, facts: &Facts) -> Result<RouteDecision, RouteError> {
     let is_alias = policy.aliases.contains_key(requested);
     let concrete = policy.model_ids.get(requested).copied();
@@ -165,6 +178,15 @@ routes:
             route(&p, "auto", &Facts::default()).unwrap().rule,
             "default"
         );
+    }
+
+    #[test]
+    fn only_aliases_and_models_a_route_names_are_routed() {
+        let p = policy();
+        assert!(is_routed(&p, "auto"));
+        assert!(is_routed(&p, "big"), "pin-big names it");
+        assert!(!is_routed(&p, "small"));
+        assert!(!is_routed(&p, "unknown"));
     }
 
     #[test]

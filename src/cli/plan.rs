@@ -110,7 +110,11 @@ pub fn plan(
     line: &str,
 ) -> Result<Plan, String> {
     let (id, chat) = parse_input(line, model)?;
-    let class = class_of(&chat, router);
+    // As the gateway does: only routed requests ask the learned router.
+    let class = class_of(
+        &chat,
+        router.filter(|_| crate::route::is_routed(policy, model)),
+    );
     let facts = Facts {
         task: Some(class.task),
         complexity: Some(class.complexity),

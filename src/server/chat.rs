@@ -29,7 +29,7 @@ use crate::gateway::{Backend, Gateway};
 use crate::money::Nanos;
 use crate::policy::{ModelId, OnExhausted};
 use crate::request::ChatRequest;
-use crate::route::{route, Facts, RouteDecision, RouteError};
+use crate::route::{is_routed, route, Facts, RouteDecision, RouteError};
 use crate::state::cache::{self, Directive, Entry};
 use crate::state::limits::Subject as LimitSubject;
 use crate::upstream::{Failure, Reply, RetryReason};
@@ -117,7 +117,10 @@ async fn handle(
     }
     let prompt_tokens = tokens::count_chat(chat.messages());
     let texts = Texts::of(&chat);
-    let class = classify_with(gw.router(), &texts.conversation(&chat, prompt_tokens));
+    // A request that goes straight to the model it names has no routing
+    // decision to make: the keyword classifier fills the ledger's fields.
+    let router = gw.router().filter(|_| is_routed(&gw.policy, &chat.model));
+    let class = classify_with(router, &texts.conversation(&chat, prompt_tokens));
     tab.classified(&class, prompt_tokens);
     let mut limits = shared::admit(
         gw,
