@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Gateway overhead, measured in one run: the fake OpenAI upstream
-# (examples/fake_openai.rs) straight, and the same upstream through tollgate.
+# (examples/fake_openai.rs) straight, through a bare nginx reverse proxy
+# (the floor: one proxy hop with keep-alive to the upstream, nothing else),
+# and through tollgate.
 #
 #   bench/overhead.sh                 # 10 s per scenario
 #   DURATION=30 bench/overhead.sh
@@ -9,9 +11,9 @@
 #   max RPS   closed loop, $CONNS connections (default 64)
 #   fixed     open loop at $RATE requests/s (default 2000), $CONNS connections,
 #             oha --latency-correction, so p50/p99 include queueing
-# Prints a table with the added latency (tollgate − direct) and tollgate's
+# Prints a table with the added latency (proxy − direct) and each proxy's
 # CPU time per request. Needs oha (installed into ~/.cache/tollgate/tools
-# with cargo if missing).
+# with cargo if missing) and nginx (Debian's package, installed if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +28,14 @@ if [ ! -x "$OHA" ]; then
   cargo install --locked --no-default-features --features native-tls --root "$TOOLS" --version 1.16.0 oha
   OHA="$TOOLS/bin/oha"
 fi
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+if [ ! -x "$NGINX" ]; then
+  echo "nginx not found: installing Debian's nginx"
+  as_root=""; [ "$(id -u)" = 0 ] || as_root=sudo
+  $as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq nginx > /dev/null
+  NGINX=/usr/sbin/nginx
+fi
 . scripts/lib.sh
 build_binaries
 tmp=$(mktemp -d)
@@ -34,6 +44,41 @@ tmp=$(mktemp -d)
 up_pid=$!
 pids+=($up_pid)
 upstream=$(url_from "$tmp/fake.out")
+
+# The floor: nginx as a bare reverse proxy, as many workers as tollgate has
+# threads (one per core), keep-alive to the upstream, no access log.
+nginx_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$tmp/nginx"
+cat > "$tmp/nginx.conf" <<NGINX
+user $(id -un);
+worker_processes $(nproc);
+daemon off;
+pid $tmp/nginx/nginx.pid;
+error_log $tmp/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $tmp/nginx/body;
+  proxy_temp_path $tmp/nginx/proxy;
+  fastcgi_temp_path $tmp/nginx/fastcgi;
+  uwsgi_temp_path $tmp/nginx/uwsgi;
+  scgi_temp_path $tmp/nginx/scgi;
+  upstream fake { server ${upstream#http://}; keepalive 128; }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / {
+      proxy_pass http://fake;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+NGINX
+"$NGINX" -c "$tmp/nginx.conf" -p "$tmp/nginx" 2> "$tmp/nginx/stderr" &
+nginx_pid=$!
+pids+=($nginx_pid)
+floor=http://127.0.0.1:$nginx_port
+for _ in $(seq 1 50); do curl -s -o /dev/null "$floor/" && break; sleep 0.1; done
 "$BIN/tollgate" key new --id bench --team bench > "$tmp/key.out"
 key=$(sed -n 's/^key:  //p' "$tmp/key.out")
 cat > "$tmp/policy.yaml" <<YAML
@@ -52,25 +97,33 @@ pids+=($tg_pid)
 gateway=$(url_from "$tmp/tg.out")
 
 body='{"model":"gpt-3.5-turbo","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in one short sentence."}],"max_tokens":32}'
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU ticks of a process and its children (nginx's workers).
+cpu_ticks() {
+  local total=0 p
+  for p in $1 $(pgrep -P "$1" || true); do
+    total=$(( total + $(awk '{print $14 + $15}' "/proc/$p/stat") ))
+  done
+  echo $total
+}
 
-run() { # run LABEL URL KEY SCENARIO
-  local label=$1 url=$2 k=$3 sc=$4 load
+run() { # run LABEL URL KEY SCENARIO PID (the proxy whose CPU is counted)
+  local label=$1 url=$2 k=$3 sc=$4 proxy_pid=$5 load
   if [ "$sc" = max ]; then load=(-c "$CONNS"); else load=(-c "$CONNS" -q "$RATE" --latency-correction); fi
   "$OHA" --no-tui -z 2s -c 16 -m POST -H "authorization: Bearer $k" -H 'content-type: application/json' \
     -d "$body" "$url/v1/chat/completions" > /dev/null 2>&1 || true
-  local before up_before; before=$(cpu_ticks "$tg_pid"); up_before=$(cpu_ticks "$up_pid")
+  local before up_before; before=$(cpu_ticks "$proxy_pid"); up_before=$(cpu_ticks "$up_pid")
   "$OHA" --no-tui --output-format json -o "$tmp/$label-$sc.json" -z "${DURATION}s" "${load[@]}" -m POST \
     -H "authorization: Bearer $k" -H 'content-type: application/json' -d "$body" "$url/v1/chat/completions" \
     > /dev/null 2> "$tmp/oha.err"
-  echo "$(( $(cpu_ticks "$tg_pid") - before ))" > "$tmp/$label-$sc.cpu"
+  echo "$(( $(cpu_ticks "$proxy_pid") - before ))" > "$tmp/$label-$sc.cpu"
   echo "$(( $(cpu_ticks "$up_pid") - up_before ))" > "$tmp/$label-$sc.upcpu"
 }
 
-echo "oha $("$OHA" --version | awk '{print $2}'); ${DURATION}s per scenario; $(nproc) cores; $(uname -m)"
+echo "oha $("$OHA" --version | awk '{print $2}'); $("$NGINX" -v 2>&1 | sed 's/.*: //'); ${DURATION}s per scenario; $(nproc) cores; $(uname -m)"
 for sc in max fixed; do
-  run direct "$upstream" upstream-secret "$sc"
-  run tollgate "$gateway" "$key" "$sc"
+  run direct "$upstream" upstream-secret "$sc" "$up_pid"
+  run nginx "$floor" upstream-secret "$sc" "$nginx_pid"
+  run tollgate "$gateway" "$key" "$sc" "$tg_pid"
 done
 
 python3 - "$tmp" "$RATE" "$CONNS" "$(getconf CLK_TCK)" <<'PY'
@@ -86,16 +139,20 @@ def load(label, sc):
     up = int(open(f"{tmp}/{label}-{sc}.upcpu").read()) / hz
     return {"rps": s["requestsPerSec"], "p50": lat["p50"] * 1e6, "p99": lat["p99"] * 1e6,
             "ok": 100.0 * ok / total, "cpu_us": 1e6 * cpu / max(ok, 1), "up_us": 1e6 * up / max(ok, 1)}
-rows = {(l, sc): load(l, sc) for l in ("direct", "tollgate") for sc in ("max", "fixed")}
-print(f"\n| scenario | target | ok % | RPS | p50 µs | p99 µs | tollgate CPU µs/req | upstream CPU µs/req |")
+labels = ("direct", "nginx", "tollgate")
+rows = {(l, sc): load(l, sc) for l in labels for sc in ("max", "fixed")}
+print(f"\n| scenario | target | ok % | RPS | p50 µs | p99 µs | proxy CPU µs/req | upstream CPU µs/req |")
 print("|---|---|---|---|---|---|---|---|")
 for sc, name in (("max", f"max RPS, {conns} conns"), ("fixed", f"{rate} RPS fixed, {conns} conns")):
-    for l in ("direct", "tollgate"):
+    for l in labels:
         r = rows[(l, sc)]
-        cpu = f"{r['cpu_us']:.0f}" if l == "tollgate" else ""
+        cpu = f"{r['cpu_us']:.0f}" if l != "direct" else ""
         print(f"| {name} | {l} | {r['ok']:.2f} | {r['rps']:.0f} | {r['p50']:.0f} | {r['p99']:.0f} | {cpu} | {r['up_us']:.0f} |")
-d, t = rows[("direct", "fixed")], rows[("tollgate", "fixed")]
-m = rows[("tollgate", "max")]["rps"] / rows[("direct", "max")]["rps"]
-print(f"\nadded latency at {rate} RPS: p50 +{t['p50'] - d['p50']:.0f} µs, p99 +{t['p99'] - d['p99']:.0f} µs; "
-      f"max RPS through tollgate = {100 * m:.0f}% of direct")
+d = rows[("direct", "fixed")]
+print()
+for l in ("nginx", "tollgate"):
+    t = rows[(l, "fixed")]
+    m = rows[(l, "max")]["rps"] / rows[("direct", "max")]["rps"]
+    print(f"{l}: added latency at {rate} RPS p50 +{t['p50'] - d['p50']:.0f} µs, p99 +{t['p99'] - d['p99']:.0f} µs; "
+          f"CPU {t['cpu_us']:.0f} µs/req; max RPS {100 * m:.0f}% of direct")
 PY
