@@ -336,7 +336,7 @@ impl Generation {
         if self.stream {
             self.out
                 .ready
-                .push_back(frame(&ApiError::bad_gateway().body()));
+                .push_back(crate::upstream::sse::error_frame(&ApiError::bad_gateway()));
         }
         self.error = Some(why);
         self.out.ending = Some(Ending::UpstreamBroke);

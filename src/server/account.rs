@@ -272,8 +272,7 @@ impl Tab {
                         None,
                     )
                     .code("budget_exceeded");
-                        let body = serde_json::to_vec(&err.body()).unwrap_or_default();
-                        return Some((crate::upstream::sse::frame(&body), (s, sent, true)));
+                        return Some((crate::upstream::sse::error_frame(&err), (s, sent, true)));
                     }
                     Some((frame, (s, sent + more, false)))
                 }

@@ -21,7 +21,7 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::sse::{frame, SseParser};
+use super::sse::{error_frame, frame, SseParser};
 use super::{into_sse, Ending, Failure, OnFinish, Outbox, Pull, Reply, RetryReason, Usage};
 use crate::error::{ApiError, Cause};
 use crate::secret::Secret;
@@ -219,10 +219,9 @@ impl Relay {
     async fn pull_next(&mut self) {
         let Ok(next) = tokio::time::timeout_at(self.deadline, self.upstream.next()).await else {
             tracing::warn!("upstream stream ran past the provider's total_timeout");
-            let err = ApiError::gateway_timeout();
             self.out
                 .ready
-                .push_back(frame(&serde_json::to_vec(&err.body()).unwrap_or_default()));
+                .push_back(error_frame(&ApiError::gateway_timeout()));
             self.out.ending = Some(Ending::UpstreamBroke);
             return;
         };
@@ -249,10 +248,9 @@ impl Relay {
     }
 
     fn broke(&mut self) {
-        let err = ApiError::bad_gateway();
         self.out
             .ready
-            .push_back(frame(&serde_json::to_vec(&err.body()).unwrap_or_default()));
+            .push_back(error_frame(&ApiError::bad_gateway()));
         self.out.ending = Some(Ending::UpstreamBroke);
     }
 

@@ -13,6 +13,13 @@ pub fn frame(data: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// An OpenAI-shaped error as one SSE event: how a stream whose headers
+/// are already sent reports that it ended badly. The one place these
+/// frames are built.
+pub fn error_frame(err: &crate::error::ApiError) -> Bytes {
+    frame(&serde_json::to_vec(&err.body()).unwrap_or_default())
+}
+
 #[derive(Debug, Default)]
 pub struct SseParser {
     buf: Vec<u8>,
