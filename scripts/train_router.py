@@ -259,7 +259,6 @@ def main():
     # RouterDC ("hard for 7B models") is scored as a variant below and not
     # shipped: it lowered held-out APGR. It holds ARC-Challenge and MBPP
     # too, so those files leave with the RouterBench slice they overlap.
-    use_dc = False
     overlap = {"routerbench/arc-challenge": ("arc_challenge",), "routerbench/mbpp": ("mbpp",)}
 
     def strong_training(exclude_source):
@@ -292,12 +291,10 @@ def main():
     # Leave-one-source-out predictions for every scored source.
     eval_rows = strong_rows  # every source is scored, permissive or not
     loso = np.zeros(len(eval_rows))
-    chosen = {}
     for src in sorted(set(r["source"] for r in eval_rows)):
         tr = strong_training(src)
         X, y, g = xy(tr)
         a = choose_alpha(X, y, g, lambda p: pair_apgr(tr, p))
-        chosen[src] = a
         w, b = fit_ridge(X, y, a)
         idx = [i for i, r in enumerate(eval_rows) if r["source"] == src]
         loso[idx] = np.array([F[eval_rows[i]["id"]] for i in idx]) @ w + b
@@ -517,8 +514,8 @@ def main():
     lines.append("| source | where | licence | used for |\n|---|---|---|---|")
     used = {"alpacaeval": "strong_score (difficulty: 1 − mean win over 52 models)",
             "routerbench": "strong_score (difficulty: 1 − mean score over 11 models)",
-            "routerdc": ("strong_score (7B failure rate); task labels (code, math)" if use_dc
-                         else "task labels (code, math from MBPP, GSM8K train, MATH)"),
+            "routerdc": "task labels (code, math from MBPP, GSM8K train, MATH); scored as a "
+                        "strong_score variant, not shipped",
             "wizardlm": "task", "belle": "task", "humaneval": "task", "vicuna": "task",
             "gsm8k": "task evaluation only (test split: never trained on)"}
     for k, (where, lic) in SOURCES.items():
@@ -574,7 +571,7 @@ def main():
                 row_for(src, idx, pair)
     lines.append("\nAlpacaEval's LOSO row pools the five datasets, each scored by a head trained "
                  "without it (and with the other four). RouterBench slices are scored without that "
-                 "slice" + (" and without the RouterDC file holding the same questions." if use_dc else ".")
+                 "slice."
                  + " For gpt4 vs llama-2-70b-chat-hf only the pooled row is given: within one dataset the two differ on a handful of prompts, and PGR divides by that gap. RouterBench prompts are embedded from the question alone (the five-shot prefix "
                  "is the same for every item).\n")
     lines.append("Choices made on whole held-out sources (LOSO APGR on the reference pairs, "

@@ -397,6 +397,14 @@ async fn shipped_default(cloud: &Fake) -> (String, Arc<Gateway>) {
     (format!("http://{}", serve(gw.clone()).await), gw)
 }
 
+fn strong_score(h: &reqwest::header::HeaderMap) -> f64 {
+    h["x-tollgate-strong-score"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_policy_sends_hard_code_to_gpt4_and_greetings_to_the_local_model() {
     let _g = serial().await;
@@ -452,11 +460,7 @@ async fn the_shipped_policy_sends_hard_code_to_gpt4_and_greetings_to_the_local_m
     let h = res.headers().clone();
     assert_eq!(h["x-tollgate-model"], "gpt-4");
     assert_eq!(h["x-tollgate-route"], "strong");
-    let score: f64 = h["x-tollgate-strong-score"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let score = strong_score(&h);
     assert!(score >= 0.32, "{score}");
     let reason = h["x-tollgate-reason"].to_str().unwrap();
     assert!(
@@ -469,11 +473,7 @@ async fn the_shipped_policy_sends_hard_code_to_gpt4_and_greetings_to_the_local_m
     let h = res.headers().clone();
     assert_eq!(h["x-tollgate-model"], "smollm2-135m");
     assert_eq!(h["x-tollgate-route"], "local-first");
-    let score: f64 = h["x-tollgate-strong-score"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let score = strong_score(&h);
     assert!(score < 0.26, "{score}");
     assert_eq!(
         cloud.hits(),

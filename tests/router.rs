@@ -162,35 +162,31 @@ fn missing_files_leave_the_keyword_classifier_and_say_which() {
     }
 }
 
+/// The reason `load_router` gives for unusable files in `d`.
+fn broken(d: &Path) -> String {
+    match load_router(d) {
+        RouterLoad::Broken(m) => m,
+        _ => panic!("expected Broken"),
+    }
+}
+
 #[test]
 fn corrupt_files_are_a_clear_error() {
     let d = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        dir().join("tokenizer.json"),
+    let (tokenizer, table) = (
         d.path().join("tokenizer.json"),
-    )
-    .unwrap();
-    std::fs::write(d.path().join("l2_supercat_256.safetensors"), b"not a table").unwrap();
-    match load_router(d.path()) {
-        RouterLoad::Broken(m) => assert!(m.contains("not a safetensors file"), "{m}"),
-        _ => panic!("expected Broken"),
-    }
+        d.path().join("l2_supercat_256.safetensors"),
+    );
+    std::fs::copy(dir().join("tokenizer.json"), &tokenizer).unwrap();
+    std::fs::write(&table, b"not a table").unwrap();
+    let m = broken(d.path());
+    assert!(m.contains("not a safetensors file"), "{m}");
     // A real table cut short.
-    let table = std::fs::read(dir().join("l2_supercat_256.safetensors")).unwrap();
-    std::fs::write(
-        d.path().join("l2_supercat_256.safetensors"),
-        &table[..table.len() / 2],
-    )
-    .unwrap();
-    assert!(matches!(load_router(d.path()), RouterLoad::Broken(_)));
-    std::fs::copy(
-        dir().join("l2_supercat_256.safetensors"),
-        d.path().join("l2_supercat_256.safetensors"),
-    )
-    .unwrap();
-    std::fs::write(d.path().join("tokenizer.json"), b"{").unwrap();
-    match load_router(d.path()) {
-        RouterLoad::Broken(m) => assert!(m.contains("not a tokenizer.json"), "{m}"),
-        _ => panic!("expected Broken"),
-    }
+    let real = std::fs::read(dir().join("l2_supercat_256.safetensors")).unwrap();
+    std::fs::write(&table, &real[..real.len() / 2]).unwrap();
+    broken(d.path());
+    std::fs::write(&table, &real).unwrap();
+    std::fs::write(&tokenizer, b"{").unwrap();
+    let m = broken(d.path());
+    assert!(m.contains("not a tokenizer.json"), "{m}");
 }

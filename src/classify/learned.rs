@@ -116,10 +116,6 @@ impl Router {
         PathBuf::from("models/wordllama")
     }
 
-    pub fn embedder(&self) -> &Embedder {
-        &self.embedder
-    }
-
     /// The feature vector the heads read, and the keyword classifier's
     /// answer it includes. `scripts/train-router` gets its training
     /// features from here (`tollgate route features`), so training and
