@@ -13,14 +13,13 @@ use std::sync::atomic::AtomicU64;
 
 use tokio_util::task::TaskTracker;
 
-use crate::budget::{BudgetStore, Budgets};
 use crate::clock::{period_bounds, Clock};
 use crate::ledger::{Dim, Ledger, Query};
-use crate::policy::{LedgerTarget, Policy, ProviderKind, Scope, Target};
-use crate::state::cache::Cache;
-use crate::state::limits::Limits;
-use crate::state::redis_budgets::RedisBudgets;
-use crate::state::Redis;
+use crate::policy::{LedgerTarget, Policy, ProviderKind, Scope};
+use crate::state::budgets::{BudgetGuard, Budgets, MemoryBudgets, RedisBudgets};
+use crate::state::cache::{MemoryCache, RedisCache, ResponseCache};
+use crate::state::limits::{LimitGuard, MemoryLimits, RateLimits, RedisLimits};
+use crate::state::{Outages, Redis};
 use crate::upstream::openai::OpenAiUpstream;
 
 pub enum Backend {
@@ -57,10 +56,10 @@ pub struct Gateway {
     pub model_names: Vec<Arc<str>>,
     pub anonymous: bool,
     pub clock: Clock,
-    pub budgets: Arc<BudgetStore>,
-    pub limits: Arc<Limits>,
+    pub budgets: Arc<BudgetGuard>,
+    pub limits: Arc<LimitGuard>,
     /// `None` without `cache:` in the policy.
-    pub cache: Option<Arc<Cache>>,
+    pub cache: Option<Arc<dyn ResponseCache>>,
     /// `Some` with `state: redis://…`.
     pub redis: Option<Arc<Redis>>,
     /// `None` with `ledger: none`.
@@ -87,10 +86,8 @@ pub struct Counters {
     pub rate_limited: AtomicU64,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
-    /// Requests admitted unchecked because Redis was down (`fail_open`).
-    pub unchecked: AtomicU64,
-    /// Requests refused because Redis was down (fail closed).
-    pub state_unavailable: AtomicU64,
+    /// Requests admitted unchecked or refused because Redis was down.
+    pub outages: Outages,
 }
 
 #[derive(Clone, Default)]
@@ -209,38 +206,40 @@ impl Gateway {
                 if let Some(l) = &ledger {
                     l.flush(std::time::Duration::from_secs(5));
                 }
-                let local = Budgets::new(policy.budgets.clone(), opts.clock.clone());
-                Arc::new(match &redis {
+                let defs = policy.budgets.clone();
+                let store: Arc<dyn Budgets> = match &redis {
                     None => {
-                        seed_budgets(&local, &policy.ledger, &opts.clock);
-                        BudgetStore::Memory(local)
+                        let m = MemoryBudgets::new(defs.clone(), opts.clock.clone());
+                        seed_budgets(&m, &defs, &policy.ledger, &opts.clock);
+                        Arc::new(m)
                     }
-                    Some(r) => BudgetStore::Redis {
-                        redis: RedisBudgets::new(
-                            policy.budgets.clone(),
-                            opts.clock.clone(),
-                            r.clone(),
-                        ),
-                        local,
-                        fail_open: policy.state.fail_open,
-                    },
-                })
+                    Some(r) => Arc::new(RedisBudgets::new(
+                        defs.clone(),
+                        opts.clock.clone(),
+                        r.clone(),
+                    )),
+                };
+                Arc::new(BudgetGuard::new(defs, opts.clock.clone(), store))
             }
         };
         let limits = match same_state.filter(|p| p.policy.rate_limits == policy.rate_limits) {
             Some(p) => p.limits.clone(),
-            None => Arc::new(match &redis {
-                None => Limits::memory(policy.rate_limits.clone()),
-                Some(r) => Limits::redis(policy.rate_limits.clone(), r.clone()),
-            }),
+            None => {
+                let defs = policy.rate_limits.clone();
+                let store: Arc<dyn RateLimits> = match &redis {
+                    None => Arc::new(MemoryLimits::new(defs.clone())),
+                    Some(r) => Arc::new(RedisLimits::new(defs.clone(), r.clone())),
+                };
+                Arc::new(LimitGuard::new(defs, store))
+            }
         };
         let cache = match same_state.filter(|p| p.policy.cache == policy.cache) {
             Some(p) => p.cache.clone(),
-            None => policy.cache.map(|c| {
-                Arc::new(match &redis {
-                    None => Cache::memory(c),
-                    Some(r) => Cache::redis(c, r.clone()),
-                })
+            None => policy.cache.map(|c| -> Arc<dyn ResponseCache> {
+                match &redis {
+                    None => Arc::new(MemoryCache::new(c)),
+                    Some(r) => Arc::new(RedisCache::new(c, r.clone())),
+                }
             }),
         };
         let breakers = model_names
@@ -333,8 +332,13 @@ impl Gateway {
 /// Loads what the ledger already holds for each budget's current period,
 /// so a restart does not hand out a fresh budget. A ledger that cannot be
 /// read is logged and the budgets start empty.
-fn seed_budgets(budgets: &Budgets, target: &LedgerTarget, clock: &Clock) {
-    if budgets.is_empty() {
+fn seed_budgets(
+    budgets: &MemoryBudgets,
+    defs: &[crate::policy::Budget],
+    target: &LedgerTarget,
+    clock: &Clock,
+) {
+    if defs.is_empty() {
         return;
     }
     let mut store = match crate::ledger::open(target) {
@@ -346,13 +350,13 @@ fn seed_budgets(budgets: &Budgets, target: &LedgerTarget, clock: &Clock) {
         }
     };
     let now = clock.now();
-    for (i, b) in budgets.defs().iter().enumerate() {
+    for (i, b) in defs.iter().enumerate() {
         let (from, _) = period_bounds(b.period, now);
-        let (dim, only) = match &b.scope {
-            Scope::Global => (None, None),
-            Scope::Key(t) => (Some(Dim::Key), Some(t)),
-            Scope::Team(t) => (Some(Dim::Team), Some(t)),
-            Scope::Model(t) => (Some(Dim::Model), Some(t)),
+        let dim = match &b.scope {
+            Scope::Global => None,
+            Scope::Key(_) => Some(Dim::Key),
+            Scope::Team(_) => Some(Dim::Team),
+            Scope::Model(_) => Some(Dim::Model),
         };
         let q = Query {
             from,
@@ -362,13 +366,14 @@ fn seed_budgets(budgets: &Budgets, target: &LedgerTarget, clock: &Clock) {
         match store.report(&q) {
             Ok(groups) => {
                 for g in groups {
-                    let subject = g.keys.first().cloned().unwrap_or_default();
-                    let wanted = match only {
-                        None | Some(Target::Each) => true,
-                        Some(Target::One(n)) => *n == subject,
+                    let value = g.keys.first().map_or("", String::as_str);
+                    let who = crate::policy::Subject {
+                        key: value,
+                        team: value,
+                        model: Some(value),
                     };
-                    if wanted {
-                        budgets.seed(i, &subject, g.cost);
+                    if let Some(subject) = b.scope.subject(who) {
+                        budgets.seed(i, subject, g.cost);
                     }
                 }
             }

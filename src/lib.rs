@@ -1,10 +1,9 @@
 //! tollgate: a cost-aware model routing gateway with an OpenAI-compatible API.
 //!
-//! The request path (see `server` for the stack): auth → parse
-//! (`request`) → route (`route`, driven by `policy`) → engine (`upstream`)
-//! → accounting. `docs/architecture.md` has the whole picture.
+//! The request path (`server::chat`): authenticate → parse → admit →
+//! classify → route → cache → dispatch → settle. `docs/architecture.md`
+//! has the whole picture.
 
-pub mod budget;
 pub mod circuit;
 pub mod classify;
 pub mod cli;

@@ -9,7 +9,22 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+/// A request the gateway cannot accept: what is wrong and which field
+/// (`server::chat` maps it to a 400 `invalid_request_error`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub message: String,
+    pub param: Option<String>,
+}
+
+impl Invalid {
+    pub fn new(message: impl Into<String>, param: Option<&str>) -> Invalid {
+        Invalid {
+            message: message.into(),
+            param: param.map(str::to_string),
+        }
+    }
+}
 
 const ROLES: &[&str] = &[
     "system",
@@ -36,9 +51,9 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
-    pub fn parse(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
+    pub fn parse(bytes: &[u8]) -> Result<ChatRequest, Invalid> {
         let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-            ApiError::invalid_request(
+            Invalid::new(
                 format!(
                     "We could not parse the JSON body of your request: {e}. \
                      The body must be a JSON object."
@@ -47,7 +62,7 @@ impl ChatRequest {
             )
         })?;
         let Value::Object(body) = value else {
-            return Err(ApiError::invalid_request(
+            return Err(Invalid::new(
                 "The request body must be a JSON object.",
                 None,
             ));
@@ -55,7 +70,7 @@ impl ChatRequest {
         let model = match body.get("model") {
             Some(Value::String(m)) if !m.is_empty() => m.clone(),
             Some(Value::String(_)) | None | Some(Value::Null) => {
-                return Err(ApiError::invalid_request(
+                return Err(Invalid::new(
                     "you must provide a model parameter",
                     Some("model"),
                 ))
@@ -72,7 +87,7 @@ impl ChatRequest {
             None | Some(Value::Null) => false,
             Some(Value::Object(o)) => {
                 if !stream {
-                    return Err(ApiError::invalid_request(
+                    return Err(Invalid::new(
                         "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                         Some("stream_options"),
                     ));
@@ -97,7 +112,7 @@ impl ChatRequest {
         let top_p = number_in(&body, "top_p", 0.0, 1.0)?;
         if let Some(n) = positive_int(&body, "n")? {
             if n > 128 {
-                return Err(ApiError::invalid_request(
+                return Err(Invalid::new(
                     format!("{n} is greater than the maximum of 128 - 'n'"),
                     Some("n"),
                 ));
@@ -189,17 +204,17 @@ impl serde::Serialize for UpstreamBody<'_> {
     }
 }
 
-fn type_error(param: &str, expected: &str) -> ApiError {
-    ApiError::invalid_request(
+fn type_error(param: &str, expected: &str) -> Invalid {
+    Invalid::new(
         format!("Invalid type for '{param}': expected {expected}."),
         Some(param),
     )
 }
 
-fn check_messages(messages: Option<&Value>) -> Result<(), ApiError> {
+fn check_messages(messages: Option<&Value>) -> Result<(), Invalid> {
     let list = match messages {
         None | Some(Value::Null) => {
-            return Err(ApiError::invalid_request(
+            return Err(Invalid::new(
                 "Missing required parameter: 'messages'.",
                 Some("messages"),
             ))
@@ -208,7 +223,7 @@ fn check_messages(messages: Option<&Value>) -> Result<(), ApiError> {
         Some(_) => return Err(type_error("messages", "an array")),
     };
     if list.is_empty() {
-        return Err(ApiError::invalid_request(
+        return Err(Invalid::new(
             "Invalid 'messages': empty array. Expected an array with minimum length 1.",
             Some("messages"),
         ));
@@ -220,7 +235,7 @@ fn check_messages(messages: Option<&Value>) -> Result<(), ApiError> {
         match m.get("role") {
             Some(Value::String(r)) if ROLES.contains(&r.as_str()) => {}
             Some(Value::String(r)) => {
-                return Err(ApiError::invalid_request(
+                return Err(Invalid::new(
                     format!(
                         "Invalid value: '{r}'. Supported values are: {}.",
                         ROLES.join(", ")
@@ -229,7 +244,7 @@ fn check_messages(messages: Option<&Value>) -> Result<(), ApiError> {
                 ))
             }
             _ => {
-                return Err(ApiError::invalid_request(
+                return Err(Invalid::new(
                     format!("Missing required parameter: 'messages[{i}].role'."),
                     Some(&format!("messages[{i}].role")),
                 ))
@@ -248,17 +263,14 @@ fn check_messages(messages: Option<&Value>) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn positive_int(body: &Map<String, Value>, name: &str) -> Result<Option<u32>, ApiError> {
+fn positive_int(body: &Map<String, Value>, name: &str) -> Result<Option<u32>, Invalid> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_u64() {
             Some(v) if v >= 1 => u32::try_from(v).map(Some).map_err(|_| {
-                ApiError::invalid_request(
-                    format!("Invalid '{name}': {v} is too large."),
-                    Some(name),
-                )
+                Invalid::new(format!("Invalid '{name}': {v} is too large."), Some(name))
             }),
-            _ => Err(ApiError::invalid_request(
+            _ => Err(Invalid::new(
                 format!("Invalid '{name}': must be an integer of at least 1."),
                 Some(name),
             )),
@@ -272,12 +284,12 @@ fn number_in(
     name: &str,
     lo: f64,
     hi: f64,
-) -> Result<Option<f64>, ApiError> {
+) -> Result<Option<f64>, Invalid> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_f64() {
             Some(v) if (lo..=hi).contains(&v) => Ok(Some(v)),
-            _ => Err(ApiError::invalid_request(
+            _ => Err(Invalid::new(
                 format!("Invalid '{name}': must be between {lo} and {hi}."),
                 Some(name),
             )),
@@ -290,7 +302,7 @@ fn number_in(
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> Result<ChatRequest, ApiError> {
+    fn parse(s: &str) -> Result<ChatRequest, Invalid> {
         ChatRequest::parse(s.as_bytes())
     }
 

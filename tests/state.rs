@@ -445,9 +445,12 @@ async fn fail_open_admits_and_the_cache_misses_while_redis_is_down() {
         assert_eq!(h(&res, "x-tollgate-cache"), "miss");
     }
     assert_eq!(up.hits(), 3, "no cache while Redis is down");
-    let unchecked = gw
-        .counters
-        .unchecked
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let outages = &gw.counters.outages;
+    let unchecked = outages.unchecked.load(std::sync::atomic::Ordering::Relaxed);
     assert!(unchecked >= 3);
+    // Each lookup and each store was skipped, and counted.
+    let skipped = outages
+        .cache_skipped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(skipped >= 3, "{skipped}");
 }

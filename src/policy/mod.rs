@@ -121,6 +121,50 @@ pub enum Target {
     Each,
 }
 
+/// Who a request is, as budgets and rate limits see it. `model: None`
+/// before a model is chosen.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub key: &'a str,
+    pub team: &'a str,
+    pub model: Option<&'a str>,
+}
+
+impl Scope {
+    /// The subject this scope counts `s` under (`""` for global), or
+    /// `None` when it does not apply: scope matching for budgets, rate
+    /// limits and the ledger, in one place.
+    pub fn subject<'a>(&self, s: Subject<'a>) -> Option<&'a str> {
+        let (target, value) = match self {
+            Scope::Global => return Some(""),
+            Scope::Key(t) => (t, s.key),
+            Scope::Team(t) => (t, s.team),
+            Scope::Model(t) => (t, s.model?),
+        };
+        target.admits(value).then_some(value)
+    }
+
+    /// The one subject a scope names (`""` for global); `None` for `"*"`.
+    pub fn named(&self) -> Option<&str> {
+        match self {
+            Scope::Global => Some(""),
+            Scope::Key(Target::One(n))
+            | Scope::Team(Target::One(n))
+            | Scope::Model(Target::One(n)) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+impl Target {
+    pub fn admits(&self, value: &str) -> bool {
+        match self {
+            Target::Each => true,
+            Target::One(n) => n == value,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Period {
     Day,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Json};
-use http::{header, HeaderValue, StatusCode};
+use http::{header, HeaderValue};
 use serde_json::json;
 
 use super::auth::Caller;
@@ -169,15 +169,4 @@ pub async fn dashboard_page(
 
 fn state_unavailable() -> ApiError {
     ApiError::unavailable(1).code("state_unavailable")
-}
-
-/// The 401 a browser answers with a login prompt.
-pub fn basic_challenge(e: ApiError) -> Response {
-    let mut res = e.into_response();
-    *res.status_mut() = StatusCode::UNAUTHORIZED;
-    res.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"tollgate\", charset=\"UTF-8\""),
-    );
-    res
 }

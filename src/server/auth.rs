@@ -12,7 +12,7 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use http::header;
+use http::{header, HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -65,7 +65,7 @@ pub async fn authenticate(
                     "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
                 );
                 return if browser {
-                    super::admin::basic_challenge(e)
+                    basic_challenge(e)
                 } else {
                     e.into_response()
                 };
@@ -86,7 +86,7 @@ pub async fn authenticate(
                 None => {
                     let e = ApiError::unauthorized("Incorrect API key provided.");
                     return if browser {
-                        super::admin::basic_challenge(e)
+                        basic_challenge(e)
                     } else {
                         e.into_response()
                     };
@@ -120,4 +120,15 @@ fn bearer(req: &Request) -> Option<String> {
         return (!password.is_empty()).then(|| password.to_string());
     }
     None
+}
+
+/// The 401 a browser answers with a login prompt.
+pub fn basic_challenge(e: ApiError) -> Response {
+    let mut res = e.into_response();
+    *res.status_mut() = StatusCode::UNAUTHORIZED;
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"tollgate\", charset=\"UTF-8\""),
+    );
+    res
 }

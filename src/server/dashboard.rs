@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use crate::budget::Status;
 use crate::ledger::Group;
 use crate::money::Nanos;
 use crate::report::{savings, savings_pct, usd_f64, Report};
+use crate::state::budgets::Status;
 
 pub struct Data<'a> {
     pub by_day_model: &'a Report,

@@ -80,12 +80,17 @@ async fn budgets(gw: &Gateway, out: &mut String) {
         (
             "tollgate_state_unavailable_total",
             "Requests refused (503) because Redis was unreachable.",
-            c.state_unavailable.load(Relaxed),
+            c.outages.refused.load(Relaxed),
         ),
         (
             "tollgate_state_unchecked_total",
             "Requests admitted without budget or rate checks because Redis was unreachable (fail_open).",
-            c.unchecked.load(Relaxed),
+            c.outages.unchecked.load(Relaxed),
+        ),
+        (
+            "tollgate_cache_skipped_total",
+            "Cache lookups and stores skipped because Redis was unreachable (the cache fails open).",
+            c.outages.cache_skipped.load(Relaxed),
         ),
     ] {
         let _ = writeln!(

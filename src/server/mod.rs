@@ -12,7 +12,6 @@
 //!    (`ChatRequest`, size-limited), routes (`RouteDecision`) and runs the
 //!    chain of backends.
 
-mod account;
 mod admin;
 pub mod auth;
 pub mod chat;
@@ -20,7 +19,6 @@ mod dashboard;
 pub mod listen;
 mod metrics;
 mod models;
-mod shared;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

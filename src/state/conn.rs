@@ -1,22 +1,4 @@
-//! Shared request state: rate limits, budgets and the response cache,
-//! each in this process's memory (default) or in Redis for replicas.
-//!
-//! Failure policy when Redis is unreachable (each store's module says the
-//! same for itself):
-//! - rate limits and budgets **fail closed**: the request gets 503
-//!   `state_unavailable` with `Retry-After`, because admitting it could
-//!   overspend or overrun a limit. `state: { url, fail_open: true }` flips
-//!   this: requests are admitted unchecked and each such admission is
-//!   logged (and counted).
-//! - the cache **fails open**: a lookup is a miss, a store is skipped.
-//!
-//! Nothing crashes: every Redis call has a short timeout, the connection
-//! manager reconnects in the background, and the next request after Redis
-//! returns is served normally. `/readyz` reports the store's health.
-
-pub mod cache;
-pub mod limits;
-pub mod redis_budgets;
+//! The Redis connection the shared stores use.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -79,7 +61,3 @@ impl Redis {
         r.is_ok()
     }
 }
-
-/// The store could not be reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unavailable;

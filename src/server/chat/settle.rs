@@ -1,4 +1,6 @@
-//! Per-request accounting: budget reservation, the real cost, the ledger row.
+//! Settle: per-request accounting. The budget reservation, the real cost,
+//! the rate limits' token correction, the ledger row, metrics and the log
+//! line.
 //!
 //! A `Tab` opens when an authenticated chat request arrives and is closed
 //! exactly once, however the request ends:
@@ -16,21 +18,17 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::budget::{Refusal, Reservation, Subject};
 use crate::classify::Class;
-use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::ledger::Row;
 use crate::money::{Nanos, Price};
-use crate::policy::{ModelId, Pricing};
-use crate::upstream::{Ending, SseStream, Usage};
-use futures::StreamExt;
+use crate::policy::{ModelId, Subject};
+use crate::server::auth::Caller;
+use crate::state::budgets::{Refusal, Reservation};
+use crate::state::cache::Entry;
 
-use super::auth::Caller;
-
-/// The completion budget assumed when neither `max_tokens` nor the
-/// model's context bounds it.
-pub const DEFAULT_COMPLETION_CAP: u32 = 4096;
+use super::price::{price_of, worst_case};
+use crate::upstream::{Ending, Usage};
 
 struct Account {
     gw: Arc<Gateway>,
@@ -49,6 +47,16 @@ struct Account {
 /// A shared handle: the handler and a stream's finish callback both hold it.
 #[derive(Clone)]
 pub struct Tab(Arc<Mutex<Account>>);
+
+/// What a stage learned about a request, for its ledger row.
+pub enum Fact<'a> {
+    Requested(&'a str),
+    /// The class and the prompt tokens counted (the budget's estimate).
+    Class(&'a Class, u32),
+    Route(&'a str),
+    /// `off`, `bypass` or `miss` (`hit` is `close_cached`).
+    Cache(&'static str),
+}
 
 /// How a request ended, for the ledger row.
 pub struct Close {
@@ -99,21 +107,20 @@ impl Tab {
         self.0.lock().ok().map(|mut a| f(&mut a))
     }
 
-    pub fn requested(&self, model: &str) {
-        self.with(|a| a.row.requested_model = model.to_string());
-    }
-
-    pub fn classified(&self, class: &Class, prompt_tokens: u32) {
-        self.with(|a| {
-            a.row.task = class.task.to_string();
-            a.row.complexity = class.complexity.to_string();
-            a.row.strong_milli = Some((class.strong_score.clamp(0.0, 1.0) * 1000.0).round() as u32);
-            a.prompt_estimate = prompt_tokens;
+    /// Records what a stage learned about the request, for its row.
+    pub fn note(&self, fact: Fact<'_>) {
+        self.with(|a| match fact {
+            Fact::Requested(model) => a.row.requested_model = model.to_string(),
+            Fact::Class(class, prompt_tokens) => {
+                a.row.task = class.task.to_string();
+                a.row.complexity = class.complexity.to_string();
+                a.row.strong_milli =
+                    Some((class.strong_score.clamp(0.0, 1.0) * 1000.0).round() as u32);
+                a.prompt_estimate = prompt_tokens;
+            }
+            Fact::Route(rule) => a.row.route = rule.to_string(),
+            Fact::Cache(state) => a.row.cache = state.to_string(),
         });
-    }
-
-    pub fn routed(&self, rule: &str) {
-        self.with(|a| a.row.route = rule.to_string());
     }
 
     /// Reserves the worst case of trying `id`, releasing any earlier
@@ -139,7 +146,7 @@ impl Tab {
         let subject = Subject {
             key: &caller.key_id,
             team: &caller.team,
-            model: &gw.model_names[id],
+            model: Some(&gw.model_names[id]),
         };
         let (r, remaining) = gw.budgets.reserve(subject, amount).await?;
         self.with(|a| {
@@ -152,11 +159,6 @@ impl Tab {
     /// The attempt on the reserved model failed: nothing was spent.
     pub fn release(&self) {
         self.with(Account::release);
-    }
-
-    /// The ledger's cache column: `hit`, `miss`, `bypass` or `off`.
-    pub fn cache_status(&self, status: &str) {
-        self.with(|a| a.row.cache = status.to_string());
     }
 
     /// The usage and cost the tab closed with (zero while open).
@@ -176,7 +178,7 @@ impl Tab {
     /// Closes the tab for an answer replayed from the cache: it costs
     /// nothing; the row keeps the answer's tokens (so the baseline and the
     /// savings count them) and what it cost when it was made.
-    pub fn close_cached(&self, e: &crate::state::cache::Entry) {
+    pub fn close_cached(&self, e: &Entry) {
         self.with(|a| {
             if a.closed {
                 return;
@@ -229,55 +231,13 @@ impl Tab {
 
     /// For a stream under a budget: what it may cost at most (its
     /// reservation), its price and the prompt tokens counted.
-    fn stream_limit(&self) -> Option<(Nanos, Price, u64)> {
+    pub fn stream_limit(&self) -> Option<(Nanos, Price, u64)> {
         self.with(|a| {
             let r = a.reservation.as_ref().filter(|r| !r.is_empty())?;
             let price = price_of(&a.gw, a.model?)?;
             Some((r.amount(), price, u64::from(a.prompt_estimate)))
         })
         .flatten()
-    }
-
-    /// Stops `s` before the frame that would make its cost outgrow its
-    /// reservation: the client gets a final error event instead, and the
-    /// tab is closed with what was sent (`budget_cut`). Completion tokens
-    /// are counted as content deltas forwarded (one token each at least).
-    pub fn guard(&self, s: SseStream) -> SseStream {
-        let Some((limit, price, prompt)) = self.stream_limit() else {
-            return s;
-        };
-        let tab = self.clone();
-        let state = (s, 0u64, false);
-        Box::pin(futures::stream::unfold(
-            state,
-            move |(mut s, sent, done)| {
-                let tab = tab.clone();
-                async move {
-                    if done {
-                        return None;
-                    }
-                    let frame = s.next().await?;
-                    let more = content_deltas(&frame);
-                    if more > 0 && price.cost(prompt, sent + more) > limit {
-                        tab.close(Close {
-                            usage: Some(Usage {
-                                prompt_tokens: prompt,
-                                completion_tokens: sent,
-                            }),
-                            status: 200,
-                            ending: "budget_cut",
-                        });
-                        let err = ApiError::insufficient_quota(
-                        "This stream was stopped: continuing would cost more than the budget reserved for it.",
-                        None,
-                    )
-                    .code("budget_exceeded");
-                        return Some((crate::upstream::sse::error_frame(&err), (s, sent, true)));
-                    }
-                    Some((frame, (s, sent + more, false)))
-                }
-            },
-        ))
     }
 
     /// A finish callback for a stream: closes the tab when it ends.
@@ -336,7 +296,7 @@ impl Account {
         let subject = Subject {
             key: &self.row.key_id,
             team: &self.row.team,
-            model: self.model.map_or("", |id| &gw.model_names[id]),
+            model: self.model.map(|id| &*gw.model_names[id]),
         };
         let remaining = match self.reservation.take() {
             Some(r) => {
@@ -360,42 +320,17 @@ impl Account {
             None => None,
         };
         // Rate limits take the tokens not counted at admission.
-        if let (true, Some(u)) = (gw.limits.counts_tokens(), c.usage) {
+        if let Some(u) = c.usage.filter(|_| gw.limits.counts_tokens()) {
             let counted = u64::from(self.prompt_estimate);
             let extra = u.completion_tokens + u.prompt_tokens.saturating_sub(counted);
-            let extra = u32::try_from(extra).unwrap_or(u32::MAX);
-            let model = self.model.map(|id| gw.model_names[id].clone());
-            let s = crate::state::limits::Subject {
+            let s = Subject {
                 key: &self.row.key_id,
                 team: &self.row.team,
                 model: None,
             };
-            if !gw.limits.correct_now(s, model.as_deref(), extra) {
-                let (limits, key, team) = (
-                    gw.limits.clone(),
-                    self.row.key_id.clone(),
-                    self.row.team.clone(),
-                );
-                gw.tasks.spawn(async move {
-                    let s = crate::state::limits::Subject {
-                        key: &key,
-                        team: &team,
-                        model: None,
-                    };
-                    limits.correct(s, extra).await;
-                    if let Some(m) = &model {
-                        limits
-                            .correct(
-                                crate::state::limits::Subject {
-                                    model: Some(m),
-                                    ..s
-                                },
-                                extra,
-                            )
-                            .await;
-                    }
-                });
-            }
+            let model = self.model.map(|id| &*gw.model_names[id]);
+            let extra = u32::try_from(extra).unwrap_or(u32::MAX);
+            gw.limits.correct(s, model, extra, &gw.tasks);
         }
         let r = &mut self.row;
         if let Some(id) = self.model {
@@ -468,43 +403,4 @@ fn observe(gw: &Gateway, r: &Row, overhead: Option<Duration>) {
         ttft_s: r.ttft_ms.map(|t| t as f64 / 1000.0),
         overhead_s: overhead.map(|d| d.as_secs_f64()),
     });
-}
-
-/// Content deltas in an SSE frame: `"content":"` followed by text.
-fn content_deltas(frame: &[u8]) -> u64 {
-    const NEEDLE: &[u8] = b"\"content\":\"";
-    let mut n = 0;
-    let mut i = 0;
-    while let Some(off) = frame[i..].windows(NEEDLE.len()).position(|w| w == NEEDLE) {
-        let at = i + off + NEEDLE.len();
-        if frame.get(at).is_some_and(|b| *b != b'"') {
-            n += 1;
-        }
-        i = at;
-    }
-    n
-}
-
-/// The per-token price of `id` now (None: a GPU-hour model not built in).
-pub fn price_of(gw: &Gateway, id: ModelId) -> Option<Price> {
-    match (&gw.backends[id], gw.policy.models[id].pricing) {
-        #[cfg(feature = "local")]
-        (crate::gateway::Backend::Local(m), _) => Some(m.price()),
-        (_, Pricing::PerToken(p)) => Some(p),
-        (_, Pricing::GpuHour(_)) => None,
-    }
-}
-
-/// The most a request can cost on `id`: its prompt, plus `max_tokens` (or
-/// what is left of the context, or `DEFAULT_COMPLETION_CAP`) of output.
-pub fn worst_case(gw: &Gateway, id: ModelId, prompt: u32, max_tokens: Option<u32>) -> Nanos {
-    let Some(price) = price_of(gw, id) else {
-        return Nanos::ZERO;
-    };
-    let completion = max_tokens.unwrap_or_else(|| {
-        gw.policy.models[id]
-            .context
-            .map_or(DEFAULT_COMPLETION_CAP, |c| c.saturating_sub(prompt).max(1))
-    });
-    price.cost(u64::from(prompt), u64::from(completion))
 }

@@ -1,26 +1,24 @@
-//! Budgets in Redis, for replicas: the same reserve/settle contract as the
-//! in-memory store (`budget::Budgets`), each as one atomic Lua script, so
-//! the no-overspend guarantee holds across every gateway sharing Redis.
+//! Budgets in Redis, for replicas: the same contract as the in-memory
+//! store, each call one atomic Lua script (one round trip), so the
+//! no-overspend guarantee holds across every gateway sharing Redis.
 //!
 //! A bucket is a hash `{spent, reserved, alerted}` at
 //! `tollgate:budget:<budget id>:<period start>:<subject>`, expiring a day
 //! after its period ends. Amounts are nano-dollars; Lua compares them as
 //! doubles, exact up to 2^53 (about $9 million per bucket).
 //!
-//! Failure policy: an unreachable Redis is `Unavailable` for reserve (the
-//! caller answers 503 unless `fail_open`); a settle that cannot reach Redis
-//! is logged with the amounts (the ledger row still records the cost) and
-//! the reservation expires with its bucket.
+//! An unreachable Redis is `Unavailable`; what that means for the request
+//! is decided above the stores (`state::unreachable`).
 
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::{Redis, Unavailable};
-use crate::budget::{Alert, BucketKey, Exhausted, Reservation, Status};
-use crate::clock::{period_bounds, rfc3339, Clock};
+use super::{Alert, BucketKey, Budgets, Held, Status};
+use crate::clock::{period_bounds, Clock, Millis};
 use crate::money::Nanos;
 use crate::policy::Budget;
+use crate::state::{Fut, Redis, Unavailable};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -63,14 +61,10 @@ impl RedisBudgets {
         }
     }
 
-    pub async fn reserve(
-        &self,
-        keys: Vec<BucketKey>,
-        amount: Nanos,
-    ) -> Result<Result<Reservation, Exhausted>, Unavailable> {
+    async fn reserve_once(&self, keys: &[BucketKey], amount: u64) -> Result<Held, Unavailable> {
         let mut inv = RESERVE.prepare_invoke();
-        inv.arg(amount.0);
-        for k in &keys {
+        inv.arg(amount);
+        for k in keys {
             inv.key(self.key(k));
             inv.arg(self.defs[k.budget].limit.0).arg(self.ttl_ms(k));
         }
@@ -78,27 +72,26 @@ impl RedisBudgets {
         let res: redis::RedisResult<Vec<i64>> = inv.invoke_async(&mut conn).await;
         self.redis.observe(&res);
         let out = res.map_err(|_| Unavailable)?;
+        let at = |i: usize| u64::try_from(out.get(i).copied().unwrap_or(0)).unwrap_or(0);
         if out.first() == Some(&1) {
-            return Ok(Ok(Reservation::new(keys, amount)));
+            return Ok(Held::Yes {
+                remaining: Nanos(at(1)),
+            });
         }
-        let i = usize::try_from(out.get(1).copied().unwrap_or(1) - 1).unwrap_or(0);
-        let def = &self.defs[keys.get(i).map_or(0, |k| k.budget)];
-        Ok(Err(Exhausted {
-            budget: def.name.clone(),
-            action: def.on_exhausted,
-            limit: def.limit,
-            available: Nanos(u64::try_from(out.get(2).copied().unwrap_or(0)).unwrap_or(0)),
-            needed: amount,
-        }))
+        Ok(Held::No {
+            bucket: usize::try_from(at(1).saturating_sub(1)).unwrap_or(0),
+            available: Nanos(at(2)),
+        })
     }
 
-    pub async fn settle(&self, r: Reservation, actual: Nanos) -> Vec<Alert> {
-        let (holds, amount) = r.into_parts();
-        if holds.is_empty() {
-            return Vec::new();
-        }
+    async fn settle_once(
+        &self,
+        holds: Vec<BucketKey>,
+        amount: u64,
+        actual: u64,
+    ) -> Result<Vec<Alert>, Unavailable> {
         let mut inv = SETTLE.prepare_invoke();
-        inv.arg(amount).arg(actual.0);
+        inv.arg(amount).arg(actual);
         for k in &holds {
             let def = &self.defs[k.budget];
             let thresholds: Vec<String> = def.alert_at.iter().map(u32::to_string).collect();
@@ -108,13 +101,7 @@ impl RedisBudgets {
         let mut conn = self.redis.conn();
         let res: redis::RedisResult<Vec<i64>> = inv.invoke_async(&mut conn).await;
         self.redis.observe(&res);
-        let out = match res {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!(error = %e, reserved = amount, actual = actual.0, "budget settle could not reach Redis; the reservation expires with its bucket");
-                return Vec::new();
-            }
-        };
+        let out = res.map_err(|_| Unavailable)?;
         // Pairs (bucket index, threshold) then the spent of each bucket.
         let mut alerts = Vec::new();
         let crossings = usize::try_from(out.first().copied().unwrap_or(0)).unwrap_or(0);
@@ -132,11 +119,11 @@ impl RedisBudgets {
                 limit: def.limit,
             });
         }
-        alerts
+        Ok(alerts)
     }
 
     /// The least money left among `keys` (after reservations).
-    pub async fn remaining(&self, keys: &[BucketKey]) -> Result<Option<Nanos>, Unavailable> {
+    async fn remaining_once(&self, keys: &[BucketKey]) -> Result<Option<Nanos>, Unavailable> {
         if keys.is_empty() {
             return Ok(None);
         }
@@ -168,12 +155,11 @@ impl RedisBudgets {
 
     /// Every bucket of the current periods (SCAN), plus named budgets
     /// without one yet.
-    pub async fn status(&self) -> Result<Vec<Status>, Unavailable> {
-        let now = self.clock.now();
+    async fn status_at(&self, now: Millis) -> Result<Vec<Status>, Unavailable> {
         let mut out = Vec::new();
         let mut conn = self.redis.conn();
         for (i, def) in self.defs.iter().enumerate() {
-            let (start, end) = period_bounds(def.period, now);
+            let start = period_bounds(def.period, now).0;
             let prefix = format!("tollgate:budget:{}:{start}:", self.ids[i]);
             let mut keys: Vec<String> = Vec::new();
             let mut cursor: u64 = 0;
@@ -194,11 +180,8 @@ impl RedisBudgets {
                     break;
                 }
             }
-            let named = crate::budget::named_subject(&def.scope);
-            if keys.is_empty() {
-                if let Some(n) = named {
-                    keys.push(format!("{prefix}{n}"));
-                }
+            if let (true, Some(n)) = (keys.is_empty(), def.scope.named()) {
+                keys.push(format!("{prefix}{n}"));
             }
             keys.sort();
             for key in keys {
@@ -210,25 +193,57 @@ impl RedisBudgets {
                     .await;
                 self.redis.observe(&res);
                 let (spent, reserved) = res.map_err(|_| Unavailable)?;
-                let (spent, reserved) = (spent.unwrap_or(0), reserved.unwrap_or(0));
-                out.push(Status {
-                    budget: def.name.clone(),
-                    subject: key.strip_prefix(&prefix).unwrap_or("").to_string(),
-                    limit_usd: def.limit.to_string(),
-                    spent_usd: Nanos(spent).to_string(),
-                    reserved_usd: Nanos(reserved).to_string(),
-                    remaining_usd: Nanos(def.limit.0.saturating_sub(spent + reserved)).to_string(),
-                    period_start: rfc3339(start),
-                    period_end: rfc3339(end),
-                });
+                let subject = key.strip_prefix(&prefix).unwrap_or("");
+                out.push(Status::of(
+                    def,
+                    subject,
+                    start,
+                    spent.unwrap_or(0),
+                    reserved.unwrap_or(0),
+                ));
             }
         }
         Ok(out)
     }
 }
 
+impl Budgets for RedisBudgets {
+    fn reserve<'a>(
+        &'a self,
+        keys: &'a [BucketKey],
+        amount: u64,
+    ) -> Fut<'a, Result<Held, Unavailable>> {
+        Box::pin(self.reserve_once(keys, amount))
+    }
+
+    fn settle(
+        &self,
+        keys: Vec<BucketKey>,
+        reserved: u64,
+        actual: u64,
+    ) -> Fut<'_, Result<Vec<Alert>, Unavailable>> {
+        Box::pin(self.settle_once(keys, reserved, actual))
+    }
+
+    fn remaining<'a>(
+        &'a self,
+        keys: &'a [BucketKey],
+    ) -> Fut<'a, Result<Option<Nanos>, Unavailable>> {
+        Box::pin(self.remaining_once(keys))
+    }
+
+    fn status(&self, now: Millis) -> Fut<'_, Result<Vec<Status>, Unavailable>> {
+        Box::pin(self.status_at(now))
+    }
+
+    fn is_local(&self) -> bool {
+        false
+    }
+}
+
 /// ARGV[1]: amount; per key i: ARGV[2i]: limit, ARGV[2i+1]: ttl ms (0:
-/// none). All buckets admit → reserve in all, {1}; else {0, i, available}.
+/// none). All buckets admit → reserve in all, {1, least left after it};
+/// else {0, i, available}.
 static RESERVE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"
@@ -243,12 +258,17 @@ for i = 1, #KEYS do
     return {0, i, available}
   end
 end
+local least = -1
 for i = 1, #KEYS do
-  redis.call('HINCRBY', KEYS[i], 'reserved', amount)
+  local reserved = redis.call('HINCRBY', KEYS[i], 'reserved', amount)
+  local spent = tonumber(redis.call('HGET', KEYS[i], 'spent') or '0')
+  local left = tonumber(ARGV[2 * i]) - spent - reserved
+  if left < 0 then left = 0 end
+  if least < 0 or left < least then least = left end
   local ttl = tonumber(ARGV[2 * i + 1])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
 end
-return {1}
+return {1, least}
 ",
     )
 });

@@ -11,25 +11,38 @@
 //! Entries are the exact bytes the client got: a JSON body, or every SSE
 //! frame of a stream that completed. A hit replays them unchanged.
 //!
-//! Backends: moka in memory (bounded by `max_entries`, TTL per entry), or
-//! Redis (`SET … PX ttl`; bounded by Redis's own `maxmemory` policy).
-//! Failure policy: the cache fails open. A Redis error is a miss on lookup
-//! and a skipped store, logged once per outage; requests never fail
-//! because of the cache.
+//! Stores, behind `ResponseCache`: moka in memory (`memory`, bounded by
+//! `max_entries`, TTL per entry), or Redis (`redis`, `SET … PX ttl`;
+//! bounded by Redis's own `maxmemory` policy). Failure policy, decided by
+//! the caller: the cache fails open. An unreachable store is a miss on
+//! lookup and a skipped store, logged once per outage and counted;
+//! requests never fail because of the cache.
+
+mod key;
+mod memory;
+mod redis;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
-use super::Redis;
-use crate::policy::CacheConfig;
+pub use key::key;
+pub use memory::MemoryCache;
+pub use redis::RedisCache;
+
+use super::{Fut, Unavailable};
 use crate::upstream::Usage;
 
 pub type Key = [u8; 32];
+
+/// A store of answers by key.
+pub trait ResponseCache: Send + Sync {
+    /// The entry under `k`, if any.
+    fn get<'a>(&'a self, k: &'a Key) -> Fut<'a, Result<Option<Arc<Entry>>, Unavailable>>;
+    fn put(&self, k: Key, e: Entry) -> Fut<'_, Result<(), Unavailable>>;
+}
 
 /// One cached answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,199 +106,10 @@ impl Directive {
     }
 }
 
-/// The cache key of a request (its body, as parsed).
-pub fn key(team: &str, chain: &[&str], body: &Map<String, Value>) -> Key {
-    const IGNORED: &[&str] = &["model", "user", "metadata", "store", "stream_options"];
-    let include_usage = body
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let mut h = Sha256::new();
-    h.update(b"tollgate-cache-v1\0");
-    h.update(team.as_bytes());
-    h.update(b"\0");
-    for m in chain {
-        h.update(m.as_bytes());
-        h.update(b"\0");
-    }
-    // The body's fields in key order, without the ignored ones; `stream`
-    // and `include_usage` always present, as booleans.
-    let mut keys: Vec<&String> = body
-        .keys()
-        .filter(|k| !IGNORED.contains(&k.as_str()) && k.as_str() != "stream")
-        .collect();
-    keys.sort();
-    let mut canon = String::new();
-    for k in keys {
-        canon.push_str(&Value::String(k.clone()).to_string());
-        canon.push(':');
-        write_sorted(&body[k.as_str()], &mut canon);
-        canon.push(',');
-    }
-    canon.push_str(&format!("include_usage:{include_usage},stream:{stream}"));
-    h.update(canon.as_bytes());
-    h.finalize().into()
-}
-
-fn write_sorted(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String((*k).clone()).to_string());
-                out.push(':');
-                write_sorted(&m[*k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(a) => {
-            out.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_sorted(x, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
-pub struct Cache {
-    ttl: Duration,
-    backend: Backend,
-}
-
-enum Backend {
-    Memory(moka::future::Cache<Key, Arc<Entry>>),
-    Redis(Arc<Redis>),
-}
-
-impl Cache {
-    pub fn memory(cfg: CacheConfig) -> Cache {
-        Cache {
-            ttl: cfg.ttl,
-            backend: Backend::Memory(
-                moka::future::Cache::builder()
-                    .max_capacity(cfg.max_entries)
-                    .time_to_live(cfg.ttl)
-                    .build(),
-            ),
-        }
-    }
-
-    pub fn redis(cfg: CacheConfig, redis: Arc<Redis>) -> Cache {
-        Cache {
-            ttl: cfg.ttl,
-            backend: Backend::Redis(redis),
-        }
-    }
-
-    fn redis_key(k: &Key) -> String {
-        format!("tollgate:cache:{}", hex::encode(k))
-    }
-
-    /// A hit, or `None` (also when Redis is unreachable: fail open).
-    pub async fn get(&self, k: &Key) -> Option<Arc<Entry>> {
-        match &self.backend {
-            Backend::Memory(c) => c.get(k).await,
-            Backend::Redis(r) => {
-                let mut conn = r.conn();
-                let res: redis::RedisResult<Option<String>> = redis::cmd("GET")
-                    .arg(Self::redis_key(k))
-                    .query_async(&mut conn)
-                    .await;
-                r.observe(&res);
-                let text = res.ok().flatten()?;
-                serde_json::from_str::<Entry>(&text).ok().map(Arc::new)
-            }
-        }
-    }
-
-    pub async fn put(&self, k: Key, e: Entry) {
-        match &self.backend {
-            Backend::Memory(c) => c.insert(k, Arc::new(e)).await,
-            Backend::Redis(r) => {
-                let Ok(text) = serde_json::to_string(&e) else {
-                    return;
-                };
-                let mut conn = r.conn();
-                let res: redis::RedisResult<()> = redis::cmd("SET")
-                    .arg(Self::redis_key(&k))
-                    .arg(text)
-                    .arg("PX")
-                    .arg(self.ttl.as_millis() as u64)
-                    .query_async(&mut conn)
-                    .await;
-                r.observe(&res);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn keys_ignore_field_order_and_bookkeeping_but_not_meaning() {
-        let a = json!({"model": "auto", "temperature": 0, "messages": [{"role": "user", "content": "hi"}],
-                       "user": "u1", "tools": [{"type": "function", "function": {"name": "f", "parameters": {"a": 1, "b": 2}}}]});
-        let b = json!({"tools": [{"function": {"parameters": {"b": 2, "a": 1}, "name": "f"}, "type": "function"}],
-                       "messages": [{"content": "hi", "role": "user"}], "temperature": 0, "model": "gpt-4", "user": "u2"});
-        let k = |team: &str, chain: &[&str], v: &Value| key(team, chain, v.as_object().unwrap());
-        assert_eq!(k("web", &["gpt-4"], &a), k("web", &["gpt-4"], &b));
-        // Another team, chain, tool, parameter or stream mode: another key.
-        assert_ne!(k("web", &["gpt-4"], &a), k("data", &["gpt-4"], &a));
-        assert_ne!(k("web", &["gpt-4"], &a), k("web", &["gpt-3.5-turbo"], &a));
-        let mut c = a.clone();
-        c["tools"][0]["function"]["name"] = json!("g");
-        assert_ne!(k("web", &["gpt-4"], &a), k("web", &["gpt-4"], &c));
-        let mut d = a.clone();
-        d["top_p"] = json!(0.5);
-        assert_ne!(k("web", &["gpt-4"], &a), k("web", &["gpt-4"], &d));
-        let mut e = a.clone();
-        e["stream"] = json!(true);
-        assert_ne!(k("web", &["gpt-4"], &a), k("web", &["gpt-4"], &e));
-    }
-
-    #[test]
-    fn random_reorderings_hash_alike() {
-        use rand::seq::SliceRandom;
-        let mut rng = rand::rng();
-        let fields = [
-            ("temperature", json!(0)),
-            ("max_tokens", json!(20)),
-            ("messages", json!([{"role": "user", "content": "x"}])),
-            ("seed", json!(7)),
-            ("stop", json!(["\n"])),
-            ("response_format", json!({"type": "json_object"})),
-        ];
-        let reference = key(
-            "t",
-            &["m"],
-            &fields
-                .iter()
-                .cloned()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-        );
-        for _ in 0..200 {
-            let mut f = fields.to_vec();
-            f.shuffle(&mut rng);
-            let v: Map<String, Value> = f.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-            assert_eq!(key("t", &["m"], &v), reference);
-        }
-    }
 
     #[test]
     fn directives() {

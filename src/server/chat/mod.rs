@@ -1,0 +1,184 @@
+//! `POST /v1/chat/completions`, as a sequence of stages, each in its own
+//! module with a typed input and output:
+//!
+//! authenticate (`server::auth`, before this handler) → `parse` →
+//! `admit` → `classify` → `route` → `cache` → `dispatch` → `settle`,
+//! with the response and its headers written by `reply`. A stage that
+//! ends the request returns a `Stop`; it becomes an OpenAI-shaped error in
+//! one place (`stop`), at the edge.
+
+mod admit;
+mod budget_cut;
+mod cache;
+mod classify;
+mod dispatch;
+mod parse;
+mod price;
+mod reply;
+mod route;
+mod settle;
+mod stop;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use futures::StreamExt;
+
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::money::Nanos;
+use crate::server::auth::Caller;
+use crate::state::cache::Entry;
+use crate::upstream::Reply;
+use cache::Lookup;
+use reply::Tags;
+use settle::{Close, Fact, Tab};
+use stop::Stop;
+
+/// The request path, composed.
+async fn handle(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    tab: &Tab,
+    req: Request,
+) -> Result<Response, Stop> {
+    let parse::Parsed {
+        chat,
+        headers,
+        prompt_tokens,
+    } = parse::run(gw, req).await?;
+    tab.note(Fact::Requested(&chat.model));
+    let mut limits = admit::run(gw, caller, &chat.model, prompt_tokens).await?;
+    let class = classify::run(gw, &chat, prompt_tokens);
+    tab.note(Fact::Class(&class, prompt_tokens));
+    let decision = route::run(gw, &chat.model, &class, prompt_tokens)?;
+    tab.note(Fact::Route(&decision.rule));
+    let plan = match cache::run(gw, &caller.team, &decision.chain, &headers, &chat).await {
+        Lookup::Hit(e) => {
+            tab.close_cached(&e);
+            let t = Tags {
+                decision: &decision,
+                class: &class,
+                model: &e.model,
+                fell_back: None,
+                notes: &[],
+                limits: &limits,
+                cache: "hit",
+                cost: Some(Nanos::ZERO),
+                remaining: None,
+            };
+            return Ok(reply::replay(&e, &t));
+        }
+        Lookup::Miss(plan) => plan,
+    };
+    tab.note(Fact::Cache(plan.state));
+    let job = dispatch::Job {
+        chat: &chat,
+        prompt_tokens,
+        chain: &decision.chain,
+        caller,
+        tab,
+    };
+    let answer = dispatch::run(gw, job).await?;
+    limits.merge(answer.limits);
+    let name = &gw.model_names[answer.model];
+    let tags = Tags {
+        decision: &decision,
+        class: &class,
+        model: name,
+        fell_back: answer.fell_back.as_ref(),
+        notes: &answer.notes,
+        limits: &limits,
+        cache: plan.state,
+        cost: None,
+        remaining: answer.remaining,
+    };
+    match answer.reply {
+        Reply::Json { body, usage } => {
+            let (cost, remaining) = tab.close(Close {
+                usage,
+                status: 200,
+                ending: "complete",
+            });
+            if let (Some(key), Some(u)) = (plan.store, usage) {
+                let body = String::from_utf8_lossy(&body).into_owned();
+                let entry = Entry {
+                    stream: false,
+                    model: name.to_string(),
+                    prompt_tokens: u.prompt_tokens,
+                    completion_tokens: u.completion_tokens,
+                    cost_nanos: cost.0,
+                    body,
+                };
+                cache::store(gw, key, entry);
+            }
+            let t = Tags {
+                cost: usage.map(|_| cost),
+                remaining,
+                ..tags
+            };
+            Ok(reply::json(body, &t))
+        }
+        Reply::Stream(s) => {
+            let mut s = budget_cut::guard(tab, s);
+            if let Some(key) = plan.store {
+                s = cache::capture(gw, key, name.to_string(), tab.clone(), s);
+            }
+            Ok(reply::stream(s, &tags))
+        }
+    }
+}
+
+/// The handler: opens the tab, runs `handle` until shutdown stops it,
+/// and turns a `Stop` into the client's error (closing the tab with it).
+pub async fn chat_completions(
+    Extension(gw): Extension<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Response {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let tab = Tab::open(&gw, &caller, &request_id);
+    let stop = req.extensions().get::<super::Stop>().map(|s| s.0.clone());
+    let handled = match &stop {
+        Some(stop) => tokio::select! {
+            r = handle(&gw, &caller, &tab, req) => r,
+            () = stop.cancelled() => Err(Stop::ShuttingDown),
+        },
+        None => handle(&gw, &caller, &tab, req).await,
+    };
+    match (handled, stop) {
+        // A stream ends when the shutdown grace period is over.
+        (Ok(res), Some(stop)) if is_stream(&res) => {
+            let (parts, body) = res.into_parts();
+            let body = body.into_data_stream().take_until(stop.cancelled_owned());
+            Response::from_parts(parts, Body::from_stream(body))
+        }
+        (Ok(res), _) => res,
+        (Err(stop), _) => {
+            let e = ApiError::from(stop);
+            if e.status.is_server_error() {
+                tracing::warn!(status = e.status.as_u16(), cause = ?e.cause, "chat request failed");
+            }
+            tab.close(Close {
+                usage: None,
+                status: e.status.as_u16(),
+                ending: "error",
+            });
+            e.into_response()
+        }
+    }
+}
+
+fn is_stream(res: &Response) -> bool {
+    res.headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"text/event-stream")
+}

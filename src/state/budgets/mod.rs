@@ -1,0 +1,422 @@
+//! Budgets that never overspend: reserve the worst case, settle the truth.
+//!
+//! Every budget that applies to a request (its key, its team, the model
+//! tried, global) holds a bucket per period. Admission reserves the
+//! request's worst-case cost in *all* of them at once, atomically: either
+//! every bucket has `spent + reserved + amount <= limit` and all are
+//! charged, or none is. Settlement moves the reservation to `spent` at the
+//! real cost. So concurrent requests can never push `spent` past a limit,
+//! as long as a request never costs more than it reserved (streams that
+//! would are cut; see `server::account`).
+//!
+//! A reservation is settled into the period it was taken in, even when the
+//! period rolls over meanwhile.
+//!
+//! `BudgetGuard` decides which buckets apply (scope matching) and turns a
+//! store's answer into the request's; the stores behind the `Budgets`
+//! trait only hold buckets: this process's memory (`memory`), or Redis
+//! shared by replicas (`redis`).
+
+mod memory;
+mod redis;
+
+use std::sync::Arc;
+
+pub use memory::MemoryBudgets;
+pub use redis::RedisBudgets;
+
+use super::{Fut, Unavailable};
+use crate::clock::{period_bounds, Clock, Millis};
+use crate::money::Nanos;
+use crate::policy::{Budget, OnExhausted, Subject};
+
+/// One budget's bucket: (budget index, subject, period start).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BucketKey {
+    pub budget: usize,
+    pub subject: String,
+    pub start: Millis,
+}
+
+/// Money held for one request until it settles.
+#[derive(Debug, Default)]
+pub struct Reservation {
+    holds: Vec<BucketKey>,
+    amount: u64,
+}
+
+impl Reservation {
+    pub fn amount(&self) -> Nanos {
+        Nanos(self.amount)
+    }
+
+    /// No budget applies: nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.holds.is_empty()
+    }
+}
+
+/// What a store answers to a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// Reserved in every bucket; the least money left among them after it.
+    Yes { remaining: Nanos },
+    /// Reserved in none: the bucket (index into the keys) that refused,
+    /// and what it had left.
+    No { bucket: usize, available: Nanos },
+}
+
+/// A budget that cannot admit the request.
+#[derive(Debug, Clone)]
+pub struct Exhausted {
+    pub budget: String,
+    pub action: OnExhausted,
+    pub limit: Nanos,
+    pub available: Nanos,
+    pub needed: Nanos,
+}
+
+/// Why a reservation was not made.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    Exhausted(Exhausted),
+    /// The shared store is unreachable (the caller applies the failure
+    /// policy: `state::unreachable`).
+    Unavailable,
+}
+
+/// A threshold crossed by a settlement (logged and counted once per period).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub budget: String,
+    pub subject: String,
+    pub threshold_permille: u32,
+    pub spent: Nanos,
+    pub limit: Nanos,
+}
+
+/// One bucket, for `/admin/budgets`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    pub budget: String,
+    pub subject: String,
+    pub limit_usd: String,
+    pub spent_usd: String,
+    pub reserved_usd: String,
+    pub remaining_usd: String,
+    pub period_start: String,
+    pub period_end: String,
+}
+
+impl Status {
+    pub fn of(def: &Budget, subject: &str, start: Millis, spent: u64, reserved: u64) -> Status {
+        let (_, end) = period_bounds(def.period, start);
+        Status {
+            budget: def.name.clone(),
+            subject: subject.to_string(),
+            limit_usd: def.limit.to_string(),
+            spent_usd: Nanos(spent).to_string(),
+            reserved_usd: Nanos(reserved).to_string(),
+            remaining_usd: Nanos(def.limit.0.saturating_sub(spent + reserved)).to_string(),
+            period_start: crate::clock::rfc3339(start),
+            period_end: crate::clock::rfc3339(end),
+        }
+    }
+}
+
+/// A store of budget buckets. Each call is atomic across the keys it is
+/// given; `defs` (the budgets, by index) are the store's own copy.
+pub trait Budgets: Send + Sync {
+    /// Reserves `amount` in every bucket of `keys`, or in none.
+    fn reserve<'a>(
+        &'a self,
+        keys: &'a [BucketKey],
+        amount: u64,
+    ) -> Fut<'a, Result<Held, Unavailable>>;
+    /// Moves `reserved` of each bucket to `spent` at `actual`; returns the
+    /// alert thresholds crossed.
+    fn settle(
+        &self,
+        keys: Vec<BucketKey>,
+        reserved: u64,
+        actual: u64,
+    ) -> Fut<'_, Result<Vec<Alert>, Unavailable>>;
+    /// The least money left among `keys` (`None` for no keys).
+    fn remaining<'a>(
+        &'a self,
+        keys: &'a [BucketKey],
+    ) -> Fut<'a, Result<Option<Nanos>, Unavailable>>;
+    /// Every bucket of the periods that contain `now`, plus each named
+    /// budget that has none yet.
+    fn status(&self, now: Millis) -> Fut<'_, Result<Vec<Status>, Unavailable>>;
+    /// True when every call completes without I/O (at its first poll).
+    fn is_local(&self) -> bool;
+}
+
+/// The budgets of a gateway: scope matching above a store.
+pub struct BudgetGuard {
+    defs: Vec<Budget>,
+    clock: Clock,
+    store: Arc<dyn Budgets>,
+}
+
+impl BudgetGuard {
+    pub fn new(defs: Vec<Budget>, clock: Clock, store: Arc<dyn Budgets>) -> BudgetGuard {
+        BudgetGuard { defs, clock, store }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.defs.is_empty()
+    }
+
+    /// The buckets of the budgets that apply to `s` now.
+    pub fn keys_for(&self, s: Subject<'_>) -> Vec<BucketKey> {
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for (i, b) in self.defs.iter().enumerate() {
+            if let Some(subject) = b.scope.subject(s) {
+                out.push(BucketKey {
+                    budget: i,
+                    subject: subject.to_string(),
+                    start: period_bounds(b.period, now).0,
+                });
+            }
+        }
+        out
+    }
+
+    /// Reserves `amount` in every budget that applies to `s`, and says the
+    /// tightest remaining budget after it (`None`: no budget applies).
+    pub async fn reserve(
+        &self,
+        s: Subject<'_>,
+        amount: Nanos,
+    ) -> Result<(Reservation, Option<Nanos>), Refusal> {
+        let keys = self.keys_for(s);
+        if keys.is_empty() {
+            return Ok((Reservation::default(), None));
+        }
+        match self.store.reserve(&keys, amount.0).await {
+            Ok(Held::Yes { remaining }) => Ok((
+                Reservation {
+                    holds: keys,
+                    amount: amount.0,
+                },
+                Some(remaining),
+            )),
+            Ok(Held::No { bucket, available }) => {
+                let def = &self.defs[keys.get(bucket).map_or(0, |k| k.budget)];
+                Err(Refusal::Exhausted(Exhausted {
+                    budget: def.name.clone(),
+                    action: def.on_exhausted,
+                    limit: def.limit,
+                    available,
+                    needed: amount,
+                }))
+            }
+            Err(Unavailable) => Err(Refusal::Unavailable),
+        }
+    }
+
+    /// Settles `r` at the real cost `actual`; returns the alerts it
+    /// crossed. A store that cannot be reached logs the amounts (the
+    /// ledger row still has the cost) and the hold expires with its bucket.
+    pub async fn settle(&self, r: Reservation, actual: Nanos) -> Vec<Alert> {
+        if r.holds.is_empty() {
+            return Vec::new();
+        }
+        let reserved = r.amount;
+        match self.store.settle(r.holds, reserved, actual.0).await {
+            Ok(alerts) => alerts,
+            Err(Unavailable) => {
+                tracing::error!(
+                    reserved,
+                    actual = actual.0,
+                    "budget settle could not reach Redis; the reservation expires with its bucket"
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Settles without waiting: at once for a local store, else on `tasks`.
+    pub fn settle_now_or_later(
+        self: &Arc<Self>,
+        r: Reservation,
+        actual: Nanos,
+        tasks: &tokio_util::task::TaskTracker,
+        on_alert: impl Fn(Alert) + Send + 'static,
+    ) {
+        use futures::FutureExt;
+        if r.is_empty() {
+            return;
+        }
+        if self.store.is_local() {
+            if let Some(alerts) = self.settle(r, actual).now_or_never() {
+                alerts.into_iter().for_each(on_alert);
+            }
+            return;
+        }
+        let me = self.clone();
+        tasks.spawn(async move {
+            me.settle(r, actual).await.into_iter().for_each(on_alert);
+        });
+    }
+
+    /// The tightest remaining budget for `s`, when a local store can say
+    /// it without I/O; `None` otherwise.
+    pub fn remaining_now(&self, s: Subject<'_>) -> Option<Nanos> {
+        use futures::FutureExt;
+        if !self.store.is_local() {
+            return None;
+        }
+        let keys = self.keys_for(s);
+        self.store.remaining(&keys).now_or_never()?.ok().flatten()
+    }
+
+    pub async fn status(&self) -> Result<Vec<Status>, Unavailable> {
+        self.store.status(self.clock.now()).await
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Period, Scope, Target};
+    use futures::FutureExt;
+
+    fn guard(defs: Vec<Budget>, clock: Clock) -> BudgetGuard {
+        let store = Arc::new(MemoryBudgets::new(defs.clone(), clock.clone()));
+        BudgetGuard::new(defs, clock, store)
+    }
+
+    impl BudgetGuard {
+        fn reserve_now(&self, s: Subject<'_>, amount: Nanos) -> Result<Reservation, Exhausted> {
+            match self.reserve(s, amount).now_or_never() {
+                Some(Ok((r, _))) => Ok(r),
+                Some(Err(Refusal::Exhausted(e))) => Err(e),
+                other => panic!("{other:?}"),
+            }
+        }
+
+        fn settle_now(&self, r: Reservation, actual: Nanos) -> Vec<Alert> {
+            self.settle(r, actual).now_or_never().unwrap()
+        }
+
+        fn status_now(&self) -> Vec<Status> {
+            self.status().now_or_never().unwrap().unwrap()
+        }
+    }
+
+    fn budget(scope: Scope, limit: u64, period: Period, on: OnExhausted) -> Budget {
+        Budget {
+            name: format!("{scope:?}"),
+            scope,
+            limit: Nanos(limit),
+            period,
+            on_exhausted: on,
+            alert_at: vec![500, 800],
+        }
+    }
+
+    const WEB: Subject<'static> = Subject {
+        key: "k1",
+        team: "web",
+        model: Some("gpt-4"),
+    };
+
+    #[test]
+    fn reserve_is_all_or_nothing_and_settle_returns_the_rest() {
+        let b = guard(
+            vec![
+                budget(
+                    Scope::Team(Target::One("web".into())),
+                    100,
+                    Period::Month,
+                    OnExhausted::Reject,
+                ),
+                budget(
+                    Scope::Key(Target::Each),
+                    60,
+                    Period::Day,
+                    OnExhausted::Downgrade,
+                ),
+            ],
+            Clock::manual(1_764_288_000_000),
+        );
+        let r = b.reserve_now(WEB, Nanos(50)).unwrap();
+        assert_eq!(
+            b.remaining_now(WEB),
+            Some(Nanos(10)),
+            "key budget is tighter"
+        );
+        // 20 more would fit the team (50 + 20 <= 100) but not the key (60).
+        let e = b.reserve_now(WEB, Nanos(20)).unwrap_err();
+        assert_eq!((e.action, e.available), (OnExhausted::Downgrade, Nanos(10)));
+        // Nothing was charged by the failed attempt.
+        assert_eq!(b.remaining_now(WEB), Some(Nanos(10)));
+        let alerts = b.settle_now(r, Nanos(30));
+        assert_eq!(b.remaining_now(WEB), Some(Nanos(30)));
+        // 30 of 60 crosses the key budget's 50% threshold, once.
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].threshold_permille, 500);
+        let other = Subject { key: "k2", ..WEB };
+        assert_eq!(
+            b.remaining_now(other),
+            Some(Nanos(60)),
+            "each key has its own"
+        );
+    }
+
+    #[test]
+    fn periods_roll_over_with_the_clock() {
+        let clock = Clock::manual(crate::clock::parse_day("2026-11-28").unwrap());
+        let b = guard(
+            vec![budget(Scope::Global, 100, Period::Day, OnExhausted::Reject)],
+            clock.clone(),
+        );
+        let r = b.reserve_now(WEB, Nanos(90)).unwrap();
+        b.settle_now(r, Nanos(90));
+        assert!(b.reserve_now(WEB, Nanos(20)).is_err());
+        clock.set(crate::clock::parse_day("2026-11-29").unwrap());
+        assert_eq!(b.remaining_now(WEB), Some(Nanos(100)));
+        assert!(b.reserve_now(WEB, Nanos(20)).is_ok());
+        assert_eq!(b.status_now()[0].period_start, "2026-11-29T00:00:00Z");
+    }
+
+    #[test]
+    fn random_interleavings_never_go_negative_or_overspend() {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        for _ in 0..200 {
+            let limit = rng.random_range(1..10_000u64);
+            let b = guard(
+                vec![budget(
+                    Scope::Global,
+                    limit,
+                    Period::Total,
+                    OnExhausted::Reject,
+                )],
+                Clock::manual(0),
+            );
+            let mut open = Vec::new();
+            let mut settled = 0u64;
+            for _ in 0..100 {
+                if rng.random_bool(0.6) {
+                    let amount = rng.random_range(0..2_000u64);
+                    if let Ok(r) = b.reserve_now(WEB, Nanos(amount)) {
+                        open.push(r);
+                    }
+                } else if let Some(r) = open.pop() {
+                    let actual = rng.random_range(0..=r.amount);
+                    settled += actual;
+                    b.settle_now(r, Nanos(actual));
+                }
+                let st = &b.status_now()[0];
+                let reserved: u64 = open.iter().map(|r| r.amount).sum();
+                assert_eq!(st.reserved_usd, Nanos(reserved).to_string());
+                assert!(settled + reserved <= limit);
+                assert_eq!(st.spent_usd, Nanos(settled).to_string());
+            }
+        }
+    }
+}
