@@ -11,6 +11,8 @@
 pub mod catalog;
 mod compile;
 pub mod env;
+mod fields;
+mod models;
 pub mod raw;
 mod spend;
 pub mod yaml;

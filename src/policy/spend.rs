@@ -3,8 +3,8 @@
 use std::collections::{HashMap, HashSet};
 
 use super::catalog;
-use super::compile::Errors;
 use super::env::expand;
+use super::fields::{parse_duration, Errors};
 use super::raw::{RawBudget, RawCache, RawRateLimit, RawScope, RawState};
 use super::{
     Baseline, Budget, CacheConfig, LedgerTarget, Model, ModelId, OnExhausted, Period, Pricing,
@@ -265,7 +265,7 @@ pub(super) fn cache(raw: Option<RawCache>, errs: &mut Errors) -> Option<CacheCon
     }
     let ttl = match raw.ttl {
         None => std::time::Duration::from_secs(3600),
-        Some(t) => errs.ok("cache.ttl", super::compile::parse_duration(&t))?,
+        Some(t) => errs.ok("cache.ttl", parse_duration(&t))?,
     };
     if raw.max_entries == Some(0) {
         errs.add("cache.max_entries", "must be at least 1 (or `mode: off`)");

@@ -1,0 +1,232 @@
+//! Providers, models and prices: the raw entries compiled and checked.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use super::catalog;
+use super::env::expand;
+use super::fields::{check_url, parse_duration, resolve, Errors};
+use super::raw::{RawModel, RawPrice, RawProvider};
+use super::{Device, Model, Pricing, Provider, ProviderKind};
+use crate::money::{Nanos, Price};
+use crate::secret::Secret;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub(super) fn compile_provider(
+    name: &str,
+    p: RawProvider,
+    env: &dyn Fn(&str) -> Option<String>,
+    errs: &mut Errors,
+) -> Option<ProviderKind> {
+    let path = format!("providers.{name}");
+    let not_for = |errs: &mut Errors, field: &str, present: bool, kind: &str| {
+        if present {
+            errs.add(
+                format!("{path}.{field}"),
+                format!("`{field}` does not apply to kind `{kind}`"),
+            );
+        }
+    };
+    match p.kind.as_str() {
+        "openai" => {
+            not_for(errs, "device", p.device.is_some(), "openai");
+            let base_url = match p.base_url {
+                None => Some("https://api.openai.com/v1".to_string()),
+                Some(u) => errs
+                    .ok(format!("{path}.base_url"), expand(&u, env))
+                    .and_then(|u| {
+                        errs.ok(format!("{path}.base_url"), check_url(&u))
+                            .map(|()| u)
+                    }),
+            };
+            let api_key = match p.api_key {
+                None => Some(None),
+                Some(k) => errs
+                    .ok(format!("{path}.api_key"), expand(&k, env))
+                    .map(|k| (!k.is_empty()).then(|| Secret::new(k))),
+            };
+            let mut duration = |field: &str, v: Option<String>, default: Duration| match v {
+                None => Some(default),
+                Some(t) => errs.ok(format!("{path}.{field}"), parse_duration(&t)),
+            };
+            let timeout = duration("timeout", p.timeout, DEFAULT_TIMEOUT);
+            let connect_timeout = duration(
+                "connect_timeout",
+                p.connect_timeout,
+                DEFAULT_CONNECT_TIMEOUT,
+            );
+            let total_timeout = duration("total_timeout", p.total_timeout, DEFAULT_TOTAL_TIMEOUT);
+            Some(ProviderKind::OpenAi {
+                base_url: base_url?.trim_end_matches('/').to_string(),
+                api_key: api_key?,
+                timeout: timeout?,
+                connect_timeout: connect_timeout?,
+                total_timeout: total_timeout?,
+            })
+        }
+        "local" => {
+            not_for(errs, "base_url", p.base_url.is_some(), "local");
+            not_for(errs, "api_key", p.api_key.is_some(), "local");
+            not_for(errs, "timeout", p.timeout.is_some(), "local");
+            not_for(
+                errs,
+                "connect_timeout",
+                p.connect_timeout.is_some(),
+                "local",
+            );
+            not_for(errs, "total_timeout", p.total_timeout.is_some(), "local");
+            let device = match p.device.as_deref() {
+                None | Some("auto") => Some(Device::Auto),
+                Some("cpu") => Some(Device::Cpu),
+                Some(d) => match d.strip_prefix("cuda:").map(str::parse::<usize>) {
+                    Some(Ok(n)) => Some(Device::Cuda(n)),
+                    _ => {
+                        errs.add(
+                            format!("{path}.device"),
+                            format!("unknown device `{d}` (expected auto, cpu or cuda:N)"),
+                        );
+                        None
+                    }
+                },
+            };
+            Some(ProviderKind::Local { device: device? })
+        }
+        other => {
+            errs.add(
+                format!("{path}.kind"),
+                format!("unknown provider kind `{other}` (expected openai or local)"),
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn compile_model(
+    name: &str,
+    m: RawModel,
+    provider_ids: &HashMap<String, usize>,
+    provider_names: &HashSet<String>,
+    providers: &[Provider],
+    base: &Path,
+    errs: &mut Errors,
+) -> Option<Model> {
+    let path = format!("models.{name}");
+    if name == "router" || name.is_empty() {
+        errs.add(&path, format!("`{name}` is not allowed as a model name"));
+    }
+    let provider = provider_ids.get(&m.provider).copied();
+    if provider.is_none() && !provider_names.contains(&m.provider) {
+        errs.add(
+            format!("{path}.provider"),
+            format!("unknown provider `{}`", m.provider),
+        );
+    }
+    // An invalid provider still lets the rest of the model be checked.
+    let local = provider.is_some_and(|p| matches!(providers[p].kind, ProviderKind::Local { .. }))
+        || m.file.is_some() && provider.is_none();
+    let upstream_model = m.upstream_model.unwrap_or_else(|| name.to_string());
+    let known = if local {
+        None
+    } else {
+        catalog::lookup(&upstream_model)
+    };
+    let pricing = match (m.price, known) {
+        (Some(p), _) => compile_price(p, &format!("{path}.price"), local, errs),
+        (None, Some(k)) => Some(Pricing::PerToken(k.price)),
+        (None, None) => {
+            errs.add(
+                format!("{path}.price"),
+                "every model needs a price (use `{ input: 0, output: 0 }` for free; \
+                 OpenAI's gpt-4, gpt-4-32k, gpt-3.5-turbo, gpt-3.5-turbo-16k, gpt-4o and \
+                 gpt-4o-mini have their list prices built in)",
+            );
+            None
+        }
+    };
+    let file = match (local, m.file) {
+        (true, None) => {
+            errs.add(
+                format!("{path}.file"),
+                "a local model needs `file:` (a GGUF path)",
+            );
+            None
+        }
+        (true, Some(f)) => Some(resolve(base, &f)),
+        (false, Some(_)) => {
+            errs.add(format!("{path}.file"), "only local models take `file:`");
+            None
+        }
+        (false, None) => None,
+    };
+    let chat_template = m.chat_template.map(|t| {
+        if !(t.ends_with(".jinja") || t.ends_with(".json")) {
+            errs.add(
+                format!("{path}.chat_template"),
+                "must be a path to a .jinja or .json template file",
+            );
+        }
+        resolve(base, &t)
+    });
+    if !local && (m.max_concurrency.is_some() || m.max_queue.is_some()) {
+        errs.add(
+            &path,
+            "max_concurrency and max_queue apply to local models only",
+        );
+    }
+    if m.max_concurrency == Some(0) {
+        errs.add(format!("{path}.max_concurrency"), "must be at least 1");
+    }
+    if m.context == Some(0) {
+        errs.add(format!("{path}.context"), "must be at least 1");
+    }
+    Some(Model {
+        name: name.to_string(),
+        provider: provider?,
+        upstream_model,
+        pricing: pricing?,
+        context: m.context.or(known.map(|k| k.context)),
+        file,
+        chat_template,
+        max_concurrency: m.max_concurrency.unwrap_or(4),
+        max_queue: m.max_queue.unwrap_or(64),
+    })
+}
+
+pub(super) fn compile_price(
+    p: RawPrice,
+    path: &str,
+    local: bool,
+    errs: &mut Errors,
+) -> Option<Pricing> {
+    let mut usd = |field: &str, n: Option<serde_json::Number>| {
+        n.map(|n| errs.ok(format!("{path}.{field}"), Nanos::parse_usd(&n.to_string())))
+    };
+    let input = usd("input", p.input);
+    let output = usd("output", p.output);
+    let gpu_hour = usd("gpu_hour", p.gpu_hour);
+    match (input, output, gpu_hour) {
+        (Some(i), Some(o), None) => Some(Pricing::PerToken(Price {
+            input_per_mtok: i?,
+            output_per_mtok: o?,
+        })),
+        (None, None, Some(g)) if local => Some(Pricing::GpuHour(g?)),
+        (None, None, Some(_)) => {
+            errs.add(
+                format!("{path}.gpu_hour"),
+                "gpu_hour pricing applies to local models only",
+            );
+            None
+        }
+        _ => {
+            errs.add(
+                path,
+                "give both `input` and `output` (USD per 1M tokens), or `gpu_hour` alone",
+            );
+            None
+        }
+    }
+}
