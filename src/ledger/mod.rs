@@ -12,22 +12,13 @@
 
 mod postgres;
 mod sqlite;
+mod writer;
 
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+pub use writer::Ledger;
 
 use crate::clock::Millis;
 use crate::money::Nanos;
 use crate::policy::LedgerTarget;
-
-const BATCH: usize = 512;
-const LINGER: Duration = Duration::from_millis(20);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// At shutdown, how long a failing store is retried before the rows still
-/// queued are reported lost.
-const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// One request, as accounted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +53,36 @@ pub struct Row {
     /// strong_score when the gateway chose a model other than the baseline,
     /// else 0. Reports turn it into "quality retained".
     pub risk_milli: u64,
+}
+
+impl Row {
+    /// The row of a request that has just arrived: who and when, the rest
+    /// empty until it is settled.
+    pub fn opened(ts: Millis, request_id: &str, key_id: &str, team: &str) -> Row {
+        Row {
+            ts,
+            request_id: request_id.to_string(),
+            key_id: key_id.to_string(),
+            team: team.to_string(),
+            task: String::new(),
+            complexity: String::new(),
+            route: String::new(),
+            requested_model: String::new(),
+            model: String::new(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost: Nanos::ZERO,
+            baseline_cost: Nanos::ZERO,
+            cache: "off".to_string(),
+            saved: Nanos::ZERO,
+            status: 0,
+            latency_ms: 0,
+            ttft_ms: None,
+            ending: String::new(),
+            strong_milli: None,
+            risk_milli: 0,
+        }
+    }
 }
 
 /// What a report groups by.
@@ -239,213 +260,5 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-enum Msg {
-    Row(Box<Row>),
-    Flush(mpsc::Sender<()>),
-}
-
-/// The handle the request path uses. Cheap to share.
-pub struct Ledger {
-    tx: Mutex<Option<mpsc::Sender<Msg>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    pub target: LedgerTarget,
-}
-
-impl Ledger {
-    /// Starts the writer thread. The store is opened there (and reopened
-    /// after failures), so an unreachable database never blocks startup.
-    pub fn start(target: LedgerTarget) -> anyhow::Result<Option<Arc<Ledger>>> {
-        if target == LedgerTarget::None {
-            return Ok(None);
-        }
-        let (tx, rx) = mpsc::channel();
-        let t = target.clone();
-        let writer = std::thread::Builder::new()
-            .name("tollgate-ledger".into())
-            .spawn(move || write_loop(&t, &rx))?;
-        Ok(Some(Arc::new(Ledger {
-            tx: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(writer)),
-            target,
-        })))
-    }
-
-    /// Queues a row; never blocks, never fails the request.
-    pub fn record(&self, row: Row) {
-        let sent = self.tx.lock().ok().and_then(|tx| {
-            tx.as_ref()
-                .map(|tx| tx.send(Msg::Row(Box::new(row))).is_ok())
-        });
-        if sent != Some(true) {
-            tracing::error!("ledger is closed; a row was not recorded");
-        }
-    }
-
-    /// Waits until every row recorded before this call is written (or
-    /// `timeout` passes). For tests and reports that must see fresh rows.
-    pub fn flush(&self, timeout: Duration) -> bool {
-        let (done, wait) = mpsc::channel();
-        let sent = self
-            .tx
-            .lock()
-            .ok()
-            .and_then(|tx| tx.as_ref().map(|tx| tx.send(Msg::Flush(done)).is_ok()));
-        sent == Some(true) && wait.recv_timeout(timeout).is_ok()
-    }
-
-    /// Writes everything queued and stops the writer (graceful shutdown).
-    pub fn close(&self) {
-        if let Ok(mut tx) = self.tx.lock() {
-            tx.take();
-        }
-        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
-        if let Some(w) = writer {
-            if w.join().is_err() {
-                tracing::error!("the ledger writer panicked");
-            }
-        }
-    }
-}
-
-fn write_loop(target: &LedgerTarget, rx: &mpsc::Receiver<Msg>) {
-    let mut store: Option<Box<dyn Store>> = None;
-    let mut batch: Vec<Row> = Vec::new();
-    let mut waiting: Vec<mpsc::Sender<()>> = Vec::new();
-    let mut backoff = Duration::from_millis(100);
-    let mut closed = false;
-    let mut closing_since: Option<Instant> = None;
-    loop {
-        // Gather: block for the first message when idle, then linger.
-        if batch.is_empty() && waiting.is_empty() && !closed {
-            match rx.recv() {
-                Ok(m) => take(m, &mut batch, &mut waiting),
-                Err(_) => closed = true,
-            }
-        }
-        let deadline = Instant::now() + LINGER;
-        while batch.len() < BATCH && !closed {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(m) => take(m, &mut batch, &mut waiting),
-                Err(mpsc::RecvTimeoutError::Timeout) => break,
-                Err(mpsc::RecvTimeoutError::Disconnected) => closed = true,
-            }
-        }
-        if !batch.is_empty() {
-            let result = match store.as_mut() {
-                Some(s) => s.insert(&batch),
-                None => open(target).and_then(|s| {
-                    let mut s = s.ok_or_else(|| anyhow::anyhow!("no ledger configured"))?;
-                    let r = s.insert(&batch);
-                    store = Some(s);
-                    r
-                }),
-            };
-            match result {
-                Ok(()) => {
-                    batch.clear();
-                    backoff = Duration::from_millis(100);
-                }
-                Err(e) => {
-                    tracing::warn!(rows = batch.len(), error = %format!("{e:#}"), "ledger write failed; keeping the rows and retrying");
-                    store = None;
-                    if closed {
-                        let since = *closing_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() > CLOSE_DEADLINE {
-                            tracing::error!(
-                                rows = batch.len(),
-                                "ledger unreachable at shutdown; these rows are lost"
-                            );
-                            batch.clear();
-                        }
-                    }
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    continue;
-                }
-            }
-        }
-        for w in waiting.drain(..) {
-            let _ = w.send(());
-        }
-        if closed && batch.is_empty() {
-            return;
-        }
-    }
-}
-
-fn take(m: Msg, batch: &mut Vec<Row>, waiting: &mut Vec<mpsc::Sender<()>>) {
-    match m {
-        Msg::Row(r) => batch.push(*r),
-        Msg::Flush(w) => waiting.push(w),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub fn row(i: u64, team: &str, model: &str, cost: u64) -> Row {
-        Row {
-            ts: 1_764_288_000_000 + i64::try_from(i).unwrap() * 1000,
-            request_id: format!("req_{i}"),
-            key_id: format!("key-{}", i % 2),
-            team: team.into(),
-            task: "chat".into(),
-            complexity: "low".into(),
-            route: "r".into(),
-            requested_model: "auto".into(),
-            model: model.into(),
-            prompt_tokens: 10,
-            completion_tokens: 5,
-            cost: Nanos(cost),
-            baseline_cost: Nanos(cost * 10),
-            cache: if i % 3 == 0 { "hit" } else { "miss" }.into(),
-            saved: Nanos::ZERO,
-            status: 200,
-            latency_ms: 12,
-            ttft_ms: Some(3),
-            ending: "complete".into(),
-            strong_milli: Some(400),
-            risk_milli: if model == "gpt-4" { 0 } else { 400 },
-        }
-    }
-
-    #[test]
-    fn writer_batches_and_flushes_everything_on_close() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("l.sqlite").display().to_string();
-        let target = LedgerTarget::Sqlite(path);
-        let ledger = Ledger::start(target.clone()).unwrap().unwrap();
-        for i in 0..1000 {
-            ledger.record(row(i, "web", "gpt-4", 7));
-        }
-        ledger.close();
-        let mut store = open(&target).unwrap().unwrap();
-        let total = store
-            .report(&Query {
-                from: 0,
-                to: i64::MAX,
-                by: vec![],
-            })
-            .unwrap();
-        assert_eq!(total[0].requests, 1000);
-        assert_eq!(total[0].cost, Nanos(7000));
-        assert_eq!((total[0].scored, total[0].risk_milli), (1000, 0));
-    }
-
-    #[test]
-    fn quality_retained_is_the_share_without_expected_loss() {
-        let g = |scored, risk_milli| Group {
-            scored,
-            risk_milli,
-            ..Group::default()
-        };
-        assert_eq!(g(0, 0).quality_retained_tenths(), None);
-        assert_eq!(g(4, 0).quality_retained_tenths(), Some(1000));
-        // Four requests, two sent to a weak model at strong_score 0.3: 85%.
-        assert_eq!(g(4, 600).quality_retained_tenths(), Some(850));
-        assert_eq!(g(3, 1000).quality_retained_tenths(), Some(667));
-        assert_eq!(g(1, 5000).quality_retained_tenths(), Some(0));
-    }
-}
+mod tests;

@@ -20,6 +20,8 @@ use crate::upstream::{into_sse, Ending, Failure, Outbox, Pull, RetryReason, SseS
 
 /// Fields the local engine cannot honour; a request using them is sent on
 /// to the next model in the chain instead of being answered wrongly.
+use super::stop::StopFilter;
+
 const UNSUPPORTED: &[&str] = &["tools", "functions", "response_format", "logprobs", "audio"];
 
 pub type Messages = Vec<IndexMap<String, MessageContent>>;
@@ -139,58 +141,6 @@ pub fn request(chat: &ChatRequest) -> Result<LocalRequest, RetryReason> {
     })
 }
 
-/// Applies `stop` sequences to streamed text the way OpenAI does: the
-/// answer ends before the first occurrence, which is never sent. Text that
-/// could be the start of a stop sequence is held back until it is known
-/// not to be. (mistralrs stops the sequence on the same token, but in
-/// streaming mode it sends that token's whole text.)
-#[derive(Default)]
-struct StopFilter {
-    stops: Vec<String>,
-    pending: String,
-    cut: bool,
-}
-
-impl StopFilter {
-    /// Takes the next piece; returns the text that may be sent now.
-    fn push(&mut self, piece: &str) -> String {
-        if self.cut {
-            return String::new();
-        }
-        self.pending.push_str(piece);
-        if self.stops.is_empty() {
-            return std::mem::take(&mut self.pending);
-        }
-        if let Some(pos) = self
-            .stops
-            .iter()
-            .filter_map(|s| self.pending.find(s.as_str()))
-            .min()
-        {
-            self.cut = true;
-            let out = self.pending[..pos].to_string();
-            self.pending.clear();
-            return out;
-        }
-        // Hold back the longest tail that is a proper prefix of a stop sequence.
-        let hold = self
-            .stops
-            .iter()
-            .flat_map(|s| s.char_indices().skip(1).map(|(i, _)| &s[..i]))
-            .filter(|prefix| self.pending.ends_with(prefix))
-            .map(str::len)
-            .max()
-            .unwrap_or(0);
-        let keep = self.pending.split_off(self.pending.len() - hold);
-        std::mem::replace(&mut self.pending, keep)
-    }
-
-    /// The held-back text at the end of the answer.
-    fn flush(&mut self) -> String {
-        std::mem::take(&mut self.pending)
-    }
-}
-
 /// One running sequence: turns engine responses into OpenAI frames.
 pub struct Generation {
     rx: Receiver<Response>,
@@ -229,10 +179,7 @@ impl Generation {
             include_usage: chat.include_usage,
             engine,
             text: String::new(),
-            stops: StopFilter {
-                stops: chat.stop.clone(),
-                ..StopFilter::default()
-            },
+            stops: StopFilter::new(chat.stop.clone()),
             finish_reason: None,
             error: None,
             out: Outbox::default(),
@@ -399,34 +346,4 @@ fn usage_json(u: Usage) -> Value {
 
 fn frame(v: &Value) -> Bytes {
     crate::upstream::sse::frame(&serde_json::to_vec(v).unwrap_or_default())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::StopFilter;
-
-    fn run(stops: &[&str], pieces: &[&str]) -> (String, bool) {
-        let mut f = StopFilter {
-            stops: stops.iter().map(|s| s.to_string()).collect(),
-            ..StopFilter::default()
-        };
-        let mut out: String = pieces.iter().map(|p| f.push(p)).collect();
-        out.push_str(&f.flush());
-        (out, f.cut)
-    }
-
-    #[test]
-    fn cuts_before_the_first_stop_sequence_even_inside_a_token() {
-        assert_eq!(
-            run(&["at"], &["The", " people", " seated", " at"]),
-            ("The people se".into(), true)
-        );
-        assert_eq!(run(&["END"], &["a", "bE", "N", "Dc"]), ("ab".into(), true));
-        assert_eq!(
-            run(&["\n\n", "END"], &["x\n", "y", "EN"]),
-            ("x\nyEN".into(), false)
-        );
-        assert_eq!(run(&[], &["a", "b"]), ("ab".into(), false));
-        assert_eq!(run(&["é!"], &["café", "?"]), ("café?".into(), false));
-    }
 }

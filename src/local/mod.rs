@@ -17,6 +17,7 @@
 
 mod admission;
 mod convert;
+mod stop;
 pub mod throughput;
 
 use std::collections::HashMap;

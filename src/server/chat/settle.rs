@@ -67,29 +67,7 @@ pub struct Close {
 
 impl Tab {
     pub fn open(gw: &Arc<Gateway>, caller: &Caller, request_id: &str) -> Tab {
-        let row = Row {
-            ts: gw.clock.now(),
-            request_id: request_id.to_string(),
-            key_id: caller.key_id.to_string(),
-            team: caller.team.to_string(),
-            task: String::new(),
-            complexity: String::new(),
-            route: String::new(),
-            requested_model: String::new(),
-            model: String::new(),
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            cost: Nanos::ZERO,
-            baseline_cost: Nanos::ZERO,
-            cache: "off".to_string(),
-            saved: Nanos::ZERO,
-            status: 0,
-            latency_ms: 0,
-            ttft_ms: None,
-            ending: String::new(),
-            strong_milli: None,
-            risk_milli: 0,
-        };
+        let row = Row::opened(gw.clock.now(), request_id, &caller.key_id, &caller.team);
         Tab(Arc::new(Mutex::new(Account {
             gw: gw.clone(),
             started: Instant::now(),
