@@ -67,15 +67,23 @@ impl Histogram {
 
 #[derive(Default)]
 struct Inner {
-    requests: BTreeMap<(String, String, u16), u64>,
-    prompt_tokens: BTreeMap<String, u64>,
-    completion_tokens: BTreeMap<String, u64>,
-    cost: BTreeMap<String, u64>,
-    baseline: BTreeMap<String, u64>,
-    latency: BTreeMap<String, Histogram>,
-    ttft: BTreeMap<String, Histogram>,
-    overhead: BTreeMap<String, Histogram>,
+    /// By model name; looked up by `&str`, so a request allocates nothing
+    /// here once its model has been seen.
+    models: BTreeMap<String, PerModel>,
     upstream_errors: BTreeMap<(String, String), u64>,
+}
+
+#[derive(Default)]
+struct PerModel {
+    /// (route, status, count): a handful per model, scanned.
+    requests: Vec<(String, u16, u64)>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    cost: u64,
+    baseline: u64,
+    latency: Histogram,
+    ttft: Option<Histogram>,
+    overhead: Option<Histogram>,
 }
 
 /// One finished request, as the metrics see it.
@@ -103,25 +111,31 @@ impl RequestMetrics {
         let Ok(mut m) = self.inner.lock() else {
             return;
         };
-        let model = s.model.to_string();
-        *m.requests
-            .entry((s.route.to_string(), model.clone(), s.status))
-            .or_default() += 1;
-        *m.prompt_tokens.entry(model.clone()).or_default() += s.prompt_tokens;
-        *m.completion_tokens.entry(model.clone()).or_default() += s.completion_tokens;
-        *m.cost.entry(model.clone()).or_default() += s.cost_nanos;
-        *m.baseline.entry(model.clone()).or_default() += s.baseline_nanos;
-        m.latency
-            .entry(model.clone())
-            .or_default()
-            .observe(s.latency_s);
+        if !m.models.contains_key(s.model) {
+            m.models.insert(s.model.to_string(), PerModel::default());
+        }
+        let Some(pm) = m.models.get_mut(s.model) else {
+            return;
+        };
+        match pm
+            .requests
+            .iter_mut()
+            .find(|(route, status, _)| route == s.route && *status == s.status)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => pm.requests.push((s.route.to_string(), s.status, 1)),
+        }
+        pm.prompt_tokens += s.prompt_tokens;
+        pm.completion_tokens += s.completion_tokens;
+        pm.cost += s.cost_nanos;
+        pm.baseline += s.baseline_nanos;
+        pm.latency.observe(s.latency_s);
         if let Some(t) = s.ttft_s {
-            m.ttft.entry(model.clone()).or_default().observe(t);
+            pm.ttft.get_or_insert_with(Histogram::default).observe(t);
         }
         if let Some(o) = s.overhead_s {
-            m.overhead
-                .entry(model)
-                .or_insert_with(|| Histogram::with(OVERHEAD_BOUNDS))
+            pm.overhead
+                .get_or_insert_with(|| Histogram::with(OVERHEAD_BOUNDS))
                 .observe(o);
         }
     }
@@ -141,7 +155,17 @@ impl RequestMetrics {
         };
         let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
         let _ = writeln!(out, "# HELP tollgate_requests_total Chat requests by route, answering model and HTTP status.\n# TYPE tollgate_requests_total counter");
-        for ((route, model, status), n) in &m.requests {
+        let mut requests: Vec<(&str, &str, u16, u64)> = m
+            .models
+            .iter()
+            .flat_map(|(model, pm)| {
+                pm.requests
+                    .iter()
+                    .map(move |(r, st, n)| (r.as_str(), model.as_str(), *st, *n))
+            })
+            .collect();
+        requests.sort_unstable();
+        for (route, model, status, n) in requests {
             let _ = writeln!(
                 out,
                 "tollgate_requests_total{{route=\"{}\",model=\"{}\",status=\"{status}\"}} {n}",
@@ -158,65 +182,69 @@ impl RequestMetrics {
                 esc(kind)
             );
         }
-        for (name, help, map) in [
+        type Count = fn(&PerModel) -> u64;
+        let counters: [(&str, &str, Count, bool); 4] = [
             (
                 "tollgate_prompt_tokens_total",
                 "Prompt tokens by model.",
-                &m.prompt_tokens,
+                |p| p.prompt_tokens,
+                false,
             ),
             (
                 "tollgate_completion_tokens_total",
                 "Completion tokens by model.",
-                &m.completion_tokens,
+                |p| p.completion_tokens,
+                false,
             ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (model, n) in map {
-                let _ = writeln!(out, "{name}{{model=\"{}\"}} {n}", esc(model));
-            }
-        }
-        for (name, help, map) in [
             (
                 "tollgate_cost_usd_total",
                 "Money spent, by model (USD).",
-                &m.cost,
+                |p| p.cost,
+                true,
             ),
             (
                 "tollgate_baseline_cost_usd_total",
                 "What the same tokens would have cost on the baseline model, by model (USD).",
-                &m.baseline,
+                |p| p.baseline,
+                true,
             ),
-        ] {
+        ];
+        for (name, help, count, usd) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (model, n) in map {
-                let _ = writeln!(
-                    out,
-                    "{name}{{model=\"{}\"}} {}",
-                    esc(model),
-                    crate::money::Nanos(*n)
-                );
+            for (model, pm) in &m.models {
+                let n = count(pm);
+                let _ = if usd {
+                    writeln!(
+                        out,
+                        "{name}{{model=\"{}\"}} {}",
+                        esc(model),
+                        crate::money::Nanos(n)
+                    )
+                } else {
+                    writeln!(out, "{name}{{model=\"{}\"}} {n}", esc(model))
+                };
             }
         }
-        for (name, help, map) in [
-            (
-                "tollgate_request_duration_seconds",
-                "End-to-end request time, by model.",
-                &m.latency,
-            ),
+        type Hist = fn(&PerModel) -> Option<&Histogram>;
+        let histograms: [(&str, &str, Hist); 3] = [
+            ("tollgate_request_duration_seconds", "End-to-end request time, by model.", |p| Some(&p.latency)),
             (
                 "tollgate_time_to_first_token_seconds",
                 "Time until the first byte of the answer, by model.",
-                &m.ttft,
+                |p| p.ttft.as_ref(),
             ),
             (
                 "tollgate_gateway_overhead_seconds",
                 "Time to the first byte minus time waiting on upstreams: what the gateway itself adds, by model.",
-                &m.overhead,
+                |p| p.overhead.as_ref(),
             ),
-        ] {
+        ];
+        for (name, help, hist) in histograms {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-            for (model, h) in map {
-                h.render(out, name, &format!("model=\"{}\"", esc(model)));
+            for (model, pm) in &m.models {
+                if let Some(h) = hist(pm) {
+                    h.render(out, name, &format!("model=\"{}\"", esc(model)));
+                }
             }
         }
     }

@@ -6,6 +6,7 @@
 
 mod classify;
 mod key;
+mod logs;
 mod plan;
 mod policy;
 mod report;

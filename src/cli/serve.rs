@@ -86,7 +86,7 @@ enum LogFormat {
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
-    init_logging(args.log_format);
+    let _logs = super::logs::init(matches!(args.log_format, LogFormat::Json));
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -231,23 +231,4 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { () = ctrl_c => {}, () = term => {} }
     tracing::info!("shutdown signal received; draining in-flight requests");
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
-        // mistralrs logs every loading step at info; tollgate logs the start
-        // and end of loading itself.
-        .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(
-                "info,mistralrs=warn,mistralrs_core=warn,mistralrs_quant=warn",
-            )
-        });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }
