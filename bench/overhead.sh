@@ -91,7 +91,7 @@ models:
 keys:
   - { id: bench, team: bench, hash: "$(sed -n 's/^hash: //p' "$tmp/key.out")" }
 YAML
-"$BIN/tollgate" serve --config "$tmp/policy.yaml" --listen 127.0.0.1:0 > "$tmp/tg.out" 2> "$tmp/tg.log" &
+env ${TOLLGATE_ENV:-} "$BIN/tollgate" serve --config "$tmp/policy.yaml" --listen 127.0.0.1:0 > "$tmp/tg.out" 2> "$tmp/tg.log" &
 tg_pid=$!
 pids+=($tg_pid)
 gateway=$(url_from "$tmp/tg.out")

@@ -19,7 +19,7 @@ use rand::Rng;
 
 use super::admit;
 use super::settle::Tab;
-use super::stop::Stop;
+use super::stop::{Overflow, Stop};
 use crate::circuit::{Admit, State as CircuitState};
 use crate::gateway::{Backend, Gateway};
 use crate::money::Nanos;
@@ -53,20 +53,6 @@ pub struct Answer {
     pub notes: Vec<String>,
     /// The models' rate-limit verdicts (merged into the request's).
     pub limits: Verdict,
-}
-
-/// A request that does not fit a model's context window.
-#[derive(Debug, Clone, Copy)]
-pub struct Overflow {
-    pub context: u32,
-    pub prompt: u32,
-    pub completion: u32,
-}
-
-impl Overflow {
-    pub fn needed(&self) -> u64 {
-        u64::from(self.prompt) + u64::from(self.completion)
-    }
 }
 
 /// Why a model of the chain was passed over.

@@ -7,7 +7,6 @@ use crate::state::budgets::Exhausted;
 use crate::state::limits::{reset_text, Kind, Limited};
 use crate::upstream::RetryReason;
 
-use super::dispatch::Overflow;
 use super::reply::limit_headers;
 
 #[derive(Debug)]
@@ -104,4 +103,18 @@ fn rate_limited(l: &Limited, tokens: u32) -> ApiError {
     let mut e = ApiError::rate_limited(message, l.retry_after.map(|d| d.as_secs().max(1)));
     e.headers = Some(Box::new(limit_headers(&l.verdict)));
     e
+}
+
+/// A request that does not fit a model's context window.
+#[derive(Debug, Clone, Copy)]
+pub struct Overflow {
+    pub context: u32,
+    pub prompt: u32,
+    pub completion: u32,
+}
+
+impl Overflow {
+    pub fn needed(&self) -> u64 {
+        u64::from(self.prompt) + u64::from(self.completion)
+    }
 }
