@@ -27,8 +27,7 @@ providers:
 models:
   gpt-4: { provider: openai }
   gpt-3.5-turbo: { provider: openai }
-aliases:
-  auto: gpt-3.5-turbo
+aliases: { auto: router }
 routes:
   - name: code
     when: { task: [code] }
