@@ -39,7 +39,7 @@ fn paths(text: &str, module: &[String]) -> Vec<Vec<String>> {
     for line in text.lines() {
         let code = line.split("//").next().unwrap_or("");
         let mut rest = code;
-        while let Some(i) = rest.find(|c: char| c == 'c' || c == 's') {
+        while let Some(i) = rest.find(['c', 's']) {
             let tail = &rest[i..];
             let boundary =
                 i == 0 || !rest[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_');
