@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
@@ -166,6 +167,92 @@ fn serve_refuses_a_missing_env_variable_by_name() {
         stderr.contains("environment variable TOLLGATE_TEST_SURELY_UNSET is not set"),
         "{stderr}"
     );
+}
+
+#[test]
+fn policy_check_prints_unknown_keys_and_every_other_error_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = file_in(
+        &dir,
+        "mixed.yaml",
+        r#"version: 1
+providers:
+  up: { kind: openai, base_url: "http://127.0.0.1:1/v1", api_key: k, colour: blue }
+models:
+  a: { provider: nowhere, price: { input: -1, output: 2 } }
+  b: { provider: up, price: { input: 1, output: 2 }, sise: 7 }
+routes:
+  - { name: r, to: ghost }
+"#,
+    );
+    let out = tollgate()
+        .args(["policy", "check"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    for wanted in [
+        "providers.up.colour: unknown field `colour`",
+        "models.b.sise: unknown field `sise`",
+        "models.a.provider",
+        "models.a.price",
+        "routes[0].to",
+    ] {
+        assert!(text.contains(wanted), "missing {wanted:?} in:\n{text}");
+    }
+    assert!(text.contains("ghost"), "{text}");
+}
+
+#[test]
+fn offline_commands_need_no_secrets() {
+    // The shipped policies name OPENAI_API_KEY without a default: checking
+    // and comparing them needs no key, only a note that serve will.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tollgate()
+        .args(["policy", "check"])
+        .arg(root.join("policies/quality-first.yaml"))
+        .arg(root.join("examples/vllm-and-openai.yaml"))
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("${OPENAI_API_KEY} is not set; read as empty here (serve needs it)"),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = file_in(
+        &dir,
+        "p.jsonl",
+        "{\"prompt\": \"Write a haiku about tea.\"}\n",
+    );
+    let out = tollgate()
+        .args(["policy", "test"])
+        .arg(root.join("policies/default.yaml"))
+        .arg("--prompts")
+        .arg(&prompts)
+        .arg("--against")
+        .arg(root.join("policies/quality-first.yaml"))
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // serve still refuses to start without it.
+    let out = tollgate()
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(root.join("policies/quality-first.yaml"))
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

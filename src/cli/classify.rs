@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::plan::{plan, RouterArgs};
 use crate::classify::Router;
-use crate::policy::load_file;
+use crate::policy::load_file_offline;
 
 /// Classify prompts and show where the policy would route them.
 ///
@@ -43,7 +43,7 @@ pub struct ClassifyArgs {
 }
 
 pub fn run(args: ClassifyArgs) -> ExitCode {
-    let policy = match load_file(&args.policy) {
+    let policy = match load_file_offline(&args.policy) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");

@@ -36,10 +36,13 @@ pub struct Cli {
 enum Command {
     Serve(serve::ServeArgs),
     Classify(classify::ClassifyArgs),
+    /// Check policy files, or compare two policies on a set of prompts.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Make gateway keys (the key once, the hash for the policy).
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// The learned router: its cost-quality curve and its features.
     #[command(subcommand)]
     Route(route::RouteCommand),
     Report(report::ReportArgs),

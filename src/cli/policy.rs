@@ -9,14 +9,15 @@ use std::collections::BTreeMap;
 
 use super::plan::{input_lines, plan, read_input, RouterArgs};
 use crate::money::Nanos;
-use crate::policy::load_file;
+use crate::policy::load_file_offline;
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
     /// Check policy files: print every error as `file:line:col: path: message`.
     ///
-    /// Environment variables referenced as ${VAR} must be set, as for
-    /// `serve`. Exits 0 when every file is valid, 1 otherwise.
+    /// An environment variable referenced as ${VAR} that is unset reads as
+    /// empty and is printed as a note (only `serve` needs the secrets).
+    /// Exits 0 when every file is valid, 1 otherwise.
     ///
     /// Example:
     ///   tollgate policy check policies/*.yaml
@@ -69,7 +70,7 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
 fn check(args: CheckArgs) -> ExitCode {
     let mut failed = false;
     for file in &args.files {
-        match load_file(file) {
+        match load_file_offline(file) {
             Ok(p) => println!(
                 "{}: ok ({} models, {} routes, {})",
                 file.display(),
@@ -99,7 +100,7 @@ fn usd(c: Option<Nanos>) -> String {
 
 fn test(args: TestArgs) -> ExitCode {
     let load = |path: &PathBuf| {
-        load_file(path).map_err(|e| {
+        load_file_offline(path).map_err(|e| {
             eprintln!("{e}");
             ExitCode::from(2)
         })

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::clock::Clock;
-use crate::policy::{load_file, LedgerTarget};
+use crate::policy::{load_file_offline, LedgerTarget};
 use crate::report::{build, Format, Options};
 use crate::secret::Secret;
 
@@ -53,7 +53,7 @@ pub fn run(args: ReportArgs) -> ExitCode {
                 .trim_start_matches("//")
                 .to_string(),
         ),
-        None => match load_file(&args.config) {
+        None => match load_file_offline(&args.config) {
             Ok(p) => p.ledger.clone(),
             Err(e) => {
                 eprintln!("error: invalid policy:\n{e}");

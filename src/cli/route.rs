@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use super::plan::{class_of, input_lines, parse_input, read_input, RouterArgs};
 use crate::classify::{tokens, Router, Texts};
 use crate::money::{Nanos, Price};
-use crate::policy::{load_file, Pricing};
+use crate::policy::{load_file_offline, Pricing};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -87,7 +87,7 @@ fn calibrate(args: CalibrateArgs) -> ExitCode {
         eprintln!("error: --strong-share must be in (0, 1]");
         return ExitCode::from(2);
     }
-    let policy = match load_file(&args.policy) {
+    let policy = match load_file_offline(&args.policy) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 pub use compile::compile;
-pub use load::{load_file, load_str, Diagnostic, LoadError};
+pub use load::{load_file, load_file_offline, load_str, Diagnostic, LoadError};
 
 use crate::classify::{Complexity, Task};
 use crate::money::{Nanos, Price};
