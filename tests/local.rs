@@ -306,6 +306,17 @@ async fn a_missing_model_file_is_unavailable_and_skipped() {
     let url = format!("http://{}", serve(gw).await);
     let res = post(&url, &ask("Hi", 4)).await;
     assert_eq!(res.headers()["x-tollgate-model"], "gpt-3.5-turbo");
+    // Asked for by name, it answers 503 naming the model and why.
+    let mut direct = ask("Hi", 4);
+    direct["model"] = json!("smollm2");
+    let res = post(&url, &direct).await;
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("smollm2 is unavailable") && message.contains("not found"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,12 +83,15 @@ pub async fn run(gw: &std::sync::Arc<Gateway>, job: Job<'_>) -> Result<Answer, S
     let mut limits = Verdict::default();
     let mut last: Option<RetryReason> = None;
     let mut tried = 0u32;
+    // Models that could not be tried at all, and why (for the 503).
+    let mut down: Vec<String> = Vec::new();
     for i in 0..attempts {
         let at = i % chain.len();
         let id = chain[at];
         let name = &gw.model_names[id];
         let backend = &gw.backends[id];
         if let Some(why) = backend.unavailable_reason() {
+            note_down(&mut down, name, &why);
             last.get_or_insert(RetryReason::Unavailable(why));
             continue;
         }
@@ -132,6 +135,7 @@ pub async fn run(gw: &std::sync::Arc<Gateway>, job: Job<'_>) -> Result<Answer, S
         };
         // An open circuit keeps a failing upstream out until its probe.
         if gw.breakers[id].admit(Instant::now()) == Admit::No {
+            note_down(&mut down, name, "circuit open after repeated failures");
             tab.release();
             last.get_or_insert(RetryReason::Unavailable("circuit open".into()));
             continue;
@@ -168,7 +172,25 @@ pub async fn run(gw: &std::sync::Arc<Gateway>, job: Job<'_>) -> Result<Answer, S
             }
         }
     }
-    Err(nothing_answered(gw, tried, prompt_tokens, slots, last))
+    Err(nothing_answered(
+        gw,
+        tried,
+        prompt_tokens,
+        slots,
+        last,
+        down,
+    ))
+}
+
+fn note_down(down: &mut Vec<String>, name: &str, why: &str) {
+    let note = if why == "still loading" {
+        format!("{name} is still loading")
+    } else {
+        format!("{name} is unavailable ({why})")
+    };
+    if !down.contains(&note) {
+        down.push(note);
+    }
 }
 
 /// One call to a backend.
@@ -213,6 +235,7 @@ fn nothing_answered(
     prompt_tokens: u32,
     slots: Vec<Slot>,
     last: Option<RetryReason>,
+    down: Vec<String>,
 ) -> Stop {
     if tried > 0 {
         return Stop::Failed(last);
@@ -233,6 +256,9 @@ fn nothing_answered(
     }
     if let Some(Skip::Limited(l)) = skips().find(|s| matches!(s, Skip::Limited(_))) {
         return Stop::RateLimited(l.clone(), prompt_tokens);
+    }
+    if !down.is_empty() {
+        return Stop::Unavailable(down);
     }
     Stop::Failed(last)
 }

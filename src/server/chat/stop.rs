@@ -24,6 +24,8 @@ pub enum Stop {
     ContextTooLong(Overflow),
     /// Every attempt failed; the last reason, if any model was tried.
     Failed(Option<RetryReason>),
+    /// No model of the chain could be tried: each one and why.
+    Unavailable(Vec<String>),
     /// The upstream's own answer to a request it rejects (a 4xx).
     Upstream(ApiError),
     ShuttingDown,
@@ -79,6 +81,14 @@ impl From<Stop> for ApiError {
             )
             .code("context_length_exceeded"),
             Stop::Failed(last) => last.map_or_else(|| ApiError::unavailable(1), |r| r.to_api_error()),
+            Stop::Unavailable(down) => {
+                let mut e = ApiError::unavailable(1);
+                e.message = format!(
+                    "No model for this request is available right now: {}. Try again later.",
+                    down.join("; ")
+                );
+                e
+            }
             Stop::Upstream(e) => e,
             Stop::ShuttingDown => ApiError::unavailable(1).code("shutting_down"),
         }
