@@ -71,6 +71,25 @@ impl fmt::Display for Nanos {
     }
 }
 
+/// The per-token price of a machine that costs `gpu_hour` per hour and
+/// runs at `prefill` and `generation` tokens per second, given in integer
+/// milli-tokens per second so the money math stays integer. A rate of
+/// zero (not yet measured) prices at zero.
+pub fn price_from_gpu_hour(gpu_hour: Nanos, prefill_milli: u64, generation_milli: u64) -> Price {
+    // nanos per 1M tokens = gpu_hour / 3600 s × 1e6 / (tokens/s)
+    let per_mtok = |milli: u64| -> Nanos {
+        if milli == 0 {
+            return Nanos::ZERO;
+        }
+        let n = (u128::from(gpu_hour.0) * 1_000_000 * 1000).div_ceil(3600 * u128::from(milli));
+        Nanos(u64::try_from(n).unwrap_or(u64::MAX))
+    };
+    Price {
+        input_per_mtok: per_mtok(prefill_milli),
+        output_per_mtok: per_mtok(generation_milli),
+    }
+}
+
 /// A per-token price: nano-dollars per 1M input and output tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Price {

@@ -245,6 +245,16 @@ fn offline_commands_need_no_secrets() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The local model's cost is estimated, and marked as such.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("smollm2-135m") && stdout.contains("~0.0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("~ estimated: a local model priced by the GPU hour"),
+        "{stdout}"
+    );
     // serve still refuses to start without it.
     let out = tollgate()
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])

@@ -102,3 +102,44 @@ fn unknown_keys_are_rejected_where_they_are() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_gpu_hour_price_has_an_expected_throughput_for_estimates() {
+    let policy = |price: &str| {
+        format!(
+            "version: 1\nproviders:\n  local: {{ kind: local }}\n  up: {{ kind: openai, base_url: \"http://127.0.0.1:1/v1\", api_key: k }}\nmodels:\n  small: {{ provider: local, file: m.gguf, price: {price} }}\n  cloud: {{ provider: up, price: {{ input: 1, output: 2, generation_per_s: 5 }} }}\n"
+        )
+    };
+    let load = |price: &str| {
+        tollgate::policy::load_str("p.yaml", &policy(price), Path::new("."), &|_| None)
+    };
+    // Bad values name their field; throughput is for gpu_hour models only.
+    let e = load("{ gpu_hour: 2, prefill_per_s: -3 }")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "models.small.price.prefill_per_s: `-3` is not a positive number of tokens per second"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("models.cloud.price: prefill_per_s and generation_per_s go with gpu_hour"),
+        "{e}"
+    );
+    // Defaults: the last measured figures. $3.6/h at 1,000 tok/s prefill is
+    // $1 per 1M prompt tokens.
+    let text =
+        policy("{ gpu_hour: 3.6, prefill_per_s: 1000 }").replace(", generation_per_s: 5", "");
+    let p = tollgate::policy::load_str("p.yaml", &text, Path::new("."), &|_| None).unwrap();
+    let (price, estimated) = p.model("small").unwrap().pricing.estimate();
+    assert!(estimated);
+    assert_eq!(price.input_per_mtok, tollgate::money::Nanos(1_000_000_000));
+    let measured = tollgate::policy::Throughput::MEASURED.generation_milli;
+    let per_token = 3_600_000_000u128 * 1_000_000 * 1000 / (3600 * u128::from(measured));
+    assert_eq!(
+        u128::from(price.output_per_mtok.0),
+        per_token + 1,
+        "rounded up to the nano-dollar"
+    );
+}

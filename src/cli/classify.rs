@@ -20,7 +20,9 @@ use crate::policy::load_file_offline;
 /// "prompt_tokens", "route", "model", "est_cost_usd"}. Prompt tokens are
 /// counted with OpenAI's cl100k_base tokenizer; est_cost_usd is the prompt
 /// at the model's input price plus max_tokens (if given) at its output
-/// price, null for models priced by the GPU hour.
+/// price. For a model priced by the GPU hour it is an estimate, from the
+/// throughput its price expects (`prefill_per_s`, `generation_per_s`;
+/// by default the last measured figures), and "est_cost_basis" says so.
 ///
 /// Example:
 ///   tollgate classify "Write a Python function that merges two sorted lists."
@@ -119,5 +121,7 @@ fn one(
         "model": p.model,
         // Exact nano-dollars, printed as a decimal USD number.
         "est_cost_usd": p.cost.map(|c| c.to_string().parse::<f64>().map_or(Value::Null, Value::from)),
+        // A GPU-hour model's cost: estimated from its expected throughput.
+        "est_cost_basis": if p.estimated { "gpu_hour at expected throughput" } else { "per-token price" },
     }))
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::classify::{classify_with, load_router, tokens, Class, Router, RouterLoad, Texts};
 use crate::money::Nanos;
-use crate::policy::{Policy, Pricing};
+use crate::policy::Policy;
 use crate::request::ChatRequest;
 use crate::route::{route, Facts};
 
@@ -99,8 +99,10 @@ pub struct Plan {
     pub route: Option<String>,
     pub model: Option<String>,
     /// The prompt at the input price plus max_tokens at the output price;
-    /// `None` for GPU-hour pricing (known only at run time) or no route.
+    /// `None` with no route.
     pub cost: Option<Nanos>,
+    /// The cost is an estimate: a GPU-hour model at its expected throughput.
+    pub estimated: bool,
 }
 
 pub fn plan(
@@ -139,17 +141,16 @@ pub fn plan(
                     route: Some(d.rule),
                     model: None,
                     cost: None,
+                    estimated: false,
                 });
             };
             let m = &policy.models[first];
-            let cost = match m.pricing {
-                Pricing::PerToken(p) => Some(p.cost(
-                    u64::from(class.prompt_tokens),
-                    u64::from(chat.max_tokens.unwrap_or(0)),
-                )),
-                Pricing::GpuHour(_) => None,
-            };
-            (Some(d.rule), Some(m.name.clone()), cost)
+            let (price, estimated) = m.pricing.estimate();
+            let cost = price.cost(
+                u64::from(class.prompt_tokens),
+                u64::from(chat.max_tokens.unwrap_or(0)),
+            );
+            (Some(d.rule), Some(m.name.clone()), Some((cost, estimated)))
         }
         Err(_) => (None, None, None),
     };
@@ -158,6 +159,7 @@ pub fn plan(
         class,
         route: route_name,
         model: model_name,
-        cost,
+        cost: cost.map(|c| c.0),
+        estimated: cost.is_some_and(|c| c.1),
     })
 }

@@ -28,8 +28,8 @@ pub enum PolicyCommand {
     ///
     /// Prompts are JSON lines {"id", "prompt"} or {"id", "messages"}, with an
     /// optional max_tokens. The estimated cost is the prompt at the model's
-    /// input price plus max_tokens at its output price; GPU-hour models show
-    /// "-" and are left out of the totals.
+    /// input price plus max_tokens at its output price; for GPU-hour models
+    /// it is estimated from their expected throughput and marked `~`.
     ///
     /// Example:
     ///   tollgate policy test policies/cost-capped.yaml --prompts prompts.jsonl --against policies/quality-first.yaml
@@ -94,8 +94,13 @@ fn check(args: CheckArgs) -> ExitCode {
     }
 }
 
-fn usd(c: Option<Nanos>) -> String {
-    c.map_or_else(|| "-".to_string(), |c| c.to_string())
+/// A cost; `~` marks an estimate (a GPU-hour model at its expected throughput).
+fn usd(c: Option<Nanos>, estimated: bool) -> String {
+    match c {
+        None => "-".to_string(),
+        Some(c) if estimated => format!("~{c}"),
+        Some(c) => c.to_string(),
+    }
 }
 
 fn test(args: TestArgs) -> ExitCode {
@@ -151,7 +156,7 @@ fn test(args: TestArgs) -> ExitCode {
             p.class.complexity.as_str(),
             p.route.as_deref().unwrap_or("-"),
             model,
-            usd(p.cost)
+            usd(p.cost, p.estimated)
         );
         let e = per_model.entry(model).or_default();
         e.0 += 1;
@@ -169,6 +174,15 @@ fn test(args: TestArgs) -> ExitCode {
         rows.len(),
         total.to_string()
     );
+    if rows
+        .iter()
+        .any(|(a, b)| a.estimated || b.as_ref().is_some_and(|b| b.estimated))
+    {
+        println!(
+            "~ estimated: a local model priced by the GPU hour, at the throughput its price expects \
+             (prefill_per_s, generation_per_s; by default the last measured figures)"
+        );
+    }
     if let Some(path) = &args.against {
         let mut other_total = Nanos::ZERO;
         let mut changed = 0;
@@ -183,8 +197,8 @@ fn test(args: TestArgs) -> ExitCode {
                     a.id.to_string().trim_matches('"'),
                     b.model.as_deref().unwrap_or("(no route)"),
                     a.model.as_deref().unwrap_or("(no route)"),
-                    usd(b.cost),
-                    usd(a.cost)
+                    usd(b.cost, b.estimated),
+                    usd(a.cost, a.estimated)
                 );
             }
         }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use super::plan::{class_of, input_lines, parse_input, read_input, RouterArgs};
 use crate::classify::{tokens, Router, Texts};
 use crate::money::{Nanos, Price};
-use crate::policy::{load_file_offline, Pricing};
+use crate::policy::load_file_offline;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -99,10 +99,7 @@ fn calibrate(args: CalibrateArgs) -> ExitCode {
             eprintln!("error: no model `{name}` in {}", args.policy.display());
             return Err(ExitCode::from(2));
         };
-        Ok(match policy.models[*id].pricing {
-            Pricing::PerToken(p) => Some(p),
-            Pricing::GpuHour(_) => None,
-        })
+        Ok(Some(policy.models[*id].pricing.estimate().0))
     };
     let strong_name = args
         .strong

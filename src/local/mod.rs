@@ -84,7 +84,7 @@ impl LocalModel {
     pub fn price(&self) -> Price {
         match self.pricing {
             Pricing::PerToken(p) => p,
-            Pricing::GpuHour(h) => price_from_gpu_hour(h, self.rates()),
+            Pricing::GpuHour { per_hour, .. } => price_from_gpu_hour(per_hour, self.rates()),
         }
     }
 

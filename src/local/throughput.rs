@@ -78,18 +78,8 @@ impl Meter {
 /// The per-token price of a machine that costs `gpu_hour` per hour and
 /// runs at `rates`. Unknown rates price at zero until measured.
 pub fn price_from_gpu_hour(gpu_hour: Nanos, rates: Rates) -> Price {
-    // nanos per 1M tokens = gpu_hour / 3600 s × 1e6 / (tokens/s); the rate
-    // goes in as integer milli-tokens per second so the money math stays integer.
-    let per_mtok = |rate: Option<f64>| -> Nanos {
-        let Some(r) = rate else { return Nanos::ZERO };
-        let milli = (r * 1000.0).round().max(1.0) as u128;
-        let n = (gpu_hour.0 as u128 * 1_000_000 * 1000).div_ceil(3600 * milli);
-        Nanos(u64::try_from(n).unwrap_or(u64::MAX))
-    };
-    Price {
-        input_per_mtok: per_mtok(rates.prefill),
-        output_per_mtok: per_mtok(rates.generation),
-    }
+    let milli = |rate: Option<f64>| rate.map_or(0, |r| (r * 1000.0).round().max(1.0) as u64);
+    crate::money::price_from_gpu_hour(gpu_hour, milli(rates.prefill), milli(rates.generation))
 }
 
 #[cfg(test)]

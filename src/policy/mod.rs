@@ -226,8 +226,47 @@ pub struct Model {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pricing {
     PerToken(Price),
-    /// USD per hour of the machine; per-token cost comes from measured throughput.
-    GpuHour(Nanos),
+    /// USD per hour of the machine; per-token cost comes from measured
+    /// throughput while serving, and from `expected` for offline estimates.
+    GpuHour {
+        per_hour: Nanos,
+        expected: Throughput,
+    },
+}
+
+/// Tokens per second a local model is expected to reach (milli-tokens, so
+/// prices stay integer): the offline commands' basis for its cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throughput {
+    pub prefill_milli: u64,
+    pub generation_milli: u64,
+}
+
+impl Throughput {
+    /// The last measured figures (README, `bench/local.sh`: the test model
+    /// on a 2-core CPU, one request): 40.4 prefill, 26.7 generation.
+    pub const MEASURED: Throughput = Throughput {
+        prefill_milli: 40_400,
+        generation_milli: 26_700,
+    };
+}
+
+impl Pricing {
+    /// The per-token price, or for a GPU-hour model the estimate from its
+    /// expected throughput; `true` when it is an estimate.
+    pub fn estimate(&self) -> (Price, bool) {
+        match *self {
+            Pricing::PerToken(p) => (p, false),
+            Pricing::GpuHour { per_hour, expected } => (
+                crate::money::price_from_gpu_hour(
+                    per_hour,
+                    expected.prefill_milli,
+                    expected.generation_milli,
+                ),
+                true,
+            ),
+        }
+    }
 }
 
 #[derive(Debug)]

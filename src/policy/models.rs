@@ -8,7 +8,7 @@ use super::catalog;
 use super::env::expand;
 use super::fields::{check_url, parse_duration, resolve, Errors};
 use super::raw::{RawModel, RawPrice, RawProvider};
-use super::{Device, Model, Pricing, Provider, ProviderKind};
+use super::{Device, Model, Pricing, Provider, ProviderKind, Throughput};
 use crate::money::{Nanos, Price};
 use crate::secret::Secret;
 
@@ -208,12 +208,49 @@ pub(super) fn compile_price(
     let input = usd("input", p.input);
     let output = usd("output", p.output);
     let gpu_hour = usd("gpu_hour", p.gpu_hour);
+    let mut rate = |field: &str, n: Option<serde_json::Number>, default: u64| -> Option<u64> {
+        let Some(n) = n else { return Some(default) };
+        match n.as_f64().filter(|v| v.is_finite() && *v > 0.0 && *v < 1e9) {
+            Some(v) => Some(((v * 1000.0).round() as u64).max(1)),
+            None => {
+                errs.add(
+                    format!("{path}.{field}"),
+                    format!("`{n}` is not a positive number of tokens per second"),
+                );
+                None
+            }
+        }
+    };
+    let expected = match (
+        rate(
+            "prefill_per_s",
+            p.prefill_per_s.clone(),
+            Throughput::MEASURED.prefill_milli,
+        ),
+        rate(
+            "generation_per_s",
+            p.generation_per_s.clone(),
+            Throughput::MEASURED.generation_milli,
+        ),
+    ) {
+        (Some(prefill_milli), Some(generation_milli)) => Some(Throughput {
+            prefill_milli,
+            generation_milli,
+        }),
+        _ => None,
+    };
+    if gpu_hour.is_none() && (p.prefill_per_s.is_some() || p.generation_per_s.is_some()) {
+        errs.add(path, "prefill_per_s and generation_per_s go with gpu_hour");
+    }
     match (input, output, gpu_hour) {
         (Some(i), Some(o), None) => Some(Pricing::PerToken(Price {
             input_per_mtok: i?,
             output_per_mtok: o?,
         })),
-        (None, None, Some(g)) if local => Some(Pricing::GpuHour(g?)),
+        (None, None, Some(g)) if local => Some(Pricing::GpuHour {
+            per_hour: g?,
+            expected: expected?,
+        }),
         (None, None, Some(_)) => {
             errs.add(
                 format!("{path}.gpu_hour"),

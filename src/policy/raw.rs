@@ -163,6 +163,9 @@ pub struct RawPrice {
     pub input: Option<serde_json::Number>,
     pub output: Option<serde_json::Number>,
     pub gpu_hour: Option<serde_json::Number>,
+    /// With gpu_hour: the tokens per second expected, for offline estimates.
+    pub prefill_per_s: Option<serde_json::Number>,
+    pub generation_per_s: Option<serde_json::Number>,
 }
 
 #[derive(Debug, Deserialize)]

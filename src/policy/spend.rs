@@ -27,7 +27,7 @@ pub(super) fn baseline(
     let name = name.unwrap_or_else(|| "gpt-4".to_string());
     let price = match ids.get(&name).map(|id| models[*id].pricing) {
         Some(Pricing::PerToken(p)) => Some(p),
-        Some(Pricing::GpuHour(_)) => {
+        Some(Pricing::GpuHour { .. }) => {
             errs.add(
                 "baseline",
                 format!("`{name}` is priced per GPU hour; the baseline needs a per-token price"),

@@ -15,7 +15,7 @@ pub fn price_of(gw: &Gateway, id: ModelId) -> Option<Price> {
         #[cfg(feature = "local")]
         (crate::gateway::Backend::Local(m), _) => Some(m.price()),
         (_, Pricing::PerToken(p)) => Some(p),
-        (_, Pricing::GpuHour(_)) => None,
+        (_, Pricing::GpuHour { .. }) => None,
     }
 }
 
