@@ -1,0 +1,71 @@
+// The official OpenAI Node SDK, unchanged, talking to tollgate.
+//
+//   TOLLGATE_URL=http://127.0.0.1:8080/v1 TOLLGATE_KEY=tg_... node examples/node_client.mjs
+//
+// Only baseURL and apiKey differ from a direct OpenAI setup. Exits non-zero
+// if anything tollgate returns is not what the SDK expects.
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+
+const client = new OpenAI({
+  baseURL: process.env.TOLLGATE_URL ?? "http://127.0.0.1:8080/v1",
+  apiKey: process.env.TOLLGATE_KEY ?? "anonymous",
+  maxRetries: 0,
+});
+const model = process.env.TOLLGATE_MODEL ?? "auto";
+const messages = [{ role: "user", content: "Say hello in five words." }];
+
+// 1. A plain completion, with tollgate's headers.
+const { data: reply, response } = await client.chat.completions
+  .create({ model, messages, max_tokens: 32 })
+  .withResponse();
+console.log(
+  `create: model=${reply.model} route=${response.headers.get("x-tollgate-route")} ` +
+    `usage=${reply.usage.prompt_tokens}+${reply.usage.completion_tokens} text=${JSON.stringify(reply.choices[0].message.content)}`,
+);
+assert.ok(reply.choices[0].message.content, "empty reply");
+assert.ok(reply.usage.completion_tokens > 0);
+assert.ok(response.headers.get("x-tollgate-cost-usd") !== null, "no cost header");
+
+// 2. A stream, with the usage chunk requested.
+let text = "";
+let usage = null;
+const stream = await client.chat.completions.create({
+  model,
+  messages,
+  max_tokens: 32,
+  stream: true,
+  stream_options: { include_usage: true },
+});
+for await (const chunk of stream) {
+  if (chunk.choices.length) text += chunk.choices[0].delta.content ?? "";
+  if (chunk.usage) usage = chunk.usage;
+}
+console.log(`stream: ${JSON.stringify(text)} usage=${usage?.prompt_tokens}+${usage?.completion_tokens}`);
+assert.ok(text, "empty stream");
+assert.ok(usage, "no usage chunk");
+
+// 3. The models this key may use.
+const ids = [];
+for await (const m of client.models.list()) ids.push(m.id);
+console.log(`models: ${JSON.stringify(ids)}`);
+assert.ok(ids.includes(model));
+
+// 4. Errors arrive as the SDK's own error classes.
+await assert.rejects(
+  client.chat.completions.create({ model: "no-such-model", messages }),
+  (e) => e instanceof OpenAI.NotFoundError && e.code === "model_not_found",
+);
+console.log("unknown model -> NotFoundError (model_not_found)");
+await assert.rejects(
+  client.chat.completions.create({ model, messages: [] }),
+  (e) => e instanceof OpenAI.BadRequestError && e.param === "messages",
+);
+console.log("empty messages -> BadRequestError (param=messages)");
+await assert.rejects(
+  new OpenAI({ baseURL: client.baseURL, apiKey: "tg_wrong", maxRetries: 0 }).chat.completions.create({ model, messages }),
+  (e) => e instanceof OpenAI.AuthenticationError,
+);
+console.log("wrong key -> AuthenticationError");
+
+console.log("node SDK check: ok");
