@@ -68,4 +68,19 @@ await assert.rejects(
 );
 console.log("wrong key -> AuthenticationError");
 
+// 5. Embeddings, batched (TOLLGATE_EMBED_MODEL names an embedding model).
+const embedModel = process.env.TOLLGATE_EMBED_MODEL;
+if (embedModel) {
+  const { data: emb, response: r } = await client.embeddings
+    .create({ model: embedModel, input: ["first text", "second text"] })
+    .withResponse();
+  console.log(
+    `embeddings: ${emb.data.length} vectors of ${emb.data[0].embedding.length} ` +
+      `usage=${emb.usage.prompt_tokens} cost=${r.headers.get("x-tollgate-cost-usd")}`,
+  );
+  assert.equal(emb.data.length, 2);
+  assert.ok(emb.data[0].embedding.length > 0);
+  assert.ok(emb.usage.prompt_tokens > 0);
+}
+
 console.log("node SDK check: ok");

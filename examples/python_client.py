@@ -62,4 +62,14 @@ except openai.BadRequestError as e:
     assert e.param == "messages", e
     print("empty messages -> BadRequestError (param=messages)")
 
+# 5. Embeddings, batched (TOLLGATE_EMBED_MODEL names an embedding model).
+embed_model = os.environ.get("TOLLGATE_EMBED_MODEL")
+if embed_model:
+    raw = client.embeddings.with_raw_response.create(model=embed_model, input=["first text", "second text"])
+    emb = raw.parse()
+    print(f"embeddings: {len(emb.data)} vectors of {len(emb.data[0].embedding)} "
+          f"usage={emb.usage.prompt_tokens} cost={raw.headers.get('x-tollgate-cost-usd')}")
+    assert len(emb.data) == 2 and len(emb.data[0].embedding) > 0
+    assert emb.usage.prompt_tokens > 0
+
 print("python SDK check: ok")

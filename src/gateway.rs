@@ -23,7 +23,7 @@ use crate::state::{Outages, Redis};
 use crate::upstream::openai::OpenAiUpstream;
 
 pub enum Backend {
-    OpenAi(OpenAiUpstream),
+    OpenAi(Box<OpenAiUpstream>),
     #[cfg(feature = "local")]
     Local(Arc<crate::local::LocalModel>),
     Unavailable(String),
@@ -164,7 +164,7 @@ impl Gateway {
                         }
                     };
                     match OpenAiUpstream::new(http, base_url, key, *timeout, *total_timeout) {
-                        Ok(u) => Backend::OpenAi(u),
+                        Ok(u) => Backend::OpenAi(Box::new(u)),
                         Err(why) => bail!("provider `{}`: {why}", provider.name),
                     }
                 }

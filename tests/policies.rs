@@ -60,7 +60,7 @@ fn every_error_is_reported_at_once_with_its_position() {
 providers:
   up: { kind: openai, api_key: \"${NOPE}\", timeout: soon }
 models:
-  a: { provider: up, price: { input: 1 } }
+  a: { provider: up, price: { output: 1 } }
   b: { provider: nowhere, price: { input: 1, output: 1 } }
 aliases: { auto: router }
 routes:

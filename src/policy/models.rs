@@ -247,6 +247,11 @@ pub(super) fn compile_price(
             input_per_mtok: i?,
             output_per_mtok: o?,
         })),
+        // Embedding models bill input tokens only.
+        (Some(i), None, None) => Some(Pricing::PerToken(Price {
+            input_per_mtok: i?,
+            output_per_mtok: Nanos::ZERO,
+        })),
         (None, None, Some(g)) if local => Some(Pricing::GpuHour {
             per_hour: g?,
             expected: expected?,
@@ -261,7 +266,8 @@ pub(super) fn compile_price(
         _ => {
             errs.add(
                 path,
-                "give both `input` and `output` (USD per 1M tokens), or `gpu_hour` alone",
+                "give both `input` and `output` (USD per 1M tokens), `input` alone (embedding \
+                 models), or `gpu_hour` alone",
             );
             None
         }

@@ -16,6 +16,7 @@ mod admin;
 pub mod auth;
 pub mod chat;
 mod dashboard;
+mod embeddings;
 pub mod listen;
 mod metrics;
 mod models;
@@ -135,6 +136,7 @@ pub fn app_live(live: Arc<Live>) -> Router {
         .layer(axum::middleware::from_fn(auth::authenticate));
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::retrieve))
         .route("/healthz", get(healthz))

@@ -9,6 +9,7 @@
 //! or a `Failure` telling the caller whether to try the next model.
 
 pub mod openai;
+mod rewrite;
 pub mod sse;
 
 use std::collections::VecDeque;

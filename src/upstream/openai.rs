@@ -18,17 +18,18 @@ use async_openai::error::WrappedError;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
-use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::rewrite::rewrite;
 use super::sse::{error_frame, frame, SseParser};
-use super::{into_sse, Ending, Failure, OnFinish, Outbox, Pull, Reply, RetryReason, Usage};
+use super::{into_sse, Ending, Failure, OnFinish, Outbox, Pull, Reply, RetryReason};
 use crate::error::{ApiError, Cause};
 use crate::secret::Secret;
 
 pub struct OpenAiUpstream {
     http: reqwest::Client,
     url: reqwest::Url,
+    embeddings_url: reqwest::Url,
     headers: HeaderMap,
     /// Until the first byte of the answer (headers, or the first event).
     timeout: Duration,
@@ -58,12 +59,17 @@ impl OpenAiUpstream {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        let url = config.url("/chat/completions");
-        // Parsed once: reqwest would otherwise parse (and IDNA-map) it per request.
-        let url = reqwest::Url::parse(&url).map_err(|e| format!("invalid base_url {url}: {e}"))?;
+        // Parsed once: reqwest would otherwise parse (and IDNA-map) them per request.
+        let parse = |path: &str| {
+            let url = config.url(path);
+            reqwest::Url::parse(&url).map_err(|e| format!("invalid base_url {url}: {e}"))
+        };
+        let url = parse("/chat/completions")?;
+        let embeddings_url = parse("/embeddings")?;
         Ok(OpenAiUpstream {
             http,
             url,
+            embeddings_url,
             headers,
             timeout,
             total,
@@ -82,22 +88,7 @@ impl OpenAiUpstream {
         on_finish: &mut Option<OnFinish>,
     ) -> Result<Reply, Failure> {
         let deadline = tokio::time::Instant::now() + self.total;
-        let send = self
-            .http
-            .post(self.url.clone())
-            .headers(self.headers.clone())
-            .body(body)
-            .send();
-        let resp = match tokio::time::timeout(self.timeout, send).await {
-            Err(_) => return Err(Failure::Retry(RetryReason::Timeout)),
-            Ok(Err(e)) if e.is_timeout() => return Err(Failure::Retry(RetryReason::Timeout)),
-            Ok(Err(e)) => return Err(Failure::Retry(RetryReason::Connect(error_chain(&e)))),
-            Ok(Ok(r)) => r,
-        };
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(self.classify_error(resp).await);
-        }
+        let resp = self.send(&self.url, body).await?;
         if stream {
             let mut relay = Relay {
                 upstream: Box::pin(resp.bytes_stream()),
@@ -130,6 +121,51 @@ impl OpenAiUpstream {
                 body: Bytes::from(body),
                 usage,
             })
+        }
+    }
+
+    /// One `POST /embeddings` attempt: the JSON answer with `model` set to
+    /// the policy's name, and its prompt tokens.
+    pub async fn embeddings(
+        &self,
+        body: Bytes,
+        model: Arc<str>,
+    ) -> Result<(Bytes, Option<u64>), Failure> {
+        let resp = self.send(&self.embeddings_url, body).await?;
+        let bytes = match tokio::time::timeout(self.total, resp.bytes()).await {
+            Err(_) => return Err(Failure::Retry(RetryReason::Timeout)),
+            Ok(Err(e)) => return Err(Failure::Retry(RetryReason::Connect(error_chain(&e)))),
+            Ok(Ok(b)) => b,
+        };
+        let prompt_tokens = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("usage")?.get("prompt_tokens")?.as_u64());
+        let (body, _) = rewrite(&bytes, &model, false)
+            .map_err(|e| Failure::Retry(RetryReason::Malformed(e)))?;
+        let body =
+            body.ok_or_else(|| Failure::Retry(RetryReason::Malformed("empty body".into())))?;
+        Ok((Bytes::from(body), prompt_tokens))
+    }
+
+    /// Sends `body` to `url` and waits (up to `timeout`) for a successful
+    /// status; a failing one is mapped to retry-or-answer.
+    async fn send(&self, url: &reqwest::Url, body: Bytes) -> Result<reqwest::Response, Failure> {
+        let send = self
+            .http
+            .post(url.clone())
+            .headers(self.headers.clone())
+            .body(body)
+            .send();
+        let resp = match tokio::time::timeout(self.timeout, send).await {
+            Err(_) => return Err(Failure::Retry(RetryReason::Timeout)),
+            Ok(Err(e)) if e.is_timeout() => return Err(Failure::Retry(RetryReason::Timeout)),
+            Ok(Err(e)) => return Err(Failure::Retry(RetryReason::Connect(error_chain(&e)))),
+            Ok(Ok(r)) => r,
+        };
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(self.classify_error(resp).await)
         }
     }
 
@@ -286,67 +322,6 @@ impl Pull for Relay {
     async fn pull(&mut self) {
         self.pull_next().await
     }
-}
-
-type Fields<'a> = indexmap::IndexMap<&'a str, &'a RawValue>;
-
-/// The rewritten object (`None`: nothing to forward) and the usage it carried.
-type Rewritten = (Option<Vec<u8>>, Option<Usage>);
-
-/// Rewrites an OpenAI response object without parsing it deeply: `model`
-/// becomes the policy model's name and `usage` is read out. With
-/// `drop_usage`, the `usage` field is removed and a chunk that only
-/// carried usage (empty `choices`) is not forwarded (`None` body), though
-/// its usage is still returned. Values are
-/// copied through byte for byte.
-fn rewrite(data: &[u8], model: &str, drop_usage: bool) -> Result<Rewritten, String> {
-    let mut fields: Fields = match serde_json::from_slice(data) {
-        Ok(f) => f,
-        // Keys with escapes cannot be borrowed; take the slow path.
-        Err(_) => return rewrite_value(data, model, drop_usage),
-    };
-    let usage = fields
-        .get("usage")
-        .and_then(|u| serde_json::from_str::<Value>(u.get()).ok())
-        .and_then(|u| Usage::from_json(&u));
-    if drop_usage {
-        fields.shift_remove("usage");
-        if fields
-            .get("choices")
-            .is_some_and(|c| c.get().trim() == "[]")
-        {
-            return Ok((None, usage));
-        }
-    }
-    let name = serde_json::value::to_raw_value(model).map_err(|e| e.to_string())?;
-    if fields.contains_key("model") {
-        fields.insert("model", &name);
-    }
-    serde_json::to_vec(&fields)
-        .map(|b| (Some(b), usage))
-        .map_err(|e| e.to_string())
-}
-
-fn rewrite_value(data: &[u8], model: &str, drop_usage: bool) -> Result<Rewritten, String> {
-    let mut v: Value = serde_json::from_slice(data).map_err(|e| e.to_string())?;
-    let obj = v.as_object_mut().ok_or("not a JSON object")?;
-    let usage = obj.get("usage").and_then(Usage::from_json);
-    if drop_usage {
-        obj.remove("usage");
-        if obj
-            .get("choices")
-            .and_then(Value::as_array)
-            .is_some_and(Vec::is_empty)
-        {
-            return Ok((None, usage));
-        }
-    }
-    if obj.contains_key("model") {
-        obj.insert("model".into(), Value::String(model.to_string()));
-    }
-    serde_json::to_vec(&v)
-        .map(|b| (Some(b), usage))
-        .map_err(|e| e.to_string())
 }
 
 /// The error with its sources, for logs (reqwest hides the cause otherwise).

@@ -97,6 +97,7 @@ impl Fake {
         let addr = listener.local_addr().unwrap();
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
+            .route("/v1/embeddings", post(embeddings))
             .with_state(state.clone());
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -141,27 +142,28 @@ fn error(status: u16, message: &str, kind: &str, code: Option<&str>) -> Response
     res
 }
 
-async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    let n = s.hits.fetch_add(1, Ordering::SeqCst) + 1;
+/// Checks the key, parses the body and records the request.
+#[allow(clippy::result_large_err)]
+fn accept(s: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Value, Response> {
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if auth != format!("Bearer {}", s.api_key) {
-        return error(
+        return Err(error(
             401,
             "Incorrect API key provided.",
             "invalid_request_error",
             Some("invalid_api_key"),
-        );
+        ));
     }
-    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
-        return error(
+    let Ok(req) = serde_json::from_slice::<Value>(body) else {
+        return Err(error(
             400,
             "We could not parse the JSON body of your request.",
             "invalid_request_error",
             None,
-        );
+        ));
     };
     if s.record {
         s.requests.lock().unwrap().push(Recorded {
@@ -169,6 +171,61 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
             headers: headers.clone(),
         });
     }
+    Ok(req)
+}
+
+/// `POST /v1/embeddings`: one 3-dimensional vector per input, usage
+/// counted as one token per 4 bytes of text (or per token id) plus one.
+async fn embeddings(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    let req = match accept(&s, &headers, &body) {
+        Ok(req) => req,
+        Err(res) => return res,
+    };
+    let behavior = s.script.lock().unwrap().pop_front();
+    match behavior {
+        Some(Behavior::Status(code)) => {
+            return error(
+                code,
+                "The server had an error while processing your request.",
+                "server_error",
+                None,
+            )
+        }
+        Some(Behavior::Delay(d)) => tokio::time::sleep(d).await,
+        _ => {}
+    }
+    let inputs: Vec<Value> = match &req["input"] {
+        Value::Array(a) if a.first().is_some_and(Value::is_number) => vec![Value::Array(a.clone())],
+        Value::Array(a) => a.clone(),
+        other => vec![other.clone()],
+    };
+    let tokens = |v: &Value| match v {
+        Value::String(t) => t.len() / 4 + 1,
+        Value::Array(ids) => ids.len() + 1,
+        _ => 1,
+    };
+    let prompt: usize = inputs.iter().map(tokens).sum();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, _)| json!({"object": "embedding", "index": i, "embedding": [0.1, -0.2, 0.3]}))
+        .collect();
+    axum::Json(json!({
+        "object": "list",
+        "data": data,
+        "model": req["model"],
+        "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+    }))
+    .into_response()
+}
+
+async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let n = s.hits.fetch_add(1, Ordering::SeqCst) + 1;
+    let req = match accept(&s, &headers, &body) {
+        Ok(req) => req,
+        Err(res) => return res,
+    };
     let flap = s
         .fail_every
         .is_some_and(|every| every > 0 && n % every == 0);

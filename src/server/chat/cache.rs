@@ -6,12 +6,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use http::HeaderMap;
+use serde_json::{Map, Value};
 
 use super::settle::Tab;
 use crate::gateway::Gateway;
 use crate::policy::ModelId;
-use crate::request::ChatRequest;
 use crate::state::cache::{self, Directive, Entry, Key};
 use crate::upstream::SseStream;
 
@@ -29,12 +28,14 @@ pub struct Plan {
     pub state: &'static str,
 }
 
+/// `endpoint` keeps other endpoints' answers apart (`""` for chat).
 pub async fn run(
     gw: &Gateway,
     team: &str,
     chain: &[ModelId],
-    headers: &HeaderMap,
-    chat: &ChatRequest,
+    d: Directive,
+    body: &Map<String, Value>,
+    endpoint: &str,
 ) -> Lookup {
     let Some(c) = &gw.cache else {
         return Lookup::Miss(Plan {
@@ -42,15 +43,17 @@ pub async fn run(
             state: "off",
         });
     };
-    let d = Directive::of(headers, &chat.body);
     if !d.lookup && !d.store {
         return Lookup::Miss(Plan {
             store: None,
             state: "bypass",
         });
     }
-    let names: Vec<&str> = chain.iter().map(|id| &*gw.model_names[*id]).collect();
-    let key = cache::key(team, &names, &chat.body);
+    let mut names: Vec<&str> = chain.iter().map(|id| &*gw.model_names[*id]).collect();
+    if !endpoint.is_empty() {
+        names.insert(0, endpoint);
+    }
+    let key = cache::key(team, &names, body);
     if d.lookup {
         match c.get(&key).await {
             Ok(Some(e)) => {

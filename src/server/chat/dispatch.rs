@@ -210,7 +210,7 @@ async fn call(gw: &Gateway, id: ModelId, chat: &ChatRequest, tab: &Tab) -> Resul
 }
 
 /// Feeds the outcome to the model's circuit breaker; logs transitions.
-fn record(gw: &Gateway, id: ModelId, result: &Result<Reply, Failure>) {
+pub(in crate::server) fn record<T>(gw: &Gateway, id: ModelId, result: &Result<T, Failure>) {
     let outcome = match result {
         Err(Failure::Retry(reason)) => Err(reason),
         _ => Ok(()),

@@ -7,17 +7,17 @@
 //! ends the request returns a `Stop`; it becomes an OpenAI-shaped error in
 //! one place (`stop`), at the edge.
 
-mod admit;
+pub(super) mod admit;
 mod budget_cut;
-mod cache;
+pub(super) mod cache;
 mod classify;
-mod dispatch;
-mod parse;
+pub(super) mod dispatch;
+pub(super) mod parse;
 mod price;
-mod reply;
+pub(super) mod reply;
 mod route;
-mod settle;
-mod stop;
+pub(super) mod settle;
+pub(super) mod stop;
 
 use std::sync::Arc;
 
@@ -31,7 +31,7 @@ use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::money::Nanos;
 use crate::server::auth::Caller;
-use crate::state::cache::Entry;
+use crate::state::cache::{Directive, Entry};
 use crate::upstream::Reply;
 use cache::Lookup;
 use reply::Tags;
@@ -56,12 +56,14 @@ async fn handle(
     tab.note(Fact::Class(&class, prompt_tokens));
     let decision = route::run(gw, &chat.model, &class, prompt_tokens)?;
     tab.note(Fact::Route(&decision.rule));
-    let plan = match cache::run(gw, &caller.team, &decision.chain, &headers, &chat).await {
+    let directive = Directive::of(&headers, &chat.body);
+    let plan = match cache::run(gw, &caller.team, &decision.chain, directive, &chat.body, "").await
+    {
         Lookup::Hit(e) => {
             tab.close_cached(&e);
             let t = Tags {
                 decision: &decision,
-                class: &class,
+                class: Some(&class),
                 model: &e.model,
                 fell_back: None,
                 notes: &[],
@@ -87,7 +89,7 @@ async fn handle(
     let name = &gw.model_names[answer.model];
     let tags = Tags {
         decision: &decision,
-        class: &class,
+        class: Some(&class),
         model: name,
         fell_back: answer.fell_back.as_ref(),
         notes: &answer.notes,

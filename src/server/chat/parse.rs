@@ -43,7 +43,7 @@ pub async fn run(gw: &Gateway, req: axum::extract::Request) -> Result<Parsed, St
 }
 
 /// Reads the body up to `limit` bytes; more is a 413.
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Stop> {
+pub(in crate::server) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Stop> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let too_large =
             std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {

@@ -19,7 +19,8 @@ use crate::upstream::{RetryReason, SseStream};
 /// What the headers say.
 pub struct Tags<'a> {
     pub decision: &'a RouteDecision,
-    pub class: &'a Class,
+    /// `None` for embeddings (task `embedding`, nothing to classify).
+    pub class: Option<&'a Class>,
     /// The policy model that answered.
     pub model: &'a str,
     /// The last failure before that model, if any.
@@ -83,12 +84,14 @@ fn tag(h: &mut HeaderMap, t: &Tags<'_>) {
         }
     };
     put("x-tollgate-reason", &reason);
-    put("x-tollgate-task", t.class.task.as_str());
-    put("x-tollgate-complexity", t.class.complexity.as_str());
-    put(
-        "x-tollgate-strong-score",
-        &format!("{:.3}", t.class.strong_score),
-    );
+    match t.class {
+        Some(c) => {
+            put("x-tollgate-task", c.task.as_str());
+            put("x-tollgate-complexity", c.complexity.as_str());
+            put("x-tollgate-strong-score", &format!("{:.3}", c.strong_score));
+        }
+        None => put("x-tollgate-task", "embedding"),
+    }
     put("x-tollgate-route", &t.decision.rule);
     put("x-tollgate-model", t.model);
     put("x-tollgate-cache", t.cache);

@@ -54,6 +54,8 @@ pub enum Fact<'a> {
     /// The class and the prompt tokens counted (the budget's estimate).
     Class(&'a Class, u32),
     Route(&'a str),
+    /// An embeddings request and its input tokens counted.
+    Embedding(u32),
     /// `off`, `bypass` or `miss` (`hit` is `close_cached`).
     Cache(&'static str),
 }
@@ -97,6 +99,10 @@ impl Tab {
                 a.prompt_estimate = prompt_tokens;
             }
             Fact::Route(rule) => a.row.route = rule.to_string(),
+            Fact::Embedding(prompt_tokens) => {
+                a.row.task = "embedding".into();
+                a.prompt_estimate = prompt_tokens;
+            }
             Fact::Cache(state) => a.row.cache = state.to_string(),
         });
     }

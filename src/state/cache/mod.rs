@@ -83,6 +83,14 @@ impl Directive {
     /// cache; `x-tollgate-cache: force` caches any request, `bypass` none;
     /// `Cache-Control: no-cache` skips the lookup, `no-store` the store.
     pub fn of(headers: &http::HeaderMap, body: &Map<String, Value>) -> Directive {
+        let deterministic = body.get("temperature").and_then(Value::as_f64) == Some(0.0)
+            && body.get("n").and_then(Value::as_u64).unwrap_or(1) <= 1;
+        Directive::with(headers, deterministic)
+    }
+
+    /// The directive for a request whose answer is `deterministic` by
+    /// nature (embeddings) or not, under the same headers.
+    pub fn with(headers: &http::HeaderMap, deterministic: bool) -> Directive {
         let header = headers
             .get("x-tollgate-cache")
             .and_then(|v| v.to_str().ok())
@@ -92,8 +100,6 @@ impl Directive {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let deterministic = body.get("temperature").and_then(Value::as_f64) == Some(0.0)
-            && body.get("n").and_then(Value::as_u64).unwrap_or(1) <= 1;
         let base = match header.as_deref() {
             Some("force") => true,
             Some("bypass") => false,
