@@ -83,4 +83,17 @@ if (embedModel) {
   assert.ok(emb.usage.prompt_tokens > 0);
 }
 
+// 6. Legacy completions, JSON and stream (TOLLGATE_COMPLETIONS_MODEL).
+const textModel = process.env.TOLLGATE_COMPLETIONS_MODEL;
+if (textModel) {
+  const c = await client.completions.create({ model: textModel, prompt: "Say hello", max_tokens: 8 });
+  let streamed = "";
+  for await (const ch of await client.completions.create({ model: textModel, prompt: "Say hello", max_tokens: 8, stream: true })) {
+    if (ch.choices.length) streamed += ch.choices[0].text;
+  }
+  console.log(`completions: ${JSON.stringify(c.choices[0].text)} usage=${c.usage.prompt_tokens}+${c.usage.completion_tokens} stream=${JSON.stringify(streamed)}`);
+  assert.ok(c.choices[0].text && c.usage.completion_tokens > 0);
+  assert.equal(streamed, c.choices[0].text);
+}
+
 console.log("node SDK check: ok");

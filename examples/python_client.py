@@ -72,4 +72,16 @@ if embed_model:
     assert len(emb.data) == 2 and len(emb.data[0].embedding) > 0
     assert emb.usage.prompt_tokens > 0
 
+# 6. Legacy completions, JSON and stream (TOLLGATE_COMPLETIONS_MODEL).
+text_model = os.environ.get("TOLLGATE_COMPLETIONS_MODEL")
+if text_model:
+    c = client.completions.create(model=text_model, prompt="Say hello", max_tokens=8)
+    streamed = "".join(
+        ch.choices[0].text for ch in client.completions.create(model=text_model, prompt="Say hello", max_tokens=8, stream=True)
+        if ch.choices
+    )
+    print(f"completions: {c.choices[0].text!r} usage={c.usage.prompt_tokens}+{c.usage.completion_tokens} stream={streamed!r}")
+    assert c.choices[0].text and c.usage.completion_tokens > 0
+    assert streamed == c.choices[0].text
+
 print("python SDK check: ok")

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Extension;
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -23,14 +23,9 @@ use super::chat::reply::{self, Tags};
 use super::chat::settle::{Close, Fact, Tab};
 use super::chat::stop::Stop;
 use super::chat::{admit, dispatch, parse};
-use crate::circuit::Admit;
-use crate::error::ApiError;
-use crate::gateway::{Backend, Gateway};
-use crate::money::Nanos;
-use crate::policy::OnExhausted;
+use super::passthrough::{self, Ready};
+use crate::gateway::Gateway;
 use crate::request::Invalid;
-use crate::route::{route, Facts, RouteError};
-use crate::state::budgets::Refusal;
 use crate::state::cache::{Directive, Entry};
 use crate::upstream::{Failure, RetryReason, Usage};
 
@@ -39,24 +34,11 @@ pub async fn embeddings(
     Extension(caller): Extension<Caller>,
     req: Request,
 ) -> Response {
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let request_id = passthrough::request_id(&req);
     let tab = Tab::open(&gw, &caller, &request_id);
     match handle(&gw, &caller, &tab, req).await {
         Ok(res) => res,
-        Err(stop) => {
-            let e = ApiError::from(stop);
-            tab.close(Close {
-                usage: None,
-                status: e.status.as_u16(),
-                ending: "error",
-            });
-            e.into_response()
-        }
+        Err(stop) => passthrough::fail(&tab, stop),
     }
 }
 
@@ -72,14 +54,7 @@ async fn handle(
     tab.note(Fact::Requested(&model));
     let mut limits = admit::run(gw, caller, &model, tokens).await?;
     tab.note(Fact::Embedding(tokens));
-    let facts = Facts {
-        prompt_tokens: Some(tokens),
-        ..Facts::default()
-    };
-    let decision = route(&gw.policy, &model, &facts).map_err(|e| match e {
-        RouteError::UnknownModel => Stop::ModelNotFound(model.clone()),
-        RouteError::NoRoute => Stop::NoRoute(model.clone()),
-    })?;
+    let decision = passthrough::route(gw, &model, tokens)?;
     tab.note(Fact::Route(&decision.rule));
     let directive = Directive::with(&parts.headers, true);
     let plan = match cache::run(
@@ -93,19 +68,13 @@ async fn handle(
     .await
     {
         Lookup::Hit(e) => {
-            tab.close_cached(&e);
-            let t = Tags {
-                decision: &decision,
-                class: None,
-                model: &e.model,
-                fell_back: None,
-                notes: &[],
-                limits: &limits,
-                cache: "hit",
-                cost: Some(Nanos::ZERO),
-                remaining: None,
-            };
-            return Ok(reply::replay(&e, &t));
+            return Ok(passthrough::replay(
+                tab,
+                &e,
+                &decision,
+                &limits,
+                "embedding",
+            ))
         }
         Lookup::Miss(plan) => plan,
     };
@@ -114,41 +83,14 @@ async fn handle(
     let mut down = Vec::new();
     for &id in &decision.chain {
         let name = &gw.model_names[id];
-        let up = match &gw.backends[id] {
-            Backend::OpenAi(up) => up,
-            Backend::Unavailable(why) => {
-                down.push(format!("{name} is unavailable ({why})"));
-                continue;
-            }
-            #[cfg(feature = "local")]
-            Backend::Local(_) => {
-                down.push(format!(
-                    "{name} is unavailable (the local engine serves chat only)"
-                ));
-                continue;
-            }
-        };
-        match admit::limits(gw, admit::subject(caller, Some(name)), tokens).await {
-            Ok(v) => limits.merge(v),
-            Err(Stop::RateLimited(..)) => continue,
-            Err(e) => return Err(e),
-        }
-        let remaining = match tab.reserve(id, caller, Some(0)).await {
-            Ok(r) => r,
-            Err(Refusal::Exhausted(e)) if e.action == OnExhausted::Downgrade => continue,
-            Err(Refusal::Exhausted(e)) => return Err(Stop::Budget(e)),
-            Err(Refusal::Unavailable) => {
-                admit::unreachable(gw)?;
-                None
-            }
-        };
-        if gw.breakers[id].admit(Instant::now()) == Admit::No {
-            tab.release();
-            down.push(format!(
-                "{name} is unavailable (circuit open after repeated failures)"
-            ));
-            continue;
-        }
+        let (up, remaining) =
+            match passthrough::ready(gw, caller, tab, id, tokens, Some(0), &mut limits).await? {
+                Ready::Go(up, remaining) => (up, remaining),
+                Ready::Skip(why) => {
+                    down.extend(why);
+                    continue;
+                }
+            };
         let started = Instant::now();
         let out = up
             .embeddings(
@@ -184,6 +126,7 @@ async fn handle(
                 let t = Tags {
                     decision: &decision,
                     class: None,
+                    task: "embedding",
                     model: name,
                     fell_back: last.as_ref(),
                     notes: &[],
@@ -206,60 +149,21 @@ async fn handle(
             }
         }
     }
-    if last.is_none() && !down.is_empty() {
-        return Err(Stop::Unavailable(down));
-    }
-    Err(Stop::Failed(last))
+    Err(passthrough::nothing_answered(last, down))
 }
 
 /// The body, the model asked for, and the input tokens (cl100k for text,
 /// the count of ids for token arrays).
 fn parse_body(bytes: &[u8]) -> Result<(Map<String, Value>, String, u32), Invalid> {
-    let body = match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(m)) => m,
-        Ok(_) => return Err(Invalid::new("The request body must be a JSON object.", None)),
-        Err(e) => {
-            return Err(Invalid::new(
-                format!("We could not parse the JSON body of your request: {e}. The body must be a JSON object."),
-                None,
-            ))
-        }
-    };
-    let model = match body.get("model") {
-        Some(Value::String(m)) if !m.is_empty() => m.clone(),
-        _ => {
-            return Err(Invalid::new(
-                "you must provide a model parameter",
-                Some("model"),
-            ))
-        }
-    };
-    let bpe = tiktoken_rs::cl100k_base_singleton();
-    let invalid = || {
+    let (body, model) = passthrough::parse_object(bytes)?;
+    let tokens = passthrough::count_input(body.get("input"), false).ok_or_else(|| {
         Invalid::new(
             "Invalid 'input': expected a non-empty string, array of strings, array of token ids, \
              or array of token-id arrays.",
             Some("input"),
         )
-    };
-    let ids = |a: &[Value]| (!a.is_empty() && a.iter().all(Value::is_u64)).then_some(a.len());
-    let tokens = match body.get("input") {
-        Some(Value::String(s)) if !s.is_empty() => bpe.encode_ordinary(s).len(),
-        Some(Value::Array(a)) if ids(a).is_some() => a.len(),
-        Some(Value::Array(a)) if !a.is_empty() => {
-            let mut n = 0;
-            for item in a {
-                n += match item {
-                    Value::String(s) if !s.is_empty() => bpe.encode_ordinary(s).len(),
-                    Value::Array(inner) => ids(inner).ok_or_else(invalid)?,
-                    _ => return Err(invalid()),
-                };
-            }
-            n
-        }
-        _ => return Err(invalid()),
-    };
-    Ok((body, model, u32::try_from(tokens).unwrap_or(u32::MAX)))
+    })?;
+    Ok((body, model, tokens))
 }
 
 /// The client's body with the upstream's model name.

@@ -15,11 +15,13 @@
 mod admin;
 pub mod auth;
 pub mod chat;
+mod completions;
 mod dashboard;
 mod embeddings;
 pub mod listen;
 mod metrics;
 mod models;
+mod passthrough;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -137,6 +139,7 @@ pub fn app_live(live: Arc<Live>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/v1/completions", post(completions::completions))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::retrieve))
         .route("/healthz", get(healthz))

@@ -30,6 +30,7 @@ pub struct OpenAiUpstream {
     http: reqwest::Client,
     url: reqwest::Url,
     embeddings_url: reqwest::Url,
+    completions_url: reqwest::Url,
     headers: HeaderMap,
     /// Until the first byte of the answer (headers, or the first event).
     timeout: Duration,
@@ -66,10 +67,12 @@ impl OpenAiUpstream {
         };
         let url = parse("/chat/completions")?;
         let embeddings_url = parse("/embeddings")?;
+        let completions_url = parse("/completions")?;
         Ok(OpenAiUpstream {
             http,
             url,
             embeddings_url,
+            completions_url,
             headers,
             timeout,
             total,
@@ -87,8 +90,48 @@ impl OpenAiUpstream {
         model: Arc<str>,
         on_finish: &mut Option<OnFinish>,
     ) -> Result<Reply, Failure> {
+        self.relay(
+            &self.url,
+            body,
+            stream,
+            client_wants_usage,
+            model,
+            on_finish,
+        )
+        .await
+    }
+
+    /// One legacy `POST /completions` attempt, JSON or SSE, as `chat`.
+    pub async fn completions(
+        &self,
+        body: Bytes,
+        stream: bool,
+        client_wants_usage: bool,
+        model: Arc<str>,
+        on_finish: &mut Option<OnFinish>,
+    ) -> Result<Reply, Failure> {
+        self.relay(
+            &self.completions_url,
+            body,
+            stream,
+            client_wants_usage,
+            model,
+            on_finish,
+        )
+        .await
+    }
+
+    async fn relay(
+        &self,
+        url: &reqwest::Url,
+        body: Bytes,
+        stream: bool,
+        client_wants_usage: bool,
+        model: Arc<str>,
+        on_finish: &mut Option<OnFinish>,
+    ) -> Result<Reply, Failure> {
         let deadline = tokio::time::Instant::now() + self.total;
-        let resp = self.send(&self.url, body).await?;
+        let resp = self.send(url, body).await?;
         if stream {
             let mut relay = Relay {
                 upstream: Box::pin(resp.bytes_stream()),

@@ -98,6 +98,7 @@ impl Fake {
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/embeddings", post(embeddings))
+            .route("/v1/completions", post(completions))
             .with_state(state.clone());
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -172,6 +173,60 @@ fn accept(s: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Value, Respons
         });
     }
     Ok(req)
+}
+
+/// `POST /v1/completions` (legacy): "Hello from the fake upstream." as
+/// JSON or as SSE chunks (one per word, then the usage chunk when asked).
+async fn completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    let req = match accept(&s, &headers, &body) {
+        Ok(req) => req,
+        Err(res) => return res,
+    };
+    let behavior = s.script.lock().unwrap().pop_front();
+    if let Some(Behavior::Status(code)) = behavior {
+        return error(
+            code,
+            "The server had an error while processing your request.",
+            "server_error",
+            None,
+        );
+    }
+    let prompt = req["prompt"].as_str().map_or(1, |p| p.len() / 4 + 1) as u64;
+    let words = ["Hello", " from", " the", " fake", " upstream."];
+    let max = req["max_tokens"].as_u64().unwrap_or(16) as usize;
+    let words = &words[..words.len().min(max.max(1))];
+    let usage = json!({"prompt_tokens": prompt, "completion_tokens": words.len(), "total_tokens": prompt + words.len() as u64});
+    let model = req["model"].clone();
+    if req["stream"] != json!(true) {
+        return axum::Json(json!({
+            "id": "cmpl-fake", "object": "text_completion", "created": 1, "model": model,
+            "choices": [{"text": words.concat(), "index": 0, "logprobs": null, "finish_reason": "stop"}],
+            "usage": usage,
+        }))
+        .into_response();
+    }
+    let mut out = String::new();
+    for (i, w) in words.iter().enumerate() {
+        let finish = if i + 1 == words.len() {
+            json!("stop")
+        } else {
+            Value::Null
+        };
+        let chunk = json!({"id": "cmpl-fake", "object": "text_completion", "created": 1, "model": model,
+            "choices": [{"text": w, "index": 0, "logprobs": null, "finish_reason": finish}]});
+        out.push_str(&format!("data: {chunk}\n\n"));
+    }
+    if req["stream_options"]["include_usage"] == json!(true) {
+        let chunk = json!({"id": "cmpl-fake", "object": "text_completion", "created": 1, "model": model, "choices": [], "usage": usage});
+        out.push_str(&format!("data: {chunk}\n\n"));
+    }
+    out.push_str("data: [DONE]\n\n");
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+        out,
+    )
+        .into_response()
 }
 
 /// `POST /v1/embeddings`: one 3-dimensional vector per input, usage

@@ -13,6 +13,12 @@ use crate::upstream::{SseStream, Usage};
 /// tab is closed with what was sent (`budget_cut`). Completion tokens
 /// are counted as content deltas forwarded (one token each at least).
 pub fn guard(tab: &Tab, s: SseStream) -> SseStream {
+    guard_on(tab, s, b"\"content\":\"")
+}
+
+/// `guard` for streams whose text deltas are `needle` (legacy
+/// completions: `"text":"`).
+pub fn guard_on(tab: &Tab, s: SseStream, needle: &'static [u8]) -> SseStream {
     let Some((limit, price, prompt)) = tab.stream_limit() else {
         return s;
     };
@@ -27,7 +33,7 @@ pub fn guard(tab: &Tab, s: SseStream) -> SseStream {
                     return None;
                 }
                 let frame = s.next().await?;
-                let more = content_deltas(&frame);
+                let more = content_deltas(&frame, needle);
                 if more > 0 && price.cost(prompt, sent + more) > limit {
                     tab.close(Close {
                         usage: Some(Usage {
@@ -51,12 +57,11 @@ pub fn guard(tab: &Tab, s: SseStream) -> SseStream {
 }
 
 /// Content deltas in an SSE frame: `"content":"` followed by text.
-fn content_deltas(frame: &[u8]) -> u64 {
-    const NEEDLE: &[u8] = b"\"content\":\"";
+fn content_deltas(frame: &[u8], needle: &[u8]) -> u64 {
     let mut n = 0;
     let mut i = 0;
-    while let Some(off) = frame[i..].windows(NEEDLE.len()).position(|w| w == NEEDLE) {
-        let at = i + off + NEEDLE.len();
+    while let Some(off) = frame[i..].windows(needle.len()).position(|w| w == needle) {
+        let at = i + off + needle.len();
         if frame.get(at).is_some_and(|b| *b != b'"') {
             n += 1;
         }

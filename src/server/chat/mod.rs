@@ -8,7 +8,7 @@
 //! one place (`stop`), at the edge.
 
 pub(super) mod admit;
-mod budget_cut;
+pub(super) mod budget_cut;
 pub(super) mod cache;
 mod classify;
 pub(super) mod dispatch;
@@ -64,6 +64,7 @@ async fn handle(
             let t = Tags {
                 decision: &decision,
                 class: Some(&class),
+                task: "",
                 model: &e.model,
                 fell_back: None,
                 notes: &[],
@@ -90,6 +91,7 @@ async fn handle(
     let tags = Tags {
         decision: &decision,
         class: Some(&class),
+        task: "",
         model: name,
         fell_back: answer.fell_back.as_ref(),
         notes: &answer.notes,

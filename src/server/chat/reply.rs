@@ -21,6 +21,8 @@ pub struct Tags<'a> {
     pub decision: &'a RouteDecision,
     /// `None` for embeddings (task `embedding`, nothing to classify).
     pub class: Option<&'a Class>,
+    /// `x-tollgate-task` without a class: `embedding`, `completion`.
+    pub task: &'static str,
     /// The policy model that answered.
     pub model: &'a str,
     /// The last failure before that model, if any.
@@ -90,7 +92,7 @@ fn tag(h: &mut HeaderMap, t: &Tags<'_>) {
             put("x-tollgate-complexity", c.complexity.as_str());
             put("x-tollgate-strong-score", &format!("{:.3}", c.strong_score));
         }
-        None => put("x-tollgate-task", "embedding"),
+        None => put("x-tollgate-task", t.task),
     }
     put("x-tollgate-route", &t.decision.rule);
     put("x-tollgate-model", t.model);

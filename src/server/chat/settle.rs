@@ -56,6 +56,8 @@ pub enum Fact<'a> {
     Route(&'a str),
     /// An embeddings request and its input tokens counted.
     Embedding(u32),
+    /// A legacy completions request and its prompt tokens counted.
+    Completion(u32),
     /// `off`, `bypass` or `miss` (`hit` is `close_cached`).
     Cache(&'static str),
 }
@@ -101,6 +103,10 @@ impl Tab {
             Fact::Route(rule) => a.row.route = rule.to_string(),
             Fact::Embedding(prompt_tokens) => {
                 a.row.task = "embedding".into();
+                a.prompt_estimate = prompt_tokens;
+            }
+            Fact::Completion(prompt_tokens) => {
+                a.row.task = "completion".into();
                 a.prompt_estimate = prompt_tokens;
             }
             Fact::Cache(state) => a.row.cache = state.to_string(),
