@@ -514,3 +514,29 @@ async fn a_document_too_long_for_the_local_context_moves_to_the_cloud() {
     );
     assert_eq!(cloud.requests()[0].body["model"], "gpt-3.5-turbo");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_and_completions_for_the_local_engine_are_a_400() {
+    let _g = serial().await;
+    let s = setup(4, 8).await;
+    for (path, body) in [
+        ("embeddings", json!({"model": "smollm2", "input": "hi"})),
+        ("completions", json!({"model": "smollm2", "prompt": "hi"})),
+    ] {
+        let res = reqwest::Client::new()
+            .post(format!("{}/v1/{path}", s.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{path}");
+        let e: Value = res.json().await.unwrap();
+        assert_eq!(e["error"]["param"], "model");
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("smollm2 cannot serve this endpoint"),
+            "{message}"
+        );
+    }
+    assert_eq!(s.cloud.hits(), 0);
+}

@@ -23,6 +23,9 @@ use crate::state::limits::Verdict;
 use crate::upstream::openai::OpenAiUpstream;
 use serde_json::{Map, Value};
 
+/// Why a local model is passed over here.
+const CHAT_ONLY: &str = "cannot serve this endpoint (the local engine serves chat only)";
+
 pub enum Ready<'g> {
     /// Call it; the tightest budget's money left after the reservation.
     Go(&'g OpenAiUpstream, Option<Nanos>),
@@ -49,7 +52,7 @@ pub async fn ready<'g>(
         }
         #[cfg(feature = "local")]
         Backend::Local(_) => {
-            let why = format!("{name} is unavailable (the local engine serves chat only)");
+            let why = format!("{name} {CHAT_ONLY}");
             return Ok(Ready::Skip(Some(why)));
         }
     };
@@ -192,8 +195,16 @@ pub fn replay(
 }
 
 /// No model answered: the ones that could not be tried, if none was.
+/// When every model of the chain is one that cannot serve the endpoint at
+/// all, retrying cannot help: a 400 naming them, not a 503.
 pub fn nothing_answered(last: Option<crate::upstream::RetryReason>, down: Vec<String>) -> Stop {
-    if last.is_none() && !down.is_empty() {
+    if last.is_none() && !down.is_empty() && down.iter().all(|d| d.ends_with(CHAT_ONLY)) {
+        let message = format!(
+            "No model of this request's route can serve it: {}.",
+            down.join("; ")
+        );
+        Stop::Invalid(Invalid::new(message, Some("model")))
+    } else if last.is_none() && !down.is_empty() {
         Stop::Unavailable(down)
     } else {
         Stop::Failed(last)
