@@ -41,9 +41,9 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// Reads and compiles a policy file, expanding variables from the process
-/// environment.
-pub fn load_file(path: &Path) -> Result<Policy, LoadError> {
+/// The file's name as diagnostics show it, its text, and the directory
+/// relative paths in it resolve against.
+fn read(path: &Path) -> Result<(String, String, &Path), LoadError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| LoadError {
         file: file.clone(),
@@ -54,7 +54,13 @@ pub fn load_file(path: &Path) -> Result<Policy, LoadError> {
             message: format!("cannot read file: {e}"),
         }],
     })?;
-    let base = path.parent().unwrap_or(Path::new("."));
+    Ok((file, text, path.parent().unwrap_or(Path::new("."))))
+}
+
+/// Reads and compiles a policy file, expanding variables from the process
+/// environment.
+pub fn load_file(path: &Path) -> Result<Policy, LoadError> {
+    let (file, text, base) = read(path)?;
     load_str(&file, &text, base, &|name| std::env::var(name).ok())
 }
 
@@ -65,17 +71,7 @@ pub fn load_file(path: &Path) -> Result<Policy, LoadError> {
 /// failing the load, and each one is printed as a note: only `serve` needs
 /// the secrets.
 pub fn load_file_offline(path: &Path) -> Result<Policy, LoadError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| LoadError {
-        file: file.clone(),
-        diagnostics: vec![Diagnostic {
-            line: 1,
-            col: 1,
-            path: String::new(),
-            message: format!("cannot read file: {e}"),
-        }],
-    })?;
-    let base = path.parent().unwrap_or(Path::new("."));
+    let (file, text, base) = read(path)?;
     let env = |name: &str| std::env::var(name).ok();
     let first = load_str(&file, &text, base, &env);
     let unset: Vec<String> = match &first {

@@ -26,7 +26,7 @@ use super::passthrough::{self, Ready};
 use crate::gateway::Gateway;
 use crate::request::Invalid;
 use crate::state::cache::{Directive, Entry};
-use crate::upstream::{Failure, Reply, RetryReason};
+use crate::upstream::{Reply, RetryReason};
 
 /// OpenAI's default `max_tokens` for legacy completions.
 const DEFAULT_MAX_TOKENS: u32 = 16;
@@ -167,16 +167,7 @@ async fn handle(
                 }
                 return Ok(reply::stream(s, &tags));
             }
-            Err(Failure::Final(e)) => {
-                tab.release();
-                return Err(Stop::Upstream(e));
-            }
-            Err(Failure::Retry(reason)) => {
-                tab.release();
-                gw.requests.upstream_error(name, &reason.kind());
-                tracing::warn!(model = %name, reason = %reason, "completions attempt failed; trying the next model");
-                last = Some(reason);
-            }
+            Err(f) => last = Some(passthrough::failed(gw, tab, name, f)?),
         }
     }
     Err(passthrough::nothing_answered(last, down))

@@ -27,7 +27,7 @@ use super::passthrough::{self, Ready};
 use crate::gateway::Gateway;
 use crate::request::Invalid;
 use crate::state::cache::{Directive, Entry};
-use crate::upstream::{Failure, RetryReason, Usage};
+use crate::upstream::{RetryReason, Usage};
 
 pub async fn embeddings(
     Extension(gw): Extension<Arc<Gateway>>,
@@ -137,16 +137,7 @@ async fn handle(
                 };
                 return Ok(reply::json(answer, &t));
             }
-            Err(Failure::Final(e)) => {
-                tab.release();
-                return Err(Stop::Upstream(e));
-            }
-            Err(Failure::Retry(reason)) => {
-                tab.release();
-                gw.requests.upstream_error(name, &reason.kind());
-                tracing::warn!(model = %name, reason = %reason, "embeddings attempt failed; trying the next model");
-                last = Some(reason);
-            }
+            Err(f) => last = Some(passthrough::failed(gw, tab, name, f)?),
         }
     }
     Err(passthrough::nothing_answered(last, down))

@@ -194,6 +194,26 @@ pub fn replay(
     reply::replay(e, &t)
 }
 
+/// A failed attempt on `name`: the hold is released; an answer the
+/// upstream gave (a 4xx) ends the request, anything else is the reason
+/// to try the next model.
+pub fn failed(
+    gw: &Gateway,
+    tab: &Tab,
+    name: &str,
+    f: crate::upstream::Failure,
+) -> Result<crate::upstream::RetryReason, Stop> {
+    tab.release();
+    match f {
+        crate::upstream::Failure::Final(e) => Err(Stop::Upstream(e)),
+        crate::upstream::Failure::Retry(reason) => {
+            gw.requests.upstream_error(name, &reason.kind());
+            tracing::warn!(model = %name, reason = %reason, "attempt failed; trying the next model");
+            Ok(reason)
+        }
+    }
+}
+
 /// No model answered: the ones that could not be tried, if none was.
 /// When every model of the chain is one that cannot serve the endpoint at
 /// all, retrying cannot help: a 400 naming them, not a 503.
