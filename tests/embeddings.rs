@@ -5,31 +5,15 @@
 
 mod support;
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
-
 use serde_json::{json, Value};
-use support::fake_openai::{Behavior, Fake};
-use support::{hash, serve};
-use tollgate::gateway::{Gateway, Options};
+use support::fake_openai::Behavior;
+use support::{hash, stack, Stack};
 
 const KEY: &str = "tg_embed_key";
 
-struct Setup {
-    url: String,
-    gw: Arc<Gateway>,
-    primary: Fake,
-    backup: Fake,
-    ledger: String,
-    _dir: tempfile::TempDir,
-}
-
-async fn setup(extra: &str) -> Setup {
-    let (primary, backup) = (Fake::start().await, Fake::start().await);
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("ledger.sqlite").display().to_string();
-    let yaml = format!(
+async fn setup(extra: &str) -> Stack {
+    stack(|primary, backup, ledger| {
+        format!(
         r#"
 version: 1
 ledger: "sqlite:{ledger}"
@@ -50,53 +34,20 @@ keys:
 cache: {{ ttl: 60s }}
 {extra}
 "#,
-        primary.base_url(),
-        backup.base_url(),
-        hash(KEY)
-    );
-    let p = tollgate::policy::load_str("embed.yaml", &yaml, Path::new("."), &|_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let gw = Arc::new(Gateway::new(p, &Options::default()).unwrap());
-    let url = format!("http://{}", serve(gw.clone()).await);
-    Setup {
-        url,
-        gw,
         primary,
         backup,
-        ledger,
-        _dir: dir,
-    }
-}
-
-async fn post(s: &Setup, body: &Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{}/v1/embeddings", s.url))
-        .bearer_auth(KEY)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
-
-fn rows(s: &Setup) -> Vec<(String, String, i64, i64, String, u16)> {
-    assert!(s.gw.ledger.as_ref().unwrap().flush(Duration::from_secs(5)));
-    let conn = rusqlite::Connection::open(&s.ledger).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT task, model, prompt_tokens, cost_nanos, cache, status FROM tollgate_ledger ORDER BY ts, rowid")
-        .unwrap();
-    stmt.query_map([], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-        ))
+        hash(KEY)
+    )
     })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    .await
+}
+
+async fn post(s: &Stack, body: &Value) -> reqwest::Response {
+    s.post("/v1/embeddings", KEY, body).await
+}
+
+fn rows(s: &Stack) -> Vec<(String, String, i64, i64, String, u16)> {
+    s.rows("task, model, prompt_tokens, cost_nanos, cache, status")
 }
 
 #[tokio::test]

@@ -196,3 +196,78 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// Two fake upstreams, a SQLite ledger in a temp dir, and a gateway
+/// serving the policy `yaml` writes for them: `yaml(primary_url,
+/// backup_url, ledger_path)`.
+pub struct Stack {
+    pub url: String,
+    pub gw: Arc<Gateway>,
+    pub primary: fake_openai::Fake,
+    pub backup: fake_openai::Fake,
+    pub ledger: String,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn stack(yaml: impl FnOnce(&str, &str, &str) -> String) -> Stack {
+    let primary = fake_openai::Fake::start().await;
+    let backup = fake_openai::Fake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite").display().to_string();
+    let text = yaml(&primary.base_url(), &backup.base_url(), &ledger);
+    let p = tollgate::policy::load_str("stack.yaml", &text, Path::new("."), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gw = Arc::new(Gateway::new(p, &Options::default()).unwrap());
+    let url = format!("http://{}", serve(gw.clone()).await);
+    Stack {
+        url,
+        gw,
+        primary,
+        backup,
+        ledger,
+        _dir: dir,
+    }
+}
+
+impl Stack {
+    /// `POST path` with `key` and a JSON body.
+    pub async fn post(&self, path: &str, key: &str, body: &serde_json::Value) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The ledger's rows (once written), as `sql` selects six columns.
+    pub fn rows<A, B, C, D, E, F>(&self, columns: &str) -> Vec<(A, B, C, D, E, F)>
+    where
+        A: rusqlite::types::FromSql,
+        B: rusqlite::types::FromSql,
+        C: rusqlite::types::FromSql,
+        D: rusqlite::types::FromSql,
+        E: rusqlite::types::FromSql,
+        F: rusqlite::types::FromSql,
+    {
+        let ledger = self.gw.ledger.as_ref().unwrap();
+        assert!(ledger.flush(std::time::Duration::from_secs(5)));
+        let conn = rusqlite::Connection::open(&self.ledger).unwrap();
+        let sql = format!("SELECT {columns} FROM tollgate_ledger ORDER BY ts, rowid");
+        let mut stmt = conn.prepare(&sql).unwrap();
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+}
