@@ -96,4 +96,41 @@ if (textModel) {
   assert.equal(streamed, c.choices[0].text);
 }
 
+// 7. The Responses API (TOLLGATE_RESPONSES_MODELS: comma-separated), JSON,
+//    streamed events, the SDK's stream helper, function tools, and a 400
+//    for stored state a chat-only model cannot hold.
+const responsesModels = (process.env.TOLLGATE_RESPONSES_MODELS ?? "").split(",").filter(Boolean);
+const tools = [{ type: "function", name: "get_weather", description: "Weather for a city.",
+  parameters: { type: "object", properties: { location: { type: "string" } } } }];
+for (const m of responsesModels) {
+  const r = await client.responses.create({ model: m, instructions: "Be brief.", input: "Say hello", max_output_tokens: 32 });
+  assert.equal(r.object, "response");
+  assert.equal(r.model, m);
+  assert.ok(r.output_text, "empty output_text");
+  assert.ok(r.usage.input_tokens > 0 && r.usage.output_tokens > 0);
+  const kinds = [];
+  let deltas = "";
+  for await (const e of await client.responses.create({ model: m, input: "Say hello", max_output_tokens: 32, stream: true })) {
+    kinds.push(e.type);
+    if (e.type === "response.output_text.delta") deltas += e.delta;
+  }
+  assert.equal(kinds[0], "response.created");
+  assert.equal(kinds.at(-1), "response.completed");
+  // The helper rebuilds the response from the events: each must fit.
+  const final = await client.responses.stream({ model: m, input: "Say hello", max_output_tokens: 32 }).finalResponse();
+  assert.equal(final.output_text, deltas);
+  assert.equal(deltas, r.output_text);
+  const call = await client.responses.create({ model: m, input: "Weather in Paris?", tools, max_output_tokens: 32 });
+  const fc = call.output.filter((o) => o.type === "function_call");
+  assert.ok(fc.length && fc[0].name === "get_weather");
+  console.log(`responses ${m}: ${JSON.stringify(r.output_text)} usage=${r.usage.input_tokens}+${r.usage.output_tokens} events=${kinds.length} tool=${fc[0].name}(${fc[0].arguments})`);
+}
+if (responsesModels.includes("llama-chat")) {
+  await assert.rejects(
+    client.responses.create({ model: "llama-chat", input: "and then?", previous_response_id: "resp_1" }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === "previous_response_id",
+  );
+  console.log("previous_response_id on a chat-only model -> BadRequestError (param=previous_response_id)");
+}
+
 console.log("node SDK check: ok");

@@ -84,4 +84,40 @@ if text_model:
     assert c.choices[0].text and c.usage.completion_tokens > 0
     assert streamed == c.choices[0].text
 
+# 7. The Responses API (TOLLGATE_RESPONSES_MODELS: comma-separated), JSON,
+#    streamed events, the SDK's stream helper, function tools, and a 400
+#    for stored state a chat-only model cannot hold.
+responses_models = [m for m in os.environ.get("TOLLGATE_RESPONSES_MODELS", "").split(",") if m]
+tools = [{"type": "function", "name": "get_weather", "description": "Weather for a city.",
+          "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}]
+for m in responses_models:
+    raw = client.responses.with_raw_response.create(
+        model=m, instructions="Be brief.", input="Say hello", max_output_tokens=32)
+    r = raw.parse()
+    assert r.object == "response" and r.model == m, r
+    assert r.output_text, r
+    assert r.usage.input_tokens > 0 and r.usage.output_tokens > 0, r.usage
+    kinds, deltas = [], []
+    for event in client.responses.create(model=m, input="Say hello", max_output_tokens=32, stream=True):
+        kinds.append(event.type)
+        if event.type == "response.output_text.delta":
+            deltas.append(event.delta)
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed", kinds
+    with client.responses.stream(model=m, input="Say hello", max_output_tokens=32) as s:
+        final = s.get_final_response()
+    assert final.output_text == "".join(deltas) == r.output_text, (final.output_text, deltas)
+    call = client.responses.create(model=m, input="Weather in Paris?", tools=tools, max_output_tokens=32)
+    fc = [o for o in call.output if o.type == "function_call"]
+    assert fc and fc[0].name == "get_weather", call.output
+    print(f"responses {m}: {r.output_text!r} usage={r.usage.input_tokens}+{r.usage.output_tokens} "
+          f"events={len(kinds)} tool={fc[0].name}({fc[0].arguments}) "
+          f"reason={raw.headers.get('x-tollgate-reason')!r}")
+if "llama-chat" in responses_models:
+    try:
+        client.responses.create(model="llama-chat", input="and then?", previous_response_id="resp_1")
+        sys.exit("expected BadRequestError")
+    except openai.BadRequestError as e:
+        assert e.param == "previous_response_id", e
+        print("previous_response_id on a chat-only model -> BadRequestError (param=previous_response_id)")
+
 print("python SDK check: ok")

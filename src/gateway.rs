@@ -149,6 +149,7 @@ impl Gateway {
                     timeout,
                     connect_timeout,
                     total_timeout,
+                    chat_only,
                 } => {
                     let http = match clients.get(&model.provider) {
                         Some(c) => reqwest::Client::clone(c),
@@ -163,7 +164,9 @@ impl Gateway {
                             c
                         }
                     };
-                    match OpenAiUpstream::new(http, base_url, key, *timeout, *total_timeout) {
+                    match OpenAiUpstream::new(http, base_url, key, *timeout, *total_timeout)
+                        .map(|u| u.chat_only(*chat_only))
+                    {
                         Ok(u) => Backend::OpenAi(Box::new(u)),
                         Err(why) => bail!("provider `{}`: {why}", provider.name),
                     }

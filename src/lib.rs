@@ -17,6 +17,7 @@ pub mod money;
 pub mod policy;
 pub mod report;
 pub mod request;
+pub mod responses;
 pub mod route;
 pub mod secret;
 pub mod server;

@@ -204,6 +204,36 @@ impl serde::Serialize for UpstreamBody<'_> {
     }
 }
 
+/// A request body as a JSON object, and the model it names (every
+/// endpoint but chat, whose `ChatRequest::parse` reads more).
+pub fn object_with_model(bytes: &[u8]) -> Result<(Map<String, Value>, String), Invalid> {
+    let body = match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => {
+            return Err(Invalid::new(
+                "The request body must be a JSON object.",
+                None,
+            ))
+        }
+        Err(e) => {
+            let message = format!(
+                "We could not parse the JSON body of your request: {e}. The body must be a JSON object."
+            );
+            return Err(Invalid::new(message, None));
+        }
+    };
+    match body.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => {
+            let m = m.clone();
+            Ok((body, m))
+        }
+        _ => Err(Invalid::new(
+            "you must provide a model parameter",
+            Some("model"),
+        )),
+    }
+}
+
 fn type_error(param: &str, expected: &str) -> Invalid {
     Invalid::new(
         format!("Invalid type for '{param}': expected {expected}."),

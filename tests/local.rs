@@ -540,3 +540,81 @@ async fn embeddings_and_completions_for_the_local_engine_are_a_400() {
     }
     assert_eq!(s.cloud.hits(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_responses_api_is_translated_for_the_local_engine() {
+    let _g = serial().await;
+    let s = setup(4, 8).await;
+    let respond = |body: Value| {
+        let url = format!("{}/v1/responses", s.url);
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let body = json!({"model": "auto", "instructions": "You are a helpful assistant.",
+                      "input": "What is the capital of France?", "max_output_tokens": 8,
+                      "temperature": 0});
+    let res = respond(body.clone()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tollgate-model"], "smollm2");
+    let reason = res.headers()["x-tollgate-reason"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("Responses translated"), "{reason}");
+    let r: Value = res.json().await.unwrap();
+    assert_eq!(r["object"], "response");
+    assert_eq!(r["status"], "incomplete", "8 tokens cut it: {r}");
+    assert_eq!(r["usage"]["output_tokens"], 8);
+    let text = r["output"][0]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!text.trim().is_empty(), "{r}");
+    // The same request as chat gets the same answer from the engine.
+    let chat = ask("What is the capital of France?", 8);
+    let c: Value = post(&s.url, &chat).await.json().await.unwrap();
+    assert_eq!(c["choices"][0]["message"]["content"], json!(text));
+    assert_eq!(c["usage"]["prompt_tokens"], r["usage"]["input_tokens"]);
+
+    // Streamed: the deltas spell the same text; the usage is in the end event.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let sse = respond(streamed).await.text().await.unwrap();
+    let mut deltas = String::new();
+    let mut last = Value::Null;
+    for frame in sse.split("\n\n").filter(|f| !f.is_empty()) {
+        let (head, data) = frame.split_once("\ndata: ").unwrap();
+        let e: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(head, format!("event: {}", e["type"].as_str().unwrap()));
+        if e["type"] == "response.output_text.delta" {
+            deltas.push_str(e["delta"].as_str().unwrap());
+        }
+        last = e;
+    }
+    assert_eq!(deltas, text);
+    assert_eq!(last["type"], "response.incomplete");
+    assert_eq!(last["response"]["usage"]["output_tokens"], 8);
+
+    // Stored state cannot live in the local engine: the cloud model,
+    // which speaks Responses, takes it.
+    let res = respond(json!({"model": "auto", "input": "And Spain?",
+                             "previous_response_id": "resp_1", "max_output_tokens": 8}))
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tollgate-model"], "gpt-3.5-turbo");
+    let reason = res.headers()["x-tollgate-reason"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("smollm2 skipped: cannot honour"),
+        "{reason}"
+    );
+    assert_eq!(s.cloud.requests()[0].body["previous_response_id"], "resp_1");
+}

@@ -197,6 +197,8 @@ pub enum ProviderKind {
         timeout: Duration,
         connect_timeout: Duration,
         total_timeout: Duration,
+        /// Speaks Chat Completions but not the Responses API.
+        chat_only: bool,
     },
     Local {
         device: Device,

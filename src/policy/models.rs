@@ -66,6 +66,7 @@ pub(super) fn compile_provider(
                 timeout: timeout?,
                 connect_timeout: connect_timeout?,
                 total_timeout: total_timeout?,
+                chat_only: p.chat_only.unwrap_or(false),
             })
         }
         "local" => {
@@ -79,6 +80,7 @@ pub(super) fn compile_provider(
                 "local",
             );
             not_for(errs, "total_timeout", p.total_timeout.is_some(), "local");
+            not_for(errs, "chat_only", p.chat_only.is_some(), "local");
             let device = match p.device.as_deref() {
                 None | Some("auto") => Some(Device::Auto),
                 Some("cpu") => Some(Device::Cpu),

@@ -138,6 +138,9 @@ pub struct RawProvider {
     pub total_timeout: Option<String>,
     /// For `kind: local`: `auto`, `cpu` or `cuda:N`.
     pub device: Option<String>,
+    /// For `kind: openai`: the server speaks Chat Completions but not the
+    /// Responses API (`/v1/responses` is translated for it).
+    pub chat_only: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -174,7 +174,7 @@ async fn handle(
 }
 
 fn parse_body(bytes: &[u8], cap: u32) -> Result<Ask, Invalid> {
-    let (body, model) = passthrough::parse_object(bytes)?;
+    let (body, model) = crate::request::object_with_model(bytes)?;
     let prompt_tokens = passthrough::count_input(body.get("prompt"), true).ok_or_else(|| {
         Invalid::new(
             "Invalid 'prompt': expected a string, an array of strings, an array of token ids, \

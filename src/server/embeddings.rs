@@ -146,7 +146,7 @@ async fn handle(
 /// The body, the model asked for, and the input tokens (cl100k for text,
 /// the count of ids for token arrays).
 fn parse_body(bytes: &[u8]) -> Result<(Map<String, Value>, String, u32), Invalid> {
-    let (body, model) = passthrough::parse_object(bytes)?;
+    let (body, model) = crate::request::object_with_model(bytes)?;
     let tokens = passthrough::count_input(body.get("input"), false).ok_or_else(|| {
         Invalid::new(
             "Invalid 'input': expected a non-empty string, array of strings, array of token ids, \

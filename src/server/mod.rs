@@ -140,6 +140,7 @@ pub fn app_live(live: Arc<Live>) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/completions", post(completions::completions))
+        .route("/v1/responses", post(chat::responses))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::retrieve))
         .route("/healthz", get(healthz))

@@ -21,7 +21,7 @@ use crate::state::budgets::Refusal;
 use crate::state::cache::Entry;
 use crate::state::limits::Verdict;
 use crate::upstream::openai::OpenAiUpstream;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Why a local model is passed over here.
 const CHAT_ONLY: &str = "cannot serve this endpoint (the local engine serves chat only)";
@@ -78,35 +78,6 @@ pub async fn ready<'g>(
         return Ok(Ready::Skip(Some(why)));
     }
     Ok(Ready::Go(up, remaining))
-}
-
-/// The body as a JSON object, and the model it names.
-pub fn parse_object(bytes: &[u8]) -> Result<(Map<String, Value>, String), Invalid> {
-    let body = match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(m)) => m,
-        Ok(_) => {
-            return Err(Invalid::new(
-                "The request body must be a JSON object.",
-                None,
-            ))
-        }
-        Err(e) => {
-            let message = format!(
-                "We could not parse the JSON body of your request: {e}. The body must be a JSON object."
-            );
-            return Err(Invalid::new(message, None));
-        }
-    };
-    match body.get("model") {
-        Some(Value::String(m)) if !m.is_empty() => {
-            let m = m.clone();
-            Ok((body, m))
-        }
-        _ => Err(Invalid::new(
-            "you must provide a model parameter",
-            Some("model"),
-        )),
-    }
 }
 
 /// The cl100k tokens of an `input` or `prompt` field: a string, an array

@@ -8,7 +8,9 @@
 //! client yet for a JSON reply; for a stream, the first event has arrived)
 //! or a `Failure` telling the caller whether to try the next model.
 
+mod errors;
 pub mod openai;
+mod responses;
 mod rewrite;
 pub mod sse;
 
@@ -29,11 +31,14 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Reads an OpenAI `usage` object.
+    /// Reads an OpenAI `usage` object: Chat Completions' names, or the
+    /// Responses API's (`input_tokens`, `output_tokens`, which include
+    /// reasoning tokens).
     pub fn from_json(v: &serde_json::Value) -> Option<Usage> {
+        let n = |a: &str, b: &str| v.get(a).or_else(|| v.get(b))?.as_u64();
         Some(Usage {
-            prompt_tokens: v.get("prompt_tokens")?.as_u64()?,
-            completion_tokens: v.get("completion_tokens")?.as_u64()?,
+            prompt_tokens: n("prompt_tokens", "input_tokens")?,
+            completion_tokens: n("completion_tokens", "output_tokens")?,
         })
     }
 }

@@ -14,16 +14,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_openai::config::{Config, OpenAIConfig};
-use async_openai::error::WrappedError;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use http::{header, HeaderMap, HeaderValue, StatusCode};
+use http::{header, HeaderMap, HeaderValue};
 use serde_json::Value;
 
+use super::errors::{self, error_chain};
 use super::rewrite::rewrite;
 use super::sse::{error_frame, frame, SseParser};
 use super::{into_sse, Ending, Failure, OnFinish, Outbox, Pull, Reply, RetryReason};
-use crate::error::{ApiError, Cause};
+use crate::error::ApiError;
 use crate::secret::Secret;
 
 pub struct OpenAiUpstream {
@@ -31,6 +31,8 @@ pub struct OpenAiUpstream {
     url: reqwest::Url,
     embeddings_url: reqwest::Url,
     completions_url: reqwest::Url,
+    /// `None` for a server marked `chat_only`.
+    responses_url: Option<reqwest::Url>,
     headers: HeaderMap,
     /// Until the first byte of the answer (headers, or the first event).
     timeout: Duration,
@@ -68,15 +70,30 @@ impl OpenAiUpstream {
         let url = parse("/chat/completions")?;
         let embeddings_url = parse("/embeddings")?;
         let completions_url = parse("/completions")?;
+        let responses_url = Some(parse("/responses")?);
         Ok(OpenAiUpstream {
             http,
             url,
             embeddings_url,
             completions_url,
+            responses_url,
             headers,
             timeout,
             total,
         })
+    }
+
+    /// Marks the server as speaking Chat Completions only.
+    pub fn chat_only(mut self, yes: bool) -> Self {
+        if yes {
+            self.responses_url = None;
+        }
+        self
+    }
+
+    /// Whether `/v1/responses` can go to this server as it is.
+    pub fn speaks_responses(&self) -> bool {
+        self.responses_url.is_some()
     }
 
     /// One attempt. `model` is the policy name the reply's `model` field
@@ -92,6 +109,7 @@ impl OpenAiUpstream {
     ) -> Result<Reply, Failure> {
         self.relay(
             &self.url,
+            Wire::Chat,
             body,
             stream,
             client_wants_usage,
@@ -112,6 +130,7 @@ impl OpenAiUpstream {
     ) -> Result<Reply, Failure> {
         self.relay(
             &self.completions_url,
+            Wire::Chat,
             body,
             stream,
             client_wants_usage,
@@ -121,9 +140,29 @@ impl OpenAiUpstream {
         .await
     }
 
+    /// One `POST /responses` attempt, JSON or SSE (events passed on in
+    /// order, each with its type; usage from the terminal event), as `chat`.
+    pub async fn responses(
+        &self,
+        body: Bytes,
+        stream: bool,
+        model: Arc<str>,
+        on_finish: &mut Option<OnFinish>,
+    ) -> Result<Reply, Failure> {
+        let Some(url) = &self.responses_url else {
+            let why = "the provider is marked chat_only".to_string();
+            return Err(Failure::Retry(RetryReason::Unavailable(why)));
+        };
+        let wire = if stream { Wire::Responses } else { Wire::Chat };
+        self.relay(url, wire, body, stream, true, model, on_finish)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn relay(
         &self,
         url: &reqwest::Url,
+        wire: Wire,
         body: Bytes,
         stream: bool,
         client_wants_usage: bool,
@@ -136,6 +175,7 @@ impl OpenAiUpstream {
             let mut relay = Relay {
                 upstream: Box::pin(resp.bytes_stream()),
                 parser: SseParser::default(),
+                wire,
                 model,
                 client_wants_usage,
                 out: Outbox::default(),
@@ -208,64 +248,18 @@ impl OpenAiUpstream {
         if resp.status().is_success() {
             Ok(resp)
         } else {
-            Err(self.classify_error(resp).await)
+            Err(errors::classify(resp, self.timeout).await)
         }
     }
+}
 
-    /// Maps an upstream error status to retry-or-answer.
-    async fn classify_error(&self, resp: reqwest::Response) -> Failure {
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let body = tokio::time::timeout(self.timeout, resp.bytes())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        let upstream_error = serde_json::from_slice::<WrappedError>(&body).ok();
-        let message = upstream_error
-            .as_ref()
-            .map_or_else(String::new, |w| w.error.message.clone());
-        match status.as_u16() {
-            408 | 409 | 429 | 500..=599 => {
-                tracing::warn!(status = status.as_u16(), upstream_message = %truncate(&message), "upstream answered with a retryable error");
-                Failure::Retry(RetryReason::Status {
-                    status: status.as_u16(),
-                    retry_after,
-                })
-            }
-            401 | 403 | 404 => {
-                // The gateway's credentials or model mapping are wrong: the
-                // client cannot fix this, another model may still answer.
-                tracing::error!(status = status.as_u16(), upstream_message = %truncate(&message), "upstream rejected the gateway's request; check the provider's api_key and the model's upstream_model");
-                Failure::Retry(RetryReason::Unavailable(format!(
-                    "upstream status {status}"
-                )))
-            }
-            _ => {
-                // The request itself is invalid (e.g. bad tool schema): the
-                // client gets the upstream's explanation with its status.
-                let mut e = ApiError::invalid_request(
-                    if message.is_empty() {
-                        format!("The upstream rejected the request with status {status}.")
-                    } else {
-                        message
-                    },
-                    None,
-                )
-                .caused_by(Cause::Client);
-                e.status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_REQUEST);
-                if let Some(w) = upstream_error {
-                    e.param = w.error.param;
-                    e.code = w.error.code;
-                }
-                Failure::Final(e)
-            }
-        }
-    }
+/// The shape of an upstream's stream: Chat Completions and legacy
+/// completions chunks end with `[DONE]`; Responses events are typed and
+/// end with a terminal event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Chat,
+    Responses,
 }
 
 /// Relays an upstream SSE stream frame by frame: rewrites `model`, keeps
@@ -274,6 +268,7 @@ impl OpenAiUpstream {
 struct Relay {
     upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     parser: SseParser,
+    wire: Wire,
     model: Arc<str>,
     client_wants_usage: bool,
     out: Outbox,
@@ -334,6 +329,19 @@ impl Relay {
     }
 
     fn on_event(&mut self, data: Vec<u8>) {
+        if self.wire == Wire::Responses {
+            let e = super::responses::rewrite_event(&data, &self.model);
+            if e.usage.is_some() {
+                self.out.usage = e.usage;
+            }
+            self.out.ready.push_back(e.frame);
+            if e.terminal {
+                self.out.ending = Some(Ending::Complete);
+            } else if e.error {
+                self.out.ending = Some(Ending::UpstreamBroke);
+            }
+            return;
+        }
         if data == b"[DONE]" {
             self.out
                 .ready
@@ -364,24 +372,5 @@ impl Pull for Relay {
 
     async fn pull(&mut self) {
         self.pull_next().await
-    }
-}
-
-/// The error with its sources, for logs (reqwest hides the cause otherwise).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
-fn truncate(s: &str) -> &str {
-    match s.char_indices().nth(200) {
-        Some((i, _)) => &s[..i],
-        None => s,
     }
 }

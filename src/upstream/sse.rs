@@ -13,6 +13,18 @@ pub fn frame(data: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// One SSE event with its type, as the Responses API sends them:
+/// `event: <kind>\ndata: <data>\n\n`.
+pub fn typed_frame(kind: &str, data: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(data.len() + kind.len() + 16);
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
 /// An OpenAI-shaped error as one SSE event: how a stream whose headers
 /// are already sent reports that it ended badly. The one place these
 /// frames are built.

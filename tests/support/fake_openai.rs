@@ -1,5 +1,7 @@
 //! A fake OpenAI upstream that speaks the real wire format: chat
-//! completions as JSON or SSE chunks (with `usage` when asked), OpenAI
+//! completions as JSON or SSE chunks (with `usage` when asked), the
+//! Responses API as JSON or typed SSE events, legacy completions and
+//! embeddings, OpenAI
 //! error bodies, 429 with `Retry-After`, delays and streams that break
 //! mid-way. It listens on port 0, counts its hits and records what it was
 //! sent, so tests can assert on exactly what the gateway forwarded.
@@ -99,6 +101,7 @@ impl Fake {
             .route("/v1/chat/completions", post(chat))
             .route("/v1/embeddings", post(embeddings))
             .route("/v1/completions", post(completions))
+            .route("/v1/responses", post(responses))
             .with_state(state.clone());
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -175,23 +178,39 @@ fn accept(s: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Value, Respons
     Ok(req)
 }
 
-/// `POST /v1/completions` (legacy): "Hello from the fake upstream." as
-/// JSON or as SSE chunks (one per word, then the usage chunk when asked).
-async fn completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+/// Counts the hit, accepts the request and plays the next scripted
+/// behaviour: an error status ends it, a delay waits; the rest is the
+/// handler's.
+async fn begin(
+    s: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Value, Option<Behavior>), Response> {
     s.hits.fetch_add(1, Ordering::SeqCst);
-    let req = match accept(&s, &headers, &body) {
-        Ok(req) => req,
-        Err(res) => return res,
-    };
+    let req = accept(s, headers, body)?;
     let behavior = s.script.lock().unwrap().pop_front();
-    if let Some(Behavior::Status(code)) = behavior {
-        return error(
+    match behavior {
+        Some(Behavior::Status(code)) => Err(error(
             code,
             "The server had an error while processing your request.",
             "server_error",
             None,
-        );
+        )),
+        Some(Behavior::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            Ok((req, behavior))
+        }
+        _ => Ok((req, behavior)),
     }
+}
+
+/// `POST /v1/completions` (legacy): "Hello from the fake upstream." as
+/// JSON or as SSE chunks (one per word, then the usage chunk when asked).
+async fn completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (req, _) = match begin(&s, &headers, &body).await {
+        Ok(started) => started,
+        Err(res) => return res,
+    };
     let prompt = req["prompt"].as_str().map_or(1, |p| p.len() / 4 + 1) as u64;
     let words = ["Hello", " from", " the", " fake", " upstream."];
     let max = req["max_tokens"].as_u64().unwrap_or(16) as usize;
@@ -232,24 +251,10 @@ async fn completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byt
 /// `POST /v1/embeddings`: one 3-dimensional vector per input, usage
 /// counted as one token per 4 bytes of text (or per token id) plus one.
 async fn embeddings(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    s.hits.fetch_add(1, Ordering::SeqCst);
-    let req = match accept(&s, &headers, &body) {
-        Ok(req) => req,
+    let (req, _) = match begin(&s, &headers, &body).await {
+        Ok(started) => started,
         Err(res) => return res,
     };
-    let behavior = s.script.lock().unwrap().pop_front();
-    match behavior {
-        Some(Behavior::Status(code)) => {
-            return error(
-                code,
-                "The server had an error while processing your request.",
-                "server_error",
-                None,
-            )
-        }
-        Some(Behavior::Delay(d)) => tokio::time::sleep(d).await,
-        _ => {}
-    }
     let inputs: Vec<Value> = match &req["input"] {
         Value::Array(a) if a.first().is_some_and(Value::is_number) => vec![Value::Array(a.clone())],
         Value::Array(a) => a.clone(),
@@ -418,4 +423,138 @@ fn prompt_tokens(req: &Value) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// `POST /v1/responses`: "Hello from the fake upstream." (cut to
+/// `max_output_tokens` words, then `incomplete`), or a `get_weather`
+/// function call when tools are given; as JSON or as the typed event
+/// stream, with usage in the final response. Input tokens: one per
+/// whitespace word of the instructions and text inputs, plus 4 per item.
+async fn responses(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (req, behavior) = match begin(&s, &headers, &body).await {
+        Ok(started) => started,
+        Err(res) => return res,
+    };
+    let words = |t: &str| t.split_whitespace().count() as u64;
+    let mut input = req["instructions"].as_str().map_or(0, words);
+    match &req["input"] {
+        Value::String(t) => input += words(t) + 4,
+        Value::Array(items) => {
+            for it in items {
+                input += 4 + match &it["content"] {
+                    Value::String(t) => words(t),
+                    Value::Array(parts) => parts
+                        .iter()
+                        .map(|p| p["text"].as_str().map_or(0, words))
+                        .sum(),
+                    _ => it["output"].as_str().map_or(0, words),
+                };
+            }
+        }
+        _ => {}
+    }
+    let model = format!("{}-fake", req["model"].as_str().unwrap_or("unknown"));
+    let pieces = ["Hello", " from", " the", " fake", " upstream."];
+    let max = req["max_output_tokens"].as_u64().unwrap_or(u64::MAX) as usize;
+    let n = pieces.len().min(max.max(1));
+    let tools = req["tools"].as_array().is_some_and(|t| !t.is_empty());
+    let text: String = pieces[..n].concat();
+    let (item, output_tokens) = if tools {
+        let args = "{\"location\":\"Paris\"}";
+        (
+            json!({"id": "fc_fake", "type": "function_call", "status": "completed",
+                "call_id": "call_fake", "name": "get_weather", "arguments": args}),
+            6,
+        )
+    } else {
+        (
+            json!({"id": "msg_fake", "type": "message", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}),
+            n as u64,
+        )
+    };
+    let incomplete = !tools && n < pieces.len();
+    let response = |status: &str, output: Value, usage: Value| {
+        json!({"id": "resp_fake", "object": "response", "created_at": 1_700_000_000,
+               "status": status, "error": null,
+               "incomplete_details": if incomplete && status != "in_progress" { json!({"reason": "max_output_tokens"}) } else { Value::Null },
+               "instructions": req["instructions"], "model": model, "output": output,
+               "parallel_tool_calls": true, "previous_response_id": req["previous_response_id"],
+               "store": req["store"].as_bool().unwrap_or(true), "temperature": 1.0,
+               "text": {"format": {"type": "text"}}, "tool_choice": "auto",
+               "tools": req["tools"].as_array().cloned().unwrap_or_default(), "top_p": 1.0,
+               "truncation": "disabled", "usage": usage, "metadata": {}})
+    };
+    let usage = json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input + output_tokens});
+    let status = if incomplete {
+        "incomplete"
+    } else {
+        "completed"
+    };
+    if req["stream"] != json!(true) {
+        return axum::Json(response(status, json!([item]), usage)).into_response();
+    }
+    let mut events: Vec<Value> = vec![
+        json!({"type": "response.created", "response": response("in_progress", json!([]), Value::Null)}),
+        json!({"type": "response.in_progress", "response": response("in_progress", json!([]), Value::Null)}),
+    ];
+    if tools {
+        let mut added = item.clone();
+        added["status"] = json!("in_progress");
+        added["arguments"] = json!("");
+        events
+            .push(json!({"type": "response.output_item.added", "output_index": 0, "item": added}));
+        for d in ["{\"location\":", "\"Paris\"}"] {
+            events.push(json!({"type": "response.function_call_arguments.delta", "item_id": "fc_fake", "output_index": 0, "delta": d}));
+        }
+        events.push(json!({"type": "response.function_call_arguments.done", "item_id": "fc_fake", "output_index": 0, "arguments": item["arguments"]}));
+    } else {
+        events.push(json!({"type": "response.output_item.added", "output_index": 0,
+            "item": {"id": "msg_fake", "type": "message", "status": "in_progress", "role": "assistant", "content": []}}));
+        events.push(json!({"type": "response.content_part.added", "item_id": "msg_fake", "output_index": 0, "content_index": 0,
+            "part": {"type": "output_text", "text": "", "annotations": []}}));
+        for p in &pieces[..n] {
+            events.push(json!({"type": "response.output_text.delta", "item_id": "msg_fake", "output_index": 0, "content_index": 0, "delta": p, "logprobs": []}));
+        }
+        events.push(json!({"type": "response.output_text.done", "item_id": "msg_fake", "output_index": 0, "content_index": 0, "text": text, "logprobs": []}));
+        events.push(json!({"type": "response.content_part.done", "item_id": "msg_fake", "output_index": 0, "content_index": 0,
+            "part": item["content"][0]}));
+    }
+    events.push(json!({"type": "response.output_item.done", "output_index": 0, "item": item}));
+    let last = if incomplete {
+        "response.incomplete"
+    } else {
+        "response.completed"
+    };
+    events.push(json!({"type": last, "response": response(status, json!([item]), usage)}));
+    let frames: Vec<String> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut e)| {
+            e["sequence_number"] = json!(i);
+            format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap())
+        })
+        .collect();
+    let body = match behavior {
+        Some(Behavior::CloseBeforeFirstEvent) => Body::empty(),
+        Some(Behavior::DropMidStream) => {
+            let head: Vec<String> = frames.into_iter().take(5).collect();
+            let s = futures::stream::iter(
+                head.into_iter()
+                    .map(|f| Ok::<_, std::io::Error>(Bytes::from(f))),
+            )
+            .chain(futures::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Err(std::io::Error::other("connection reset"))
+            }));
+            Body::from_stream(s)
+        }
+        _ => Body::from(frames.concat()),
+    };
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(body)
+        .unwrap()
 }

@@ -11,13 +11,9 @@ use crate::upstream::{SseStream, Usage};
 /// Stops `s` before the frame that would make its cost outgrow its
 /// reservation: the client gets a final error event instead, and the
 /// tab is closed with what was sent (`budget_cut`). Completion tokens
-/// are counted as content deltas forwarded (one token each at least).
-pub fn guard(tab: &Tab, s: SseStream) -> SseStream {
-    guard_on(tab, s, b"\"content\":\"")
-}
-
-/// `guard` for streams whose text deltas are `needle` (legacy
-/// completions: `"text":"`).
+/// are counted as text deltas forwarded (one token each at least), each
+/// found by `needle`: `"content":"` for chat, `"text":"` for legacy
+/// completions, `"delta":"` for Responses events.
 pub fn guard_on(tab: &Tab, s: SseStream, needle: &'static [u8]) -> SseStream {
     let Some((limit, price, prompt)) = tab.stream_limit() else {
         return s;

@@ -92,7 +92,7 @@ pub fn store(gw: &Arc<Gateway>, key: Key, entry: Entry) {
 }
 
 /// Passes a stream through, keeping its frames; when it has ended after
-/// `[DONE]` with no error event, they are stored as one entry. The tab has
+/// `[DONE]` (or a Responses `response.completed`) with no error event, they are stored as one entry. The tab has
 /// closed by then (the inner stream closes it as it ends) and says what
 /// the answer cost.
 pub fn capture(gw: &Arc<Gateway>, key: Key, model: String, tab: Tab, s: SseStream) -> SseStream {
@@ -127,12 +127,13 @@ pub fn capture(gw: &Arc<Gateway>, key: Key, model: String, tab: Tab, s: SseStrea
                 }
                 return None;
             };
-            if f.starts_with(b"data: {\"error\"") {
+            if f.starts_with(b"data: {\"error\"") || f.starts_with(b"event: error\n") {
                 c.failed = true;
             }
             if !c.failed {
                 c.frames.extend_from_slice(&f);
-                c.complete = f.as_ref() == b"data: [DONE]\n\n";
+                c.complete = f.as_ref() == b"data: [DONE]\n\n"
+                    || f.starts_with(b"event: response.completed\n");
             }
             Some((f, c))
         }

@@ -13,6 +13,7 @@
 //! event.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -25,6 +26,7 @@ use crate::gateway::{Backend, Gateway};
 use crate::money::Nanos;
 use crate::policy::{ModelId, OnExhausted};
 use crate::request::ChatRequest;
+use crate::responses::Ask;
 use crate::server::auth::Caller;
 use crate::state::budgets::{Exhausted, Refusal};
 use crate::state::limits::{Limited, Verdict};
@@ -39,6 +41,8 @@ pub struct Job<'a> {
     pub chain: &'a [ModelId],
     pub caller: &'a Caller,
     pub tab: &'a Tab,
+    /// For `/v1/responses`: the client's request, for models that speak it.
+    pub responses: Option<&'a Arc<Ask>>,
 }
 
 /// The model that answered, and how the chain got there.
@@ -60,6 +64,8 @@ enum Skip {
     TooSmall(Overflow),
     Budget(Exhausted),
     Limited(Limited),
+    /// A Responses feature Chat Completions cannot carry: what, and its field.
+    Cannot(String, String),
 }
 
 /// One model of the chain during the loop.
@@ -69,13 +75,14 @@ struct Slot {
     skip: Option<Skip>,
 }
 
-pub async fn run(gw: &std::sync::Arc<Gateway>, job: Job<'_>) -> Result<Answer, Stop> {
+pub async fn run(gw: &Arc<Gateway>, job: Job<'_>) -> Result<Answer, Stop> {
     let Job {
         chat,
         prompt_tokens,
         chain,
         caller,
         tab,
+        responses,
     } = job;
     let policy = &gw.policy;
     let attempts = (policy.retry.max_attempts as usize).max(chain.len());
@@ -96,11 +103,15 @@ pub async fn run(gw: &std::sync::Arc<Gateway>, job: Job<'_>) -> Result<Answer, S
             continue;
         }
         let slot = &mut slots[at];
+        let translated = responses.filter(|_| translates(backend));
         if !slot.fit_checked {
             slot.fit_checked = true;
-            slot.skip = overflow(gw, id, chat, prompt_tokens)
-                .await
-                .map(Skip::TooSmall);
+            slot.skip = match translated.and_then(|a| a.upstream_only.clone()) {
+                Some((what, field)) => Some(Skip::Cannot(what, field)),
+                None => overflow(gw, id, chat, prompt_tokens)
+                    .await
+                    .map(Skip::TooSmall),
+            };
         }
         if slot.skip.is_some() {
             continue;
@@ -145,18 +156,24 @@ pub async fn run(gw: &std::sync::Arc<Gateway>, job: Job<'_>) -> Result<Answer, S
         }
         tried += 1;
         let started = Instant::now();
-        let result = call(gw, id, chat, tab).await;
+        let result = call(gw, id, chat, responses, tab).await;
         tab.upstream_time(started.elapsed());
         record(gw, id, &result);
         match result {
             Ok(reply) => {
                 tab.first_byte();
+                let mut notes = notes(gw, chain, &slots);
+                if translated.is_some() {
+                    notes.push(format!(
+                        "{name} answered through Chat Completions (Responses translated)"
+                    ));
+                }
                 return Ok(Answer {
                     model: id,
                     reply,
                     remaining,
                     fell_back: last,
-                    notes: notes(gw, chain, &slots),
+                    notes,
                     limits,
                 });
             }
@@ -193,11 +210,30 @@ fn note_down(down: &mut Vec<String>, name: &str, why: &str) {
     }
 }
 
-/// One call to a backend.
-async fn call(gw: &Gateway, id: ModelId, chat: &ChatRequest, tab: &Tab) -> Result<Reply, Failure> {
+/// Whether a Responses request must be translated for `backend`.
+fn translates(backend: &Backend) -> bool {
+    !matches!(backend, Backend::OpenAi(up) if up.speaks_responses())
+}
+
+/// One call to a backend: a Responses request as it is to a provider that
+/// speaks it, else its chat equivalent, with the answer translated back.
+async fn call(
+    gw: &Gateway,
+    id: ModelId,
+    chat: &ChatRequest,
+    responses: Option<&Arc<Ask>>,
+    tab: &Tab,
+) -> Result<Reply, Failure> {
     let mut on_finish = Some(tab.on_finish());
     let name = gw.model_names[id].clone();
-    match &gw.backends[id] {
+    let backend = &gw.backends[id];
+    if let (Some(ask), Backend::OpenAi(up)) = (responses, backend) {
+        if up.speaks_responses() {
+            let body = ask.upstream_body(&gw.policy.models[id].upstream_model);
+            return up.responses(body, ask.stream, name, &mut on_finish).await;
+        }
+    }
+    let reply = match backend {
         Backend::OpenAi(up) => {
             let body = chat.upstream_body(&gw.policy.models[id].upstream_model);
             up.chat(body, chat.stream, chat.include_usage, name, &mut on_finish)
@@ -206,6 +242,11 @@ async fn call(gw: &Gateway, id: ModelId, chat: &ChatRequest, tab: &Tab) -> Resul
         #[cfg(feature = "local")]
         Backend::Local(m) => m.chat(chat, name, &mut on_finish).await,
         Backend::Unavailable(why) => Err(Failure::Retry(RetryReason::Unavailable(why.clone()))),
+    }?;
+    match responses {
+        None => Ok(reply),
+        Some(ask) => crate::responses::from_chat(reply, ask)
+            .map_err(|e| Failure::Retry(RetryReason::Malformed(e))),
     }
 }
 
@@ -260,6 +301,13 @@ fn nothing_answered(
     if !down.is_empty() {
         return Stop::Unavailable(down);
     }
+    if let Some(Skip::Cannot(what, field)) = skips().find(|s| matches!(s, Skip::Cannot(..))) {
+        let message = format!(
+            "{what} needs a model whose provider speaks the Responses API; \
+             no model of this request's route does."
+        );
+        return Stop::Invalid(crate::request::Invalid::new(message, Some(field)));
+    }
     Stop::Failed(last)
 }
 
@@ -281,6 +329,9 @@ fn notes(gw: &Gateway, chain: &[ModelId], slots: &[Slot]) -> Vec<String> {
                 format!("{name} skipped: budget {} exhausted (downgrade)", e.budget)
             }
             Some(Skip::Limited(_)) => format!("{name} skipped: rate limited"),
+            Some(Skip::Cannot(what, _)) => {
+                format!("{name} skipped: cannot honour {what} (no Responses API)")
+            }
         });
     }
     out

@@ -6,6 +6,10 @@
 //! with the response and its headers written by `reply`. A stage that
 //! ends the request returns a `Stop`; it becomes an OpenAI-shaped error in
 //! one place (`stop`), at the edge.
+//!
+//! `POST /v1/responses` runs the same stages on its chat equivalent
+//! (`crate::responses`): dispatch passes the client's body to a provider
+//! that speaks Responses, and translates for any other model.
 
 pub(super) mod admit;
 pub(super) mod budget_cut;
@@ -34,6 +38,7 @@ use crate::server::auth::Caller;
 use crate::state::cache::{Directive, Entry};
 use crate::upstream::Reply;
 use cache::Lookup;
+use parse::Endpoint;
 use reply::Tags;
 use settle::{Close, Fact, Tab};
 use stop::Stop;
@@ -44,21 +49,26 @@ async fn handle(
     caller: &Caller,
     tab: &Tab,
     req: Request,
+    endpoint: Endpoint,
 ) -> Result<Response, Stop> {
     let parse::Parsed {
         chat,
         headers,
         prompt_tokens,
-    } = parse::run(gw, req).await?;
+        responses,
+    } = parse::run(gw, req, endpoint).await?;
     tab.note(Fact::Requested(&chat.model));
     let mut limits = admit::run(gw, caller, &chat.model, prompt_tokens).await?;
     let class = classify::run(gw, &chat, prompt_tokens);
     tab.note(Fact::Class(&class, prompt_tokens));
     let decision = route::run(gw, &chat.model, &class, prompt_tokens)?;
     tab.note(Fact::Route(&decision.rule));
-    let directive = Directive::of(&headers, &chat.body);
-    let plan = match cache::run(gw, &caller.team, &decision.chain, directive, &chat.body, "").await
-    {
+    let (body, kind) = match &responses {
+        Some(ask) => (&ask.body, "responses"),
+        None => (&chat.body, ""),
+    };
+    let directive = Directive::of(&headers, body);
+    let plan = match cache::run(gw, &caller.team, &decision.chain, directive, body, kind).await {
         Lookup::Hit(e) => {
             tab.close_cached(&e);
             let t = Tags {
@@ -84,6 +94,7 @@ async fn handle(
         chain: &decision.chain,
         caller,
         tab,
+        responses: responses.as_ref(),
     };
     let answer = dispatch::run(gw, job).await?;
     limits.merge(answer.limits);
@@ -127,7 +138,11 @@ async fn handle(
             Ok(reply::json(body, &t))
         }
         Reply::Stream(s) => {
-            let mut s = budget_cut::guard(tab, s);
+            let needle: &'static [u8] = match responses {
+                Some(_) => b"\"delta\":\"",
+                None => b"\"content\":\"",
+            };
+            let mut s = budget_cut::guard_on(tab, s, needle);
             if let Some(key) = plan.store {
                 s = cache::capture(gw, key, name.to_string(), tab.clone(), s);
             }
@@ -136,13 +151,27 @@ async fn handle(
     }
 }
 
-/// The handler: opens the tab, runs `handle` until shutdown stops it,
-/// and turns a `Stop` into the client's error (closing the tab with it).
+/// `POST /v1/chat/completions`.
 pub async fn chat_completions(
     Extension(gw): Extension<Arc<Gateway>>,
     Extension(caller): Extension<Caller>,
     req: Request,
 ) -> Response {
+    serve(gw, caller, req, Endpoint::Chat).await
+}
+
+/// `POST /v1/responses`.
+pub async fn responses(
+    Extension(gw): Extension<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Response {
+    serve(gw, caller, req, Endpoint::Responses).await
+}
+
+/// Opens the tab, runs `handle` until shutdown stops it, and turns a
+/// `Stop` into the client's error (closing the tab with it).
+async fn serve(gw: Arc<Gateway>, caller: Caller, req: Request, endpoint: Endpoint) -> Response {
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -153,10 +182,10 @@ pub async fn chat_completions(
     let stop = req.extensions().get::<super::Stop>().map(|s| s.0.clone());
     let handled = match &stop {
         Some(stop) => tokio::select! {
-            r = handle(&gw, &caller, &tab, req) => r,
+            r = handle(&gw, &caller, &tab, req, endpoint) => r,
             () = stop.cancelled() => Err(Stop::ShuttingDown),
         },
-        None => handle(&gw, &caller, &tab, req).await,
+        None => handle(&gw, &caller, &tab, req, endpoint).await,
     };
     match (handled, stop) {
         // A stream ends when the shutdown grace period is over.

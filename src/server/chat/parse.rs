@@ -1,5 +1,8 @@
 //! Parse: the body, read once up to the size limit, as a `ChatRequest`
-//! that this gateway and this caller accept, with its prompt tokens.
+//! that this gateway and this caller accept, with its prompt tokens. A
+//! Responses API body is read as its chat equivalent, and kept.
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use http::HeaderMap;
@@ -8,6 +11,7 @@ use super::stop::Stop;
 use crate::classify::tokens;
 use crate::gateway::Gateway;
 use crate::request::{ChatRequest, Invalid};
+use crate::responses::Ask;
 
 pub struct Parsed {
     pub chat: ChatRequest,
@@ -15,30 +19,55 @@ pub struct Parsed {
     pub headers: HeaderMap,
     /// Counted with cl100k: admission, routing and the budget estimate.
     pub prompt_tokens: u32,
+    /// For `/v1/responses`: the request as the client sent it.
+    pub responses: Option<Arc<Ask>>,
 }
 
-pub async fn run(gw: &Gateway, req: axum::extract::Request) -> Result<Parsed, Stop> {
+/// Which API the body speaks.
+#[derive(Clone, Copy)]
+pub enum Endpoint {
+    Chat,
+    Responses,
+}
+
+pub async fn run(gw: &Gateway, req: axum::extract::Request, e: Endpoint) -> Result<Parsed, Stop> {
     let (parts, body) = req.into_parts();
     let bytes = read_body(body, gw.policy.max_body_bytes).await?;
-    let chat = ChatRequest::parse(&bytes)?;
+    let (chat, responses) = match e {
+        Endpoint::Chat => (ChatRequest::parse(&bytes)?, None),
+        Endpoint::Responses => {
+            let (ask, chat) = crate::responses::parse(&bytes)?;
+            (chat, Some(Arc::new(ask)))
+        }
+    };
+    let what = if responses.is_some() {
+        "input"
+    } else {
+        "messages"
+    };
     let n = chat.messages().len();
     let max = gw.policy.max_messages;
     if n > max as usize {
         let message =
-            format!("Invalid 'messages': {n} messages is more than this gateway allows ({max}).");
-        return Err(Invalid::new(message, Some("messages")).into());
+            format!("Invalid '{what}': {n} messages is more than this gateway allows ({max}).");
+        return Err(Invalid::new(message, Some(what)).into());
     }
     let cap = gw.policy.max_tokens_cap;
     if let Some(m) = chat.max_tokens.filter(|m| *m > cap) {
-        let message =
-            format!("Invalid 'max_tokens': {m} is more than this gateway allows ({cap}).");
-        return Err(Invalid::new(message, Some("max_tokens")).into());
+        let field = if responses.is_some() {
+            "max_output_tokens"
+        } else {
+            "max_tokens"
+        };
+        let message = format!("Invalid '{field}': {m} is more than this gateway allows ({cap}).");
+        return Err(Invalid::new(message, Some(field)).into());
     }
     let prompt_tokens = tokens::count_chat(chat.messages());
     Ok(Parsed {
         chat,
         headers: parts.headers,
         prompt_tokens,
+        responses,
     })
 }
 
