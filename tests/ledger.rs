@@ -157,3 +157,99 @@ fn postgres_ledger() {
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .unwrap();
 }
+
+/// Whether the ledger's connection (found by its application_name) is
+/// encrypted, as the server sees it.
+fn encrypted(admin: &mut postgres::Client, app: &str) -> Option<bool> {
+    admin
+        .query_opt(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = $1",
+            &[&app],
+        )
+        .unwrap()
+        .map(|r| r.get(0))
+}
+
+#[test]
+fn postgres_ledger_over_tls_with_each_sslmode() {
+    let base = std::env::var("TOLLGATE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut admin = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+    let ssl: String = admin.query_one("SHOW ssl", &[]).unwrap().get(0);
+    assert_eq!(
+        ssl, "on",
+        "this test needs the PostgreSQL at {base} with ssl = on"
+    );
+    // The server's own certificate (CN and SAN `localhost`, self-signed)
+    // is the trusted root for the verifying modes.
+    let cert: String = admin.query_one("SHOW ssl_cert_file", &[]).unwrap().get(0);
+    let (user_at, rest) = base
+        .strip_prefix("postgres://")
+        .unwrap()
+        .split_once('@')
+        .unwrap();
+    let (port, db) = {
+        let hostport = rest.split('/').next().unwrap();
+        let port = hostport.rsplit_once(':').map_or("5432", |(_, p)| p);
+        (
+            port.to_string(),
+            rest.split('/').nth(1).unwrap_or("test").to_string(),
+        )
+    };
+    let url = |host: &str, app: &str, params: &str| {
+        format!("postgres://{user_at}@{host}:{port}/{db}?application_name={app}&{params}")
+    };
+    let pid = std::process::id();
+    let cases = [
+        ("localhost", "sslmode=verify-full&sslrootcert={cert}", true),
+        ("127.0.0.1", "sslmode=verify-ca&sslrootcert={cert}", true),
+        ("127.0.0.1", "sslmode=require", true),
+        ("127.0.0.1", "", true),
+        ("127.0.0.1", "sslmode=disable", false),
+    ];
+    for (i, (host, params, tls)) in cases.into_iter().enumerate() {
+        let app = format!("tollgate_tls_{pid}_{i}");
+        let target = LedgerTarget::Postgres(Secret::new(url(
+            host,
+            &app,
+            &params.replace("{cert}", &cert),
+        )));
+        let store = open(&target).unwrap_or_else(|e| panic!("{params}: {e:#}"));
+        assert_eq!(encrypted(&mut admin, &app), Some(tls), "{params}");
+        drop(store);
+    }
+    // A name the certificate does not carry, or a root that did not sign
+    // it, is refused by the modes that check them.
+    let refused = [
+        (
+            "127.0.0.1",
+            format!("sslmode=verify-full&sslrootcert={cert}"),
+            "not valid for name",
+        ),
+        (
+            "localhost",
+            "sslmode=verify-full&sslrootcert=/etc/ssl/certs/ca-certificates.crt".to_string(),
+            "UnknownIssuer",
+        ),
+        (
+            "localhost",
+            "sslmode=verify-full&sslrootcert=/no/such.pem".to_string(),
+            "/no/such.pem",
+        ),
+        (
+            "localhost",
+            "sslmode=verify-everything".to_string(),
+            "unknown sslmode",
+        ),
+    ];
+    for (host, params, why) in refused {
+        let target =
+            LedgerTarget::Postgres(Secret::new(url(host, "tollgate_tls_refused", &params)));
+        let e = match open(&target) {
+            Ok(_) => panic!("{params} connected"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(e.contains(why), "{params}: {e}");
+    }
+}

@@ -12,6 +12,7 @@
 
 mod postgres;
 mod sqlite;
+mod tls;
 mod writer;
 
 pub use writer::Ledger;

@@ -4,6 +4,7 @@
 
 use postgres::{Client, NoTls};
 
+use super::tls;
 use super::{insert_sql, report_sql, schema, to_i64, to_u64, Group, Query, Row, Store, ADDED};
 use crate::money::Nanos;
 
@@ -16,11 +17,26 @@ fn placeholder(i: usize) -> String {
 }
 
 impl Postgres {
-    /// Connects without TLS (a database on the same host or a private
-    /// network); the URL may carry `?options=-c search_path=…`.
+    /// Connects with libpq's `sslmode` (and `sslrootcert`) from the URL
+    /// (`ledger::tls`); the URL may also carry `?options=-c search_path=…`.
     pub fn connect(url: &str) -> anyhow::Result<Postgres> {
-        let mut client = Client::connect(url, NoTls)
-            .map_err(|e| anyhow::anyhow!("connecting to the PostgreSQL ledger: {e}"))?;
+        let split = tls::split(url)?;
+        let config = tls::client_config(split.mode, split.root_cert.as_deref())?;
+        let connected = match config {
+            None => Client::connect(&split.url, NoTls),
+            Some(c) => {
+                Client::connect(&split.url, tokio_postgres_rustls::MakeRustlsConnect::new(c))
+            }
+        };
+        let mut client = connected.map_err(|e| {
+            let mut why = e.to_string();
+            let mut cur = std::error::Error::source(&e);
+            while let Some(c) = cur {
+                why = format!("{why}: {c}");
+                cur = c.source();
+            }
+            anyhow::anyhow!("connecting to the PostgreSQL ledger: {why}")
+        })?;
         client.batch_execute(schema())?;
         for (name, ty) in ADDED {
             client.batch_execute(&format!(
