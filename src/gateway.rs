@@ -57,6 +57,8 @@ pub struct Gateway {
     pub anonymous: bool,
     pub clock: Clock,
     pub budgets: Arc<BudgetGuard>,
+    /// What settlements have shown of each model's billing.
+    pub bounds: Arc<crate::state::bounds::Bounds>,
     pub limits: Arc<LimitGuard>,
     /// `None` without `cache:` in the policy.
     pub cache: Option<Arc<dyn ResponseCache>>,
@@ -255,8 +257,10 @@ impl Gateway {
                 .unwrap_or_else(|| Arc::new(crate::circuit::Breaker::new(policy.circuit)))
             })
             .collect();
+        let bounds = Arc::new(crate::state::bounds::Bounds::new(policy.models.len()));
         Ok(Gateway {
             policy: Arc::new(policy),
+            bounds,
             backends,
             model_names,
             anonymous,

@@ -101,6 +101,24 @@ pub struct Sample<'a> {
     pub overhead_s: Option<f64>,
 }
 
+impl<'a> Sample<'a> {
+    /// A finished request's ledger row; `overhead` as measured.
+    pub fn of(r: &'a crate::ledger::Row, overhead: Option<std::time::Duration>) -> Sample<'a> {
+        Sample {
+            route: &r.route,
+            model: &r.model,
+            status: r.status,
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            cost_nanos: r.cost.0,
+            baseline_nanos: r.baseline_cost.0,
+            latency_s: r.latency_ms as f64 / 1000.0,
+            ttft_s: r.ttft_ms.map(|t| t as f64 / 1000.0),
+            overhead_s: overhead.map(|d| d.as_secs_f64()),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct RequestMetrics {
     inner: Mutex<Inner>,

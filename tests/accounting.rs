@@ -32,7 +32,7 @@ providers:
 models:
   gpt-4: {{ provider: primary, price: {{ input: 30, output: 60 }} }}
   gpt-3.5-turbo: {{ provider: primary, price: {{ input: 1.5, output: 2 }} }}
-  backup-model: {{ provider: backup, price: {{ input: 0.5, output: 1 }} }}
+  backup-model: {{ provider: backup, price: {{ input: 0.5, output: 1 }}, tokenizer: cl100k }}
 aliases: {{ auto: router }}
 routes:
   - name: main
@@ -527,7 +527,7 @@ ledger: "sqlite:{ledger}"
 providers:
   up: {{ kind: openai, base_url: "{}", api_key: upstream-secret }}
 models:
-  tiny: {{ provider: up, price: {{ input: 1, output: 1000 }}, context: 12 }}
+  tiny: {{ provider: up, price: {{ input: 1, output: 1000 }}, context: 12, tokenizer: cl100k }}
 budgets:
   - {{ scope: {{ global: true }}, limit_usd: 1, period: total }}
 "#,

@@ -4,6 +4,7 @@
 //! The task and complexity names are part of the policy format
 //! (`when: { task: [code] }`), so they are fixed here and parsed strictly.
 
+pub mod counting;
 pub mod embed;
 pub mod learned;
 mod rules;

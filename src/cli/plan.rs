@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
+use crate::classify::counting::Counter;
 use crate::classify::{classify_with, load_router, tokens, Class, Router, RouterLoad, Texts};
 use crate::money::Nanos;
 use crate::policy::Policy;
@@ -146,10 +147,12 @@ pub fn plan(
             };
             let m = &policy.models[first];
             let (price, estimated) = m.pricing.estimate();
-            let cost = price.cost(
-                u64::from(class.prompt_tokens),
-                u64::from(chat.max_tokens.unwrap_or(0)),
-            );
+            // Counted as the model's budget reservation counts it.
+            let prompt = match &m.counter {
+                Counter::Cl100k => u64::from(class.prompt_tokens),
+                c => c.chat(chat.messages(), chat.body.get("tools")),
+            };
+            let cost = price.cost(prompt, u64::from(chat.max_tokens.unwrap_or(0)));
             (Some(d.rule), Some(m.name.clone()), Some((cost, estimated)))
         }
         Err(_) => (None, None, None),

@@ -223,6 +223,10 @@ pub struct Model {
     pub chat_template: Option<String>,
     pub max_concurrency: u32,
     pub max_queue: u32,
+    /// Counts its prompts for budget reservations.
+    pub counter: crate::classify::counting::Counter,
+    /// The most it answers when a request sets no output bound.
+    pub max_output: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

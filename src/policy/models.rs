@@ -9,6 +9,7 @@ use super::env::expand;
 use super::fields::{check_url, parse_duration, resolve, Errors};
 use super::raw::{RawModel, RawPrice, RawProvider};
 use super::{Device, Model, Pricing, Provider, ProviderKind, Throughput};
+use crate::classify::counting::Counter;
 use crate::money::{Nanos, Price};
 use crate::secret::Secret;
 
@@ -185,6 +186,20 @@ pub(super) fn compile_model(
     if m.context == Some(0) {
         errs.add(format!("{path}.context"), "must be at least 1");
     }
+    if m.max_output == Some(0) {
+        errs.add(format!("{path}.max_output"), "must be at least 1");
+    }
+    let setting = m.tokenizer.map(|t| {
+        if t.ends_with(".json") {
+            resolve(base, &t)
+        } else {
+            t
+        }
+    });
+    let counter = errs.ok(
+        format!("{path}.tokenizer"),
+        Counter::for_model(&upstream_model, setting.as_deref()),
+    );
     Some(Model {
         name: name.to_string(),
         provider: provider?,
@@ -195,6 +210,8 @@ pub(super) fn compile_model(
         chat_template,
         max_concurrency: m.max_concurrency.unwrap_or(4),
         max_queue: m.max_queue.unwrap_or(64),
+        counter: counter?,
+        max_output: m.max_output,
     })
 }
 

@@ -157,6 +157,11 @@ pub struct RawModel {
     pub chat_template: Option<String>,
     pub max_concurrency: Option<u32>,
     pub max_queue: Option<u32>,
+    /// How its prompts are counted for budgets: `cl100k`, `o200k`,
+    /// `bytes`, or a `tokenizer.json` file.
+    pub tokenizer: Option<String>,
+    /// The most it answers when a request sets no output bound.
+    pub max_output: Option<u32>,
 }
 
 /// USD per 1M tokens, or the hourly price of the machine a local model runs on.

@@ -99,7 +99,7 @@ async fn handle(
             caller,
             tab,
             id,
-            ask.prompt_tokens,
+            (ask.prompt_tokens, ask.body.get("prompt")),
             Some(ask.max_tokens),
             &mut limits,
         );

@@ -83,14 +83,23 @@ async fn handle(
     let mut down = Vec::new();
     for &id in &decision.chain {
         let name = &gw.model_names[id];
-        let (up, remaining) =
-            match passthrough::ready(gw, caller, tab, id, tokens, Some(0), &mut limits).await? {
-                Ready::Go(up, remaining) => (up, remaining),
-                Ready::Skip(why) => {
-                    down.extend(why);
-                    continue;
-                }
-            };
+        let (up, remaining) = match passthrough::ready(
+            gw,
+            caller,
+            tab,
+            id,
+            (tokens, body.get("input")),
+            Some(0),
+            &mut limits,
+        )
+        .await?
+        {
+            Ready::Go(up, remaining) => (up, remaining),
+            Ready::Skip(why) => {
+                down.extend(why);
+                continue;
+            }
+        };
         let started = Instant::now();
         let out = up
             .embeddings(

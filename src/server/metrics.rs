@@ -14,6 +14,16 @@ use http::{header, HeaderValue};
 use crate::gateway::Gateway;
 
 pub async fn metrics(Extension(gw): Extension<Arc<Gateway>>) -> Response {
+    let mut res = text(&gw).await.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    res
+}
+
+/// The Prometheus text of `gw`'s metrics.
+pub async fn text(gw: &Gateway) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -33,14 +43,9 @@ pub async fn metrics(Extension(gw): Extension<Arc<Gateway>>) -> Response {
         let _ = writeln!(out, "tollgate_circuit_open{{model=\"{name}\"}} {open}");
     }
     gw.requests.render(&mut out);
-    budgets(&gw, &mut out).await;
-    local(&gw, &mut out);
-    let mut res = out.into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
-    res
+    budgets(gw, &mut out).await;
+    local(gw, &mut out);
+    out
 }
 
 async fn budgets(gw: &Gateway, out: &mut String) {
@@ -96,6 +101,17 @@ async fn budgets(gw: &Gateway, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_budget_overrun_usd_total Money charged over budget reservations (the upstream billed more than the bound).\n# TYPE tollgate_budget_overrun_usd_total counter"
+    );
+    for (id, name) in gw.model_names.iter().enumerate() {
+        let over = gw.bounds.overrun(id);
+        let _ = writeln!(
+            out,
+            "tollgate_budget_overrun_usd_total{{model=\"{name}\"}} {over}"
         );
     }
     let status = gw.budgets.status().await.unwrap_or_default();

@@ -20,6 +20,7 @@ mod dashboard;
 mod embeddings;
 pub mod listen;
 mod metrics;
+pub use metrics::text as metrics_text;
 mod models;
 mod passthrough;
 

@@ -34,13 +34,14 @@ pub enum Ready<'g> {
 }
 
 /// Checks model `id` for an attempt and reserves its worst case: the
-/// prompt, plus `max_tokens` of output.
+/// prompt (`tokens` as cl100k counted them, and the `input` field the
+/// model's own counter bounds), plus `max_tokens` of output.
 pub async fn ready<'g>(
     gw: &'g Gateway,
     caller: &Caller,
     tab: &Tab,
     id: ModelId,
-    tokens: u32,
+    (tokens, input): (u32, Option<&Value>),
     max_tokens: Option<u32>,
     limits: &mut Verdict,
 ) -> Result<Ready<'g>, Stop> {
@@ -61,7 +62,11 @@ pub async fn ready<'g>(
         Err(Stop::RateLimited(..)) => return Ok(Ready::Skip(None)),
         Err(e) => return Err(e),
     }
-    let remaining = match tab.reserve(id, caller, max_tokens).await {
+    let counted = match (&gw.policy.models[id].counter, input) {
+        (crate::classify::counting::Counter::Cl100k, _) | (_, None) => u64::from(tokens),
+        (c, Some(v)) => c.input(v),
+    };
+    let remaining = match tab.reserve(id, caller, counted, max_tokens).await {
         Ok(r) => r,
         Err(Refusal::Exhausted(e)) if e.action == OnExhausted::Downgrade => {
             return Ok(Ready::Skip(None))

@@ -21,6 +21,7 @@
 //! `budgets::BudgetGuard` and `limits::LimitGuard`), and what an
 //! unreachable store means (`unreachable`).
 
+pub mod bounds;
 pub mod budgets;
 pub mod cache;
 mod conn;

@@ -60,6 +60,8 @@ struct Shared {
     script: Mutex<VecDeque<Behavior>>,
     chunk_delay: Duration,
     fail_every: Option<usize>,
+    prompt_scale: Option<u64>,
+    ignore_max_tokens: bool,
 }
 
 pub struct Options {
@@ -68,6 +70,12 @@ pub struct Options {
     pub chunk_delay: Duration,
     /// Fail (500) every Nth request: a flapping upstream.
     pub fail_every: Option<usize>,
+    /// Chat `usage.prompt_tokens` as this many times the cl100k count (a
+    /// server whose tokenizer counts more, as Llama's does), instead of
+    /// one per word.
+    pub prompt_scale: Option<u64>,
+    /// Answer (and bill) 7 tokens whatever `max_tokens` says.
+    pub ignore_max_tokens: bool,
 }
 
 impl Default for Options {
@@ -77,6 +85,8 @@ impl Default for Options {
             record: true,
             chunk_delay: Duration::ZERO,
             fail_every: None,
+            prompt_scale: None,
+            ignore_max_tokens: false,
         }
     }
 }
@@ -95,6 +105,8 @@ impl Fake {
             script: Mutex::new(VecDeque::new()),
             chunk_delay: opts.chunk_delay,
             fail_every: opts.fail_every,
+            prompt_scale: opts.prompt_scale,
+            ignore_max_tokens: opts.ignore_max_tokens,
         });
         let addr = listener.local_addr().unwrap();
         let app = Router::new()
@@ -323,7 +335,20 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
     let usage_wanted = req["stream_options"]["include_usage"]
         .as_bool()
         .unwrap_or(false);
-    let prompt_tokens = prompt_tokens(&req);
+    let prompt_tokens = match s.prompt_scale {
+        Some(k) => {
+            let m = req["messages"].as_array().cloned().unwrap_or_default();
+            k * u64::from(tollgate::classify::tokens::count_chat(&m))
+        }
+        None => prompt_tokens(&req),
+    };
+    let cap = match req["max_completion_tokens"]
+        .as_u64()
+        .or(req["max_tokens"].as_u64())
+    {
+        Some(m) if !s.ignore_max_tokens => m as usize,
+        _ => usize::MAX,
+    };
     let tools = req.get("tools").is_some();
     if !stream {
         let message = if tools {
@@ -338,12 +363,13 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
             "model": format!("{model}-fake"), "system_fingerprint": "fp_fake",
             "choices": [{"index": 0, "message": message, "logprobs": null,
                          "finish_reason": if tools { "tool_calls" } else { "stop" }}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 7,
-                      "total_tokens": prompt_tokens + 7}
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 7.min(cap),
+                      "total_tokens": prompt_tokens + 7.min(cap) as u64}
         });
         return axum::Json(body).into_response();
     }
     let pieces = ["Hello", " from", " the", " fake", " upstream."];
+    let pieces = &pieces[..pieces.len().min(cap)];
     let mut frames: Vec<String> = Vec::new();
     let chunk = |delta: Value, finish: Value| {
         let mut c = json!({

@@ -124,7 +124,8 @@ pub async fn run(gw: &Arc<Gateway>, job: Job<'_>) -> Result<Answer, Stop> {
             }
             Err(e) => return Err(e),
         }
-        let remaining = match tab.reserve(id, caller, chat.max_tokens).await {
+        let counted = super::price::count_chat(gw, id, chat, prompt_tokens);
+        let remaining = match tab.reserve(id, caller, counted, chat.max_tokens).await {
             Ok(r) => r,
             Err(Refusal::Exhausted(e)) if e.action == OnExhausted::Downgrade => {
                 gw.counters

@@ -24,10 +24,12 @@ use crate::ledger::Row;
 use crate::money::{Nanos, Price};
 use crate::policy::{ModelId, Subject};
 use crate::server::auth::Caller;
+use crate::state::bounds::Hold;
 use crate::state::budgets::{Refusal, Reservation};
 use crate::state::cache::Entry;
 
 use super::price::{price_of, worst_case};
+use crate::telemetry::Sample;
 use crate::upstream::{Ending, Usage};
 
 struct Account {
@@ -36,6 +38,8 @@ struct Account {
     row: Row,
     prompt_estimate: u32,
     reservation: Option<Reservation>,
+    /// The tokens the current reservation holds.
+    hold: Hold,
     /// The model of the current reservation or attempt.
     model: Option<ModelId>,
     first_byte: Option<Duration>,
@@ -78,6 +82,7 @@ impl Tab {
             row,
             prompt_estimate: 0,
             reservation: None,
+            hold: Hold::default(),
             model: None,
             first_byte: None,
             upstream: Duration::ZERO,
@@ -113,18 +118,21 @@ impl Tab {
         });
     }
 
-    /// Reserves the worst case of trying `id`, releasing any earlier
-    /// reservation first. `Ok(remaining)`: the tightest budget's money left.
+    /// Reserves the worst case of trying `id` (its prompt `counted` by
+    /// its own counter), releasing any earlier reservation first.
+    /// `Ok(remaining)`: the tightest budget's money left.
     pub async fn reserve(
         &self,
         id: ModelId,
         caller: &Caller,
+        counted: u64,
         max_tokens: Option<u32>,
     ) -> Result<Option<Nanos>, Refusal> {
         let Some((gw, amount)) = self.with(|a| {
             a.release();
             let gw = a.gw.clone();
-            let amount = worst_case(&gw, id, a.prompt_estimate, max_tokens);
+            let (amount, hold) = worst_case(&gw, id, counted, a.prompt_estimate, max_tokens);
+            a.hold = hold;
             (gw, amount)
         }) else {
             return Ok(None);
@@ -193,7 +201,7 @@ impl Tab {
             r.ttft_ms = Some(r.latency_ms);
             tracing::info!(key = %r.key_id, team = %r.team, route = %r.route, model = %r.model,
                 saved_usd = %r.saved, "request finished (cache hit)");
-            observe(&gw, r, None);
+            gw.requests.record(&Sample::of(r, None));
             if let Some(l) = &gw.ledger {
                 l.record(r.clone());
             }
@@ -225,7 +233,7 @@ impl Tab {
         self.with(|a| {
             let r = a.reservation.as_ref().filter(|r| !r.is_empty())?;
             let price = price_of(&a.gw, a.model?)?;
-            Some((r.amount(), price, u64::from(a.prompt_estimate)))
+            Some((r.amount(), price, a.hold.prompt))
         })
         .flatten()
     }
@@ -288,6 +296,13 @@ impl Account {
             team: &self.row.team,
             model: self.model.map(|id| &*gw.model_names[id]),
         };
+        if let (Some(id), Some(u), Some(r)) = (self.model, c.usage, &self.reservation) {
+            let day = gw.clock.now().div_euclid(86_400_000);
+            let (over, first) = gw.bounds.settle(id, &self.hold, u, cost, r.amount(), day);
+            if first {
+                tracing::warn!(model = %gw.model_names[id], over_usd = %over, "the upstream billed more than the budget reserved; charged in full, the model's bound is raised");
+            }
+        }
         let remaining = match self.reservation.take() {
             Some(r) => {
                 let g = gw.clone();
@@ -359,7 +374,7 @@ impl Account {
             .first_byte
             .filter(|_| !self.upstream.is_zero())
             .map(|t| t.saturating_sub(self.upstream));
-        observe(&gw, r, overhead);
+        gw.requests.record(&Sample::of(r, overhead));
         if let Some(l) = &gw.ledger {
             l.record(r.clone());
         }
@@ -377,20 +392,4 @@ impl Drop for Account {
             });
         }
     }
-}
-
-/// Counts a finished request in `/metrics`.
-fn observe(gw: &Gateway, r: &Row, overhead: Option<Duration>) {
-    gw.requests.record(&crate::telemetry::Sample {
-        route: &r.route,
-        model: &r.model,
-        status: r.status,
-        prompt_tokens: r.prompt_tokens,
-        completion_tokens: r.completion_tokens,
-        cost_nanos: r.cost.0,
-        baseline_nanos: r.baseline_cost.0,
-        latency_s: r.latency_ms as f64 / 1000.0,
-        ttft_s: r.ttft_ms.map(|t| t as f64 / 1000.0),
-        overhead_s: overhead.map(|d| d.as_secs_f64()),
-    });
 }
