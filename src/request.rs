@@ -67,6 +67,11 @@ impl ChatRequest {
                 None,
             ));
         };
+        ChatRequest::from_body(body)
+    }
+
+    /// A chat request from a body already parsed as a JSON object.
+    pub fn from_body(body: Map<String, Value>) -> Result<ChatRequest, Invalid> {
         let model = match body.get("model") {
             Some(Value::String(m)) if !m.is_empty() => m.clone(),
             Some(Value::String(_)) | None | Some(Value::Null) => {

@@ -79,8 +79,7 @@ pub fn parse(bytes: &[u8]) -> Result<(Ask, ChatRequest), Invalid> {
         ));
     }
     let t = translate::to_chat(&body)?;
-    let chat = ChatRequest::parse(&serde_json::to_vec(&t.chat).unwrap_or_default())
-        .map_err(rename_param)?;
+    let chat = ChatRequest::from_body(t.chat).map_err(rename_param)?;
     let ask = Ask {
         body,
         stream,

@@ -114,10 +114,10 @@ async fn handle(
         let body = upstream_body(&ask, &gw.policy.models[id].upstream_model);
         let mut on_finish = Some(tab.on_finish());
         let out = up
-            .completions(
+            .chat(
+                true,
                 body,
-                ask.stream,
-                ask.include_usage,
+                (ask.stream, ask.include_usage),
                 name.clone(),
                 &mut on_finish,
             )

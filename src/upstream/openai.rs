@@ -96,48 +96,26 @@ impl OpenAiUpstream {
         self.responses_url.is_some()
     }
 
-    /// One attempt. `model` is the policy name the reply's `model` field
-    /// gets. A stream takes `on_finish` and calls it when it ends; for a
-    /// JSON reply the caller still holds it.
+    /// One Chat Completions attempt (or, with `legacy`, one `POST
+    /// /completions`), JSON or SSE. `model` is the policy name the reply's
+    /// `model` field gets. A stream takes `on_finish` and calls it when it
+    /// ends; for a JSON reply the caller still holds it.
     pub async fn chat(
         &self,
+        legacy: bool,
         body: Bytes,
-        stream: bool,
-        client_wants_usage: bool,
+        (stream, client_wants_usage): (bool, bool),
         model: Arc<str>,
         on_finish: &mut Option<OnFinish>,
     ) -> Result<Reply, Failure> {
-        self.relay(
-            &self.url,
-            Wire::Chat,
-            body,
-            stream,
-            client_wants_usage,
-            model,
-            on_finish,
-        )
-        .await
-    }
-
-    /// One legacy `POST /completions` attempt, JSON or SSE, as `chat`.
-    pub async fn completions(
-        &self,
-        body: Bytes,
-        stream: bool,
-        client_wants_usage: bool,
-        model: Arc<str>,
-        on_finish: &mut Option<OnFinish>,
-    ) -> Result<Reply, Failure> {
-        self.relay(
-            &self.completions_url,
-            Wire::Chat,
-            body,
-            stream,
-            client_wants_usage,
-            model,
-            on_finish,
-        )
-        .await
+        let url = if legacy {
+            &self.completions_url
+        } else {
+            &self.url
+        };
+        let options = (stream, client_wants_usage);
+        self.relay(url, Wire::Chat, body, options, model, on_finish)
+            .await
     }
 
     /// One `POST /responses` attempt, JSON or SSE (events passed on in
@@ -154,18 +132,16 @@ impl OpenAiUpstream {
             return Err(Failure::Retry(RetryReason::Unavailable(why)));
         };
         let wire = if stream { Wire::Responses } else { Wire::Chat };
-        self.relay(url, wire, body, stream, true, model, on_finish)
+        self.relay(url, wire, body, (stream, true), model, on_finish)
             .await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn relay(
         &self,
         url: &reqwest::Url,
         wire: Wire,
         body: Bytes,
-        stream: bool,
-        client_wants_usage: bool,
+        (stream, client_wants_usage): (bool, bool),
         model: Arc<str>,
         on_finish: &mut Option<OnFinish>,
     ) -> Result<Reply, Failure> {

@@ -237,8 +237,8 @@ async fn call(
     let reply = match backend {
         Backend::OpenAi(up) => {
             let body = chat.upstream_body(&gw.policy.models[id].upstream_model);
-            up.chat(body, chat.stream, chat.include_usage, name, &mut on_finish)
-                .await
+            let options = (chat.stream, chat.include_usage);
+            up.chat(false, body, options, name, &mut on_finish).await
         }
         #[cfg(feature = "local")]
         Backend::Local(m) => m.chat(chat, name, &mut on_finish).await,
