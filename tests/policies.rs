@@ -143,3 +143,52 @@ fn a_gpu_hour_price_has_an_expected_throughput_for_estimates() {
         "rounded up to the nano-dollar"
     );
 }
+
+#[test]
+fn the_budget_counting_settings_are_checked_and_compiled() {
+    let text = r#"
+version: 1
+providers:
+  up: { kind: openai, base_url: "http://127.0.0.1:9/v1", api_key: k, chat_only: true }
+  local: { kind: local, chat_only: true }
+models:
+  a: { provider: up, price: { input: 1, output: 1 }, tokenizer: sentencepiece }
+  b: { provider: up, price: { input: 1, output: 1 }, max_output: 0 }
+  c: { provider: up, price: { input: 1, output: 1 }, tokenizer: /no/such/tokenizer.json }
+"#;
+    let err = tollgate::policy::load_str("t.yaml", text, Path::new("."), &|_| None)
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "models.a.tokenizer",
+        "unknown tokenizer `sentencepiece`",
+        "models.b.max_output",
+        "models.c.tokenizer",
+        "/no/such/tokenizer.json",
+        "`chat_only` does not apply to kind `local`",
+    ] {
+        assert!(err.contains(want), "{want} missing from: {err}");
+    }
+    let text = r#"
+version: 1
+providers:
+  up: { kind: openai, base_url: "http://127.0.0.1:9/v1", api_key: k, chat_only: true }
+models:
+  gpt-4o: { provider: up, price: { input: 1, output: 1 } }
+  llama: { provider: up, upstream_model: meta-llama/Llama-3.1-8B, price: { input: 1, output: 1 }, max_output: 512 }
+  forced: { provider: up, upstream_model: gpt-4o, price: { input: 1, output: 1 }, tokenizer: cl100k }
+"#;
+    let p = tollgate::policy::load_str("t.yaml", text, Path::new("."), &|_| None).unwrap();
+    let counter = |name: &str| p.models[p.model_ids[name]].counter.name();
+    assert_eq!(counter("gpt-4o"), "o200k");
+    assert_eq!(counter("llama"), "bytes");
+    assert_eq!(counter("forced"), "cl100k");
+    assert_eq!(p.models[p.model_ids["llama"]].max_output, Some(512));
+    assert!(matches!(
+        p.providers[0].kind,
+        tollgate::policy::ProviderKind::OpenAi {
+            chat_only: true,
+            ..
+        }
+    ));
+}

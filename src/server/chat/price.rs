@@ -61,3 +61,28 @@ pub fn count_chat(gw: &Gateway, id: ModelId, chat: &ChatRequest, cl100k: u32) ->
         c => c.chat(chat.messages(), tools),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_output_bound_is_max_tokens_else_max_output_else_the_context_left() {
+        let yaml = "version: 1\nledger: none\nproviders:\n  up: { kind: openai, base_url: \"http://127.0.0.1:9/v1\", api_key: k }\nmodels:\n  a: { provider: up, price: { input: 1, output: 1 }, context: 100, max_output: 10, tokenizer: cl100k }\n  b: { provider: up, price: { input: 1, output: 1 }, context: 100, tokenizer: cl100k }\n";
+        let p =
+            crate::policy::load_str("t.yaml", yaml, std::path::Path::new("."), &|_| None).unwrap();
+        let opts = crate::gateway::Options {
+            allow_anonymous: true,
+            ..Default::default()
+        };
+        let gw = Gateway::new(p, &opts).unwrap();
+        let completion = |id, max| worst_case(&gw, id, 20, 20, max).1.completion;
+        assert_eq!(completion(0, None), 10, "max_output");
+        assert_eq!(completion(0, Some(50)), 10, "never more than max_output");
+        assert_eq!(completion(0, Some(5)), 5);
+        assert_eq!(completion(1, None), 80, "what is left of the context");
+        let (cost, hold) = worst_case(&gw, 1, 20, 20, Some(7));
+        assert_eq!((hold.prompt, hold.completion), (20, 7));
+        assert_eq!(cost, Nanos(27_000), "27 tokens at $1/M");
+    }
+}
