@@ -1,6 +1,7 @@
 //! The request path's other hot spots, each on its own: the cache key of
 //! a chat body, the policy's route match, a budget reservation and its
-//! settlement (memory), and a rate-limit check (memory).
+//! settlement (memory), a rate-limit check (memory), and the crash
+//! journal's append (each request writes two: its reservation, its row).
 //!
 //!   cargo bench --bench hot_paths
 
@@ -9,8 +10,11 @@ use std::sync::Arc;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use futures::FutureExt;
 use tollgate::clock::Clock;
+use tollgate::ledger::{Ledger, Row};
 use tollgate::money::Nanos;
-use tollgate::policy::{Budget, OnExhausted, Period, RateLimit, Scope, Subject, Target};
+use tollgate::policy::{
+    Budget, LedgerTarget, OnExhausted, Period, RateLimit, Scope, Subject, Target,
+};
 use tollgate::route::{route, Facts};
 use tollgate::state::budgets::{BudgetGuard, MemoryBudgets};
 use tollgate::state::limits::{LimitGuard, MemoryLimits};
@@ -123,5 +127,30 @@ fn rate_limits(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, cache_key, policy_match, budgets, rate_limits);
+fn journal(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let target = LedgerTarget::Sqlite(dir.path().join("l.sqlite").display().to_string());
+    let ledger = Ledger::start(target, Some(&dir.path().join("l.sqlite.journal")))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no ledger"));
+    let mut row = Row::opened(1_764_288_000_000, "req_8f3a2c", "key-web", "web");
+    row.model = "gpt-4".into();
+    row.task = "chat".into();
+    row.prompt_tokens = 512;
+    row.completion_tokens = 256;
+    c.bench_function("crash journal: append one reservation line", |b| {
+        b.iter(|| ledger.provisional(black_box(row.clone())))
+    });
+    ledger.close();
+}
+
+criterion_group!(
+    benches,
+    cache_key,
+    policy_match,
+    budgets,
+    rate_limits,
+    journal
+);
 criterion_main!(benches);

@@ -31,7 +31,7 @@ fn score(prompt: &str) -> (f64, Complexity) {
 }
 
 fn held_out(idx: u64) -> bool {
-    idx % 5 == 0
+    idx.is_multiple_of(5)
 }
 
 fn main() {

@@ -13,9 +13,9 @@ use std::sync::atomic::AtomicU64;
 
 use tokio_util::task::TaskTracker;
 
-use crate::clock::{period_bounds, Clock};
-use crate::ledger::{Dim, Ledger, Query};
-use crate::policy::{LedgerTarget, Policy, ProviderKind, Scope};
+use crate::clock::Clock;
+use crate::ledger::Ledger;
+use crate::policy::{Policy, ProviderKind};
 use crate::state::budgets::{BudgetGuard, Budgets, MemoryBudgets, RedisBudgets};
 use crate::state::cache::{MemoryCache, RedisCache, ResponseCache};
 use crate::state::limits::{LimitGuard, MemoryLimits, RateLimits, RedisLimits};
@@ -201,9 +201,16 @@ impl Gateway {
             (Some(url), None) => Some(Arc::new(Redis::connect(url.expose())?)),
         };
         // The ledger first: a rebuilt in-memory budget seeds from it.
-        let ledger = match prev.filter(|p| p.policy.ledger == policy.ledger) {
+        let same_ledger = |p: &&Gateway| {
+            (&p.policy.ledger, &p.policy.ledger_journal) == (&policy.ledger, &policy.ledger_journal)
+        };
+        let ledger = match prev.filter(same_ledger) {
             Some(p) => p.ledger.clone(),
-            None => Ledger::start(policy.ledger.clone()).context("starting the ledger writer")?,
+            None => Ledger::start(
+                policy.ledger.clone(),
+                policy.ledger_journal.as_deref().map(std::path::Path::new),
+            )
+            .context("starting the ledger writer")?,
         };
         let budgets = match same_state.filter(|p| p.policy.budgets == policy.budgets) {
             Some(p) => p.budgets.clone(),
@@ -215,7 +222,7 @@ impl Gateway {
                 let store: Arc<dyn Budgets> = match &redis {
                     None => {
                         let m = MemoryBudgets::new(defs.clone(), opts.clock.clone());
-                        seed_budgets(&m, &defs, &policy.ledger, &opts.clock);
+                        m.seed_from_ledger(&policy.ledger);
                         Arc::new(m)
                     }
                     Some(r) => Arc::new(RedisBudgets::new(
@@ -333,60 +340,5 @@ impl Gateway {
     /// does not hold readiness forever).
     pub fn ready(&self) -> bool {
         self.backends.iter().all(Backend::settled)
-    }
-}
-
-/// Loads what the ledger already holds for each budget's current period,
-/// so a restart does not hand out a fresh budget. A ledger that cannot be
-/// read is logged and the budgets start empty.
-fn seed_budgets(
-    budgets: &MemoryBudgets,
-    defs: &[crate::policy::Budget],
-    target: &LedgerTarget,
-    clock: &Clock,
-) {
-    if defs.is_empty() {
-        return;
-    }
-    let mut store = match crate::ledger::open(target) {
-        Ok(Some(s)) => s,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "cannot read the ledger; budgets start from zero this period");
-            return;
-        }
-    };
-    let now = clock.now();
-    for (i, b) in defs.iter().enumerate() {
-        let (from, _) = period_bounds(b.period, now);
-        let dim = match &b.scope {
-            Scope::Global => None,
-            Scope::Key(_) => Some(Dim::Key),
-            Scope::Team(_) => Some(Dim::Team),
-            Scope::Model(_) => Some(Dim::Model),
-        };
-        let q = Query {
-            from,
-            to: i64::MAX,
-            by: dim.into_iter().collect(),
-        };
-        match store.report(&q) {
-            Ok(groups) => {
-                for g in groups {
-                    let value = g.keys.first().map_or("", String::as_str);
-                    let who = crate::policy::Subject {
-                        key: value,
-                        team: value,
-                        model: Some(value),
-                    };
-                    if let Some(subject) = b.scope.subject(who) {
-                        budgets.seed(i, subject, g.cost);
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(budget = %b.name, error = %format!("{e:#}"), "cannot read the ledger for a budget")
-            }
-        }
     }
 }

@@ -7,7 +7,20 @@
 use std::fmt;
 
 /// An amount of US dollars in nano-dollars.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Nanos(pub u64);
 
 pub const NANOS_PER_USD: u64 = 1_000_000_000;
@@ -41,7 +54,7 @@ impl Nanos {
                 .and_then(|p| digits.checked_mul(p))
         } else {
             let p = 10u128.checked_pow((-shift) as u32).ok_or_else(bad)?;
-            if digits % p != 0 {
+            if !digits.is_multiple_of(p) {
                 return Err(bad());
             }
             Some(digits / p)

@@ -20,8 +20,8 @@ fn row(i: u64) -> Row {
         ts: day("2026-11-27") + i64::try_from(i).unwrap() * 900_000,
         request_id: format!("req_{i}"),
         key_id: format!("key-{}", i % 4),
-        team: if i % 2 == 0 { "web" } else { "data" }.into(),
-        task: if i % 3 == 0 { "code" } else { "chat" }.into(),
+        team: if i.is_multiple_of(2) { "web" } else { "data" }.into(),
+        task: if i.is_multiple_of(3) { "code" } else { "chat" }.into(),
         complexity: "low".into(),
         route: "main".into(),
         requested_model: "auto".into(),
@@ -30,19 +30,19 @@ fn row(i: u64) -> Row {
         completion_tokens: i % 50,
         cost: Nanos(1_000 * (i % 7) + 13),
         baseline_cost: Nanos(20_000 + i),
-        cache: if i % 5 == 0 { "hit" } else { "miss" }.into(),
-        saved: Nanos(if i % 5 == 0 { 500 } else { 0 }),
-        status: if i % 11 == 0 { 502 } else { 200 },
+        cache: if i.is_multiple_of(5) { "hit" } else { "miss" }.into(),
+        saved: Nanos(if i.is_multiple_of(5) { 500 } else { 0 }),
+        status: if i.is_multiple_of(11) { 502 } else { 200 },
         latency_ms: 40 + i,
-        ttft_ms: if i % 2 == 0 { Some(10) } else { None },
+        ttft_ms: if i.is_multiple_of(2) { Some(10) } else { None },
         ending: "complete".into(),
-        strong_milli: if i % 4 == 0 { None } else { Some(300) },
-        risk_milli: if i % 3 == 0 { 0 } else { 300 },
+        strong_milli: if i.is_multiple_of(4) { None } else { Some(300) },
+        risk_milli: if i.is_multiple_of(3) { 0 } else { 300 },
     }
 }
 
 fn exercise(target: LedgerTarget) {
-    let ledger = Ledger::start(target.clone()).unwrap().unwrap();
+    let ledger = Ledger::start(target.clone(), None).unwrap().unwrap();
     let rows: Vec<Row> = (0..288).map(row).collect();
     for r in &rows {
         ledger.record(r.clone());

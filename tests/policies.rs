@@ -192,3 +192,35 @@ models:
         }
     ));
 }
+
+#[test]
+fn the_ledger_journal_defaults_beside_a_sqlite_ledger() {
+    let journal = |lines: &str| {
+        let text = format!(
+            "version: 1\nproviders:\n  up: {{ kind: openai, base_url: \"http://127.0.0.1:9/v1\", api_key: k }}\n\
+             models:\n  gpt-4: {{ provider: up }}\n{lines}"
+        );
+        tollgate::policy::load_str("t.yaml", &text, Path::new("."), &|_| None)
+            .map(|p| p.ledger_journal)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(
+        journal("ledger: sqlite:/data/l.sqlite\n")
+            .unwrap()
+            .as_deref(),
+        Some("/data/l.sqlite.journal")
+    );
+    assert_eq!(journal("ledger: postgres://u@db/x\n").unwrap(), None);
+    assert_eq!(
+        journal("ledger: postgres://u@db/x\nledger_journal: /var/lib/tg\n")
+            .unwrap()
+            .as_deref(),
+        Some("/var/lib/tg")
+    );
+    assert_eq!(journal("ledger_journal: none\n").unwrap(), None);
+    let err = journal("ledger_journal: \"\"\n").unwrap_err();
+    assert!(
+        err.contains("ledger_journal") && err.contains("a directory or `none`"),
+        "{err}"
+    );
+}

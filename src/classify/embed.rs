@@ -226,7 +226,7 @@ fn read_table(path: &Path) -> Result<(Vec<f16>, usize), String> {
     let start = t.data().as_ptr() as usize - bytes.as_ptr() as usize;
     drop(st);
     let n = rows * DIM;
-    if start % 2 == 0 && cfg!(target_endian = "little") {
+    if start.is_multiple_of(2) && cfg!(target_endian = "little") {
         buf.copy_within(start / 2..start / 2 + n, 0);
     } else {
         // Unaligned or big-endian: decode each value.

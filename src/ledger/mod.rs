@@ -10,6 +10,7 @@
 //! Stores: an embedded SQLite file (default) or PostgreSQL, behind the
 //! narrow `Store` trait; both run the same SQL and the same tests.
 
+mod journal;
 mod postgres;
 mod sqlite;
 mod tls;
@@ -22,7 +23,7 @@ use crate::money::Nanos;
 use crate::policy::LedgerTarget;
 
 /// One request, as accounted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     pub ts: Millis,
     pub request_id: String,
@@ -45,7 +46,9 @@ pub struct Row {
     pub status: u16,
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
-    /// `complete`, `upstream_broke`, `client_gone`, `error`, `budget_cut`.
+    /// `complete`, `upstream_broke`, `client_gone`, `error`, `budget_cut`,
+    /// or `interrupted` (the gateway stopped mid-request: charged at its
+    /// reservation, status 0; see `journal`).
     pub ending: String,
     /// The router's strong_score in thousandths; `None` when the request
     /// was not classified (rejected before).
@@ -82,6 +85,29 @@ impl Row {
             ending: String::new(),
             strong_milli: None,
             risk_milli: 0,
+        }
+    }
+}
+
+impl Row {
+    /// The row a request keeps if the gateway stops while `model` holds
+    /// its reservation: charged the reservation, for the tokens it holds.
+    pub fn interrupted(
+        &self,
+        model: &str,
+        tokens: (u64, u64),
+        cost: Nanos,
+        baseline: Nanos,
+    ) -> Row {
+        Row {
+            model: model.to_string(),
+            prompt_tokens: tokens.0,
+            completion_tokens: tokens.1,
+            cost,
+            baseline_cost: baseline,
+            status: 0,
+            ending: "interrupted".to_string(),
+            ..self.clone()
         }
     }
 }
@@ -172,6 +198,8 @@ impl Group {
 pub trait Store: Send {
     fn insert(&mut self, rows: &[Row]) -> anyhow::Result<()>;
     fn report(&mut self, q: &Query) -> anyhow::Result<Vec<Group>>;
+    /// The `journal::key` of every row with `ts >= from`.
+    fn seen_since(&mut self, from: Millis) -> anyhow::Result<std::collections::HashSet<String>>;
 }
 
 /// Opens (and creates the table of) the store a policy names.
@@ -252,6 +280,8 @@ fn report_sql(q: &Query, p: fn(usize) -> String) -> String {
         p(2)
     )
 }
+
+const SEEN_SQL: &str = "SELECT request_id, ts, key_id FROM tollgate_ledger WHERE ts >= ";
 
 fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)

@@ -5,7 +5,10 @@
 use postgres::{Client, NoTls};
 
 use super::tls;
-use super::{insert_sql, report_sql, schema, to_i64, to_u64, Group, Query, Row, Store, ADDED};
+use super::{
+    insert_sql, journal, report_sql, schema, to_i64, to_u64, Group, Query, Row, Store, ADDED,
+    SEEN_SQL,
+};
 use crate::money::Nanos;
 
 pub struct Postgres {
@@ -111,5 +114,16 @@ impl Store for Postgres {
         }
         out.retain(|g| g.requests > 0);
         Ok(out)
+    }
+
+    fn seen_since(&mut self, from: i64) -> anyhow::Result<std::collections::HashSet<String>> {
+        let rows = self.client.query(&format!("{SEEN_SQL}$1"), &[&from])?;
+        let mut keys = std::collections::HashSet::with_capacity(rows.len());
+        for r in rows {
+            let (id, ts, key): (String, i64, String) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            keys.insert(journal::key(&id, ts, &key));
+        }
+        Ok(keys)
     }
 }

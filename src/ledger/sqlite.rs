@@ -2,7 +2,10 @@
 
 use rusqlite::{params, Connection};
 
-use super::{insert_sql, report_sql, schema, to_i64, to_u64, Group, Query, Row, Store, ADDED};
+use super::{
+    insert_sql, journal, report_sql, schema, to_i64, to_u64, Group, Query, Row, Store, ADDED,
+    SEEN_SQL,
+};
 use crate::money::Nanos;
 
 pub struct Sqlite {
@@ -101,5 +104,17 @@ impl Store for Sqlite {
         // An empty ledger has one all-zero total row in SQL; drop it.
         out.retain(|g| g.requests > 0);
         Ok(out)
+    }
+
+    fn seen_since(&mut self, from: i64) -> anyhow::Result<std::collections::HashSet<String>> {
+        let mut stmt = self.conn.prepare(&format!("{SEEN_SQL}?1"))?;
+        let keys = stmt.query_map(params![from], |r| {
+            Ok(journal::key(
+                &r.get::<_, String>(0)?,
+                r.get(1)?,
+                &r.get::<_, String>(2)?,
+            ))
+        })?;
+        Ok(keys.collect::<Result<_, _>>()?)
     }
 }

@@ -1,12 +1,15 @@
 //! The ledger writer: rows handed over a channel to a thread of its own,
 //! written in batches, kept and retried while the store fails, drained on
-//! close.
+//! close. With a journal (`journal`), each row and each reservation is
+//! also appended to a local file first, so a crash loses neither.
 
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::journal::{Journal, Line, Recovery};
 use super::{open, Row, Store};
 use crate::policy::LedgerTarget;
 
@@ -20,29 +23,52 @@ const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
 enum Msg {
     Row(Box<Row>),
     Flush(mpsc::Sender<()>),
+    /// A journal segment whose rows were all sent before this: removed
+    /// once they are committed.
+    Retire(PathBuf),
+}
+
+/// The sending side; one lock orders the channel and the journal.
+struct Sending {
+    tx: mpsc::Sender<Msg>,
+    journal: Option<Journal>,
 }
 
 /// The handle the request path uses. Cheap to share.
 pub struct Ledger {
-    tx: Mutex<Option<mpsc::Sender<Msg>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    sending: Mutex<Option<Sending>>,
+    /// Returns whether every row was committed.
+    writer: Mutex<Option<JoinHandle<bool>>>,
     pub target: LedgerTarget,
 }
 
 impl Ledger {
     /// Starts the writer thread. The store is opened there (and reopened
     /// after failures), so an unreachable database never blocks startup.
-    pub fn start(target: LedgerTarget) -> anyhow::Result<Option<Arc<Ledger>>> {
+    /// `journal`: the directory of the crash journal, if any; what gone
+    /// processes left there is committed before any new row.
+    pub fn start(
+        target: LedgerTarget,
+        journal: Option<&Path>,
+    ) -> anyhow::Result<Option<Arc<Ledger>>> {
         if target == LedgerTarget::None {
             return Ok(None);
         }
+        let (journal, recovery) = match journal.map(Journal::open) {
+            None => (None, Recovery::default()),
+            Some(Ok((j, r))) => (Some(j), r),
+            Some(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "no ledger journal: a crash would lose the rows still queued");
+                (None, Recovery::default())
+            }
+        };
         let (tx, rx) = mpsc::channel();
         let t = target.clone();
         let writer = std::thread::Builder::new()
             .name("tollgate-ledger".into())
-            .spawn(move || write_loop(&t, &rx))?;
+            .spawn(move || write_loop(&t, &rx, recovery))?;
         Ok(Some(Arc::new(Ledger {
-            tx: Mutex::new(Some(tx)),
+            sending: Mutex::new(Some(Sending { tx, journal })),
             writer: Mutex::new(Some(writer)),
             target,
         })))
@@ -50,12 +76,31 @@ impl Ledger {
 
     /// Queues a row; never blocks, never fails the request.
     pub fn record(&self, row: Row) {
-        let sent = self.tx.lock().ok().and_then(|tx| {
-            tx.as_ref()
-                .map(|tx| tx.send(Msg::Row(Box::new(row))).is_ok())
-        });
-        if sent != Some(true) {
-            tracing::error!("ledger is closed; a row was not recorded");
+        self.send(Line::Final, row);
+    }
+
+    /// Journals the row a request keeps if the gateway stops before it
+    /// settles (a reservation); nothing is sent to the store.
+    pub fn provisional(&self, row: Row) {
+        self.send(Line::Provisional, row);
+    }
+
+    fn send(&self, line: Line, row: Row) {
+        let Ok(mut guard) = self.sending.lock() else {
+            return;
+        };
+        let Some(s) = guard.as_mut() else {
+            if matches!(line, Line::Final) {
+                tracing::error!("ledger is closed; a row was not recorded");
+            }
+            return;
+        };
+        let retired = s.journal.as_mut().and_then(|j| j.append(line, &row));
+        if matches!(line, Line::Final) && s.tx.send(Msg::Row(Box::new(row))).is_err() {
+            tracing::error!("the ledger writer is gone; a row was not recorded");
+        }
+        if let Some(p) = retired {
+            let _ = s.tx.send(Msg::Retire(p));
         }
     }
 
@@ -64,37 +109,48 @@ impl Ledger {
     pub fn flush(&self, timeout: Duration) -> bool {
         let (done, wait) = mpsc::channel();
         let sent = self
-            .tx
+            .sending
             .lock()
             .ok()
-            .and_then(|tx| tx.as_ref().map(|tx| tx.send(Msg::Flush(done)).is_ok()));
+            .and_then(|s| s.as_ref().map(|s| s.tx.send(Msg::Flush(done)).is_ok()));
         sent == Some(true) && wait.recv_timeout(timeout).is_ok()
     }
 
     /// Writes everything queued and stops the writer (graceful shutdown).
+    /// The journal is removed only when every row was committed; else it
+    /// stays for the next start to replay.
     pub fn close(&self) {
-        if let Ok(mut tx) = self.tx.lock() {
-            tx.take();
-        }
+        let sending = self.sending.lock().ok().and_then(|mut s| s.take());
+        let journal = sending.and_then(|s| s.journal);
         let writer = self.writer.lock().ok().and_then(|mut w| w.take());
-        if let Some(w) = writer {
-            if w.join().is_err() {
-                tracing::error!("the ledger writer panicked");
+        let Some(w) = writer else {
+            return;
+        };
+        match w.join() {
+            Ok(true) => {
+                if let Some(j) = journal {
+                    j.finish();
+                }
             }
+            Ok(false) => tracing::error!(
+                "rows were left uncommitted; the ledger journal keeps them for the next start"
+            ),
+            Err(_) => tracing::error!("the ledger writer panicked"),
         }
     }
 }
 
-fn write_loop(target: &LedgerTarget, rx: &mpsc::Receiver<Msg>) {
+fn write_loop(target: &LedgerTarget, rx: &mpsc::Receiver<Msg>, recovery: Recovery) -> bool {
     let mut store: Option<Box<dyn Store>> = None;
+    let mut recovery = (!recovery.is_empty()).then_some(recovery);
     let mut batch: Vec<Row> = Vec::new();
-    let mut waiting: Vec<mpsc::Sender<()>> = Vec::new();
+    let mut waiting = Waiting::default();
     let mut backoff = Duration::from_millis(100);
     let mut closed = false;
     let mut closing_since: Option<Instant> = None;
     loop {
         // Gather: block for the first message when idle, then linger.
-        if batch.is_empty() && waiting.is_empty() && !closed {
+        if batch.is_empty() && waiting.is_empty() && recovery.is_none() && !closed {
             match rx.recv() {
                 Ok(m) => take(m, &mut batch, &mut waiting),
                 Err(_) => closed = true,
@@ -104,7 +160,7 @@ fn write_loop(target: &LedgerTarget, rx: &mpsc::Receiver<Msg>) {
         // `recv` is woken by every send (a context switch per request, 10%
         // of the gateway's CPU at 2,000 RPS); asleep, senders only enqueue.
         // A backlog that already fills a batch is written at once.
-        let drain = |batch: &mut Vec<Row>, waiting: &mut Vec<mpsc::Sender<()>>| {
+        let drain = |batch: &mut Vec<Row>, waiting: &mut Waiting| {
             while batch.len() < BATCH {
                 match rx.try_recv() {
                     Ok(m) => take(m, batch, waiting),
@@ -119,16 +175,8 @@ fn write_loop(target: &LedgerTarget, rx: &mpsc::Receiver<Msg>) {
             std::thread::sleep(LINGER);
             closed |= drain(&mut batch, &mut waiting);
         }
-        if !batch.is_empty() {
-            let result = match store.as_mut() {
-                Some(s) => s.insert(&batch),
-                None => open(target).and_then(|s| {
-                    let mut s = s.ok_or_else(|| anyhow::anyhow!("no ledger configured"))?;
-                    let r = s.insert(&batch);
-                    store = Some(s);
-                    r
-                }),
-            };
+        if !batch.is_empty() || recovery.is_some() {
+            let result = commit(target, &mut store, &mut recovery, &batch);
             match result {
                 Ok(()) => {
                     batch.clear();
@@ -142,9 +190,9 @@ fn write_loop(target: &LedgerTarget, rx: &mpsc::Receiver<Msg>) {
                         if since.elapsed() > CLOSE_DEADLINE {
                             tracing::error!(
                                 rows = batch.len(),
-                                "ledger unreachable at shutdown; these rows are lost"
+                                "ledger unreachable at shutdown; these rows are lost unless a journal keeps them"
                             );
-                            batch.clear();
+                            return false;
                         }
                     }
                     std::thread::sleep(backoff);
@@ -153,18 +201,62 @@ fn write_loop(target: &LedgerTarget, rx: &mpsc::Receiver<Msg>) {
                 }
             }
         }
-        for w in waiting.drain(..) {
-            let _ = w.send(());
-        }
+        waiting.release();
         if closed && batch.is_empty() {
-            return;
+            return true;
         }
     }
 }
 
-fn take(m: Msg, batch: &mut Vec<Row>, waiting: &mut Vec<mpsc::Sender<()>>) {
+/// Opens the store if needed, replays a recovery, inserts the batch.
+fn commit(
+    target: &LedgerTarget,
+    store: &mut Option<Box<dyn Store>>,
+    recovery: &mut Option<Recovery>,
+    batch: &[Row],
+) -> anyhow::Result<()> {
+    let s = match store {
+        Some(s) => s,
+        None => store.insert(open(target)?.ok_or_else(|| anyhow::anyhow!("no ledger configured"))?),
+    };
+    if let Some(r) = recovery {
+        r.replay(s.as_mut())?;
+        *recovery = None;
+    }
+    if !batch.is_empty() {
+        s.insert(batch)?;
+    }
+    Ok(())
+}
+
+/// What waits on the rows gathered so far being committed.
+#[derive(Default)]
+struct Waiting {
+    flushes: Vec<mpsc::Sender<()>>,
+    retired: Vec<PathBuf>,
+}
+
+impl Waiting {
+    fn is_empty(&self) -> bool {
+        self.flushes.is_empty() && self.retired.is_empty()
+    }
+
+    fn release(&mut self) {
+        for w in self.flushes.drain(..) {
+            let _ = w.send(());
+        }
+        for p in self.retired.drain(..) {
+            if let Err(e) = std::fs::remove_file(&p) {
+                tracing::warn!(error = %e, "cannot remove a ledger journal segment");
+            }
+        }
+    }
+}
+
+fn take(m: Msg, batch: &mut Vec<Row>, waiting: &mut Waiting) {
     match m {
         Msg::Row(r) => batch.push(*r),
-        Msg::Flush(w) => waiting.push(w),
+        Msg::Flush(w) => waiting.flushes.push(w),
+        Msg::Retire(p) => waiting.retired.push(p),
     }
 }

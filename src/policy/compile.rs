@@ -193,6 +193,7 @@ pub fn compile(
 
     let baseline = spend::baseline(raw.baseline, &models, &model_ids, &mut errs);
     let ledger = spend::ledger(raw.ledger, env, &mut errs);
+    let ledger_journal = spend::journal(raw.ledger_journal, &ledger, env, &mut errs);
     let budgets = spend::budgets(raw.budgets, &declared, &mut errs);
     let rate_limits = spend::rate_limits(raw.rate_limits, &declared, &mut errs);
     let cache = spend::cache(raw.cache, &mut errs);
@@ -230,6 +231,7 @@ pub fn compile(
         retry,
         baseline,
         ledger,
+        ledger_journal,
         budgets,
         rate_limits,
         cache,

@@ -50,6 +50,8 @@ pub struct Policy {
     /// The price savings are measured against (`baseline:`, default gpt-4).
     pub baseline: Baseline,
     pub ledger: LedgerTarget,
+    /// The ledger's crash journal directory (`ledger::journal`).
+    pub ledger_journal: Option<String>,
     pub budgets: Vec<Budget>,
     pub rate_limits: Vec<RateLimit>,
     pub cache: Option<CacheConfig>,

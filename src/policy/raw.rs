@@ -30,6 +30,9 @@ pub struct RawPolicy {
     pub baseline: Option<String>,
     /// Where the cost ledger goes: `sqlite:PATH`, `postgres://…` or `none`.
     pub ledger: Option<String>,
+    /// The crash journal's directory, or `none` (default: next to a
+    /// SQLite ledger, none for PostgreSQL).
+    pub ledger_journal: Option<String>,
     #[serde(default)]
     pub budgets: Vec<RawBudget>,
     #[serde(default)]

@@ -84,6 +84,31 @@ pub(super) fn ledger(
     }
 }
 
+/// The crash journal: `none`, a directory, or by default `<file>.journal`
+/// beside a SQLite ledger (PostgreSQL: none unless named, since replicas
+/// need one each).
+pub(super) fn journal(
+    text: Option<String>,
+    ledger: &LedgerTarget,
+    env: &dyn Fn(&str) -> Option<String>,
+    errs: &mut Errors,
+) -> Option<String> {
+    match text {
+        None => match ledger {
+            LedgerTarget::Sqlite(path) => Some(format!("{path}.journal")),
+            _ => None,
+        },
+        Some(t) => match errs.ok("ledger_journal", expand(&t, env))? {
+            t if t == "none" => None,
+            t if t.is_empty() => {
+                errs.add("ledger_journal", "expected a directory or `none`");
+                None
+            }
+            t => Some(t),
+        },
+    }
+}
+
 pub(super) fn budgets(
     raw: Vec<RawBudget>,
     models: &HashSet<String>,

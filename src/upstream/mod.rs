@@ -87,18 +87,23 @@ pub trait Pull: Send + 'static {
 }
 
 /// The client's SSE stream for a `Pull` reply; the finish callback runs
-/// once, at the end or when the stream is dropped.
+/// once: just before the reply's last frame goes out (so the ledger has
+/// the request's row before the client sees the end, while a wrapper that
+/// cuts the stream still sees every earlier frame first), or when the
+/// stream is dropped.
 pub fn into_sse<P: Pull>(reply: P) -> SseStream {
     Box::pin(futures::stream::unfold(reply, |mut r| async move {
         loop {
             let out = r.outbox();
-            if let Some(f) = out.ready.pop_front() {
-                return Some((f, r));
-            }
-            if let Some(ending) = out.ending {
+            if let Some(ending) = out.ending.filter(|_| out.ready.len() <= 1) {
                 if let Some(done) = out.on_finish.take() {
                     done(out.usage, ending);
                 }
+            }
+            if let Some(f) = out.ready.pop_front() {
+                return Some((f, r));
+            }
+            if out.ending.is_some() {
                 return None;
             }
             r.pull().await;

@@ -62,6 +62,8 @@ struct Shared {
     fail_every: Option<usize>,
     prompt_scale: Option<u64>,
     ignore_max_tokens: bool,
+    /// Chat tokens answered (prompt, completion): what this upstream bills.
+    billed: Mutex<(u64, u64)>,
 }
 
 pub struct Options {
@@ -107,6 +109,7 @@ impl Fake {
             fail_every: opts.fail_every,
             prompt_scale: opts.prompt_scale,
             ignore_max_tokens: opts.ignore_max_tokens,
+            billed: Mutex::new((0, 0)),
         });
         let addr = listener.local_addr().unwrap();
         let app = Router::new()
@@ -136,6 +139,12 @@ impl Fake {
 
     pub fn hits(&self) -> usize {
         self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// The chat tokens (prompt, completion) this upstream has answered
+    /// and so billed, whether or not the gateway passed the answer on.
+    pub fn billed(&self) -> (u64, u64) {
+        *self.state.billed.lock().unwrap()
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -350,7 +359,12 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         _ => usize::MAX,
     };
     let tools = req.get("tools").is_some();
+    let bill = |completion: usize| {
+        let mut b = s.billed.lock().unwrap();
+        *b = (b.0 + prompt_tokens, b.1 + completion as u64);
+    };
     if !stream {
+        bill(7.min(cap));
         let message = if tools {
             json!({"role": "assistant", "content": null, "tool_calls": [{
                 "id": "call_1", "type": "function",
@@ -370,6 +384,7 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
     }
     let pieces = ["Hello", " from", " the", " fake", " upstream."];
     let pieces = &pieces[..pieces.len().min(cap)];
+    bill(pieces.len());
     let mut frames: Vec<String> = Vec::new();
     let chunk = |delta: Value, finish: Value| {
         let mut c = json!({

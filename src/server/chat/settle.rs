@@ -11,6 +11,9 @@
 //!   `client_gone`, status 499, and the prompt is charged at the estimated
 //!   prompt tokens (the upstream bills the prompt once it has started).
 //!
+//! Each reservation is also journalled as the row the request keeps if
+//! the gateway dies before it closes (`ledger::journal`).
+//!
 //! Cost = the model's per-token price × real usage (local `gpu_hour`
 //! models: the price implied by measured throughput). Baseline cost = the
 //! same tokens at the policy's baseline price.
@@ -132,6 +135,14 @@ impl Tab {
             a.release();
             let gw = a.gw.clone();
             let (amount, hold) = worst_case(&gw, id, counted, a.prompt_estimate, max_tokens);
+            if let Some(l) = &gw.ledger {
+                let baseline = gw.policy.baseline.price.cost(hold.prompt, hold.completion);
+                let tokens = (hold.prompt, hold.completion);
+                l.provisional(
+                    a.row
+                        .interrupted(&gw.model_names[id], tokens, amount, baseline),
+                );
+            }
             a.hold = hold;
             (gw, amount)
         }) else {
@@ -311,14 +322,7 @@ impl Account {
                         g.counters
                             .budget_alerts
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        tracing::warn!(
-                            budget = %alert.budget,
-                            subject = %alert.subject,
-                            threshold = alert.threshold_permille as f64 / 1000.0,
-                            spent_usd = %alert.spent,
-                            limit_usd = %alert.limit,
-                            "budget alert: spending crossed a threshold"
-                        );
+                        alert.log();
                     });
                 gw.budgets.remaining_now(subject)
             }

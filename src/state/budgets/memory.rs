@@ -22,8 +22,8 @@ struct Bucket {
 }
 
 pub struct MemoryBudgets {
-    defs: Vec<Budget>,
-    clock: Clock,
+    pub(super) defs: Vec<Budget>,
+    pub(super) clock: Clock,
     buckets: Mutex<HashMap<BucketKey, Bucket>>,
     last_prune: AtomicI64,
 }

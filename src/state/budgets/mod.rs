@@ -19,6 +19,7 @@
 
 mod memory;
 mod redis;
+mod seed;
 
 use std::sync::Arc;
 
@@ -93,6 +94,19 @@ pub struct Alert {
     pub threshold_permille: u32,
     pub spent: Nanos,
     pub limit: Nanos,
+}
+
+impl Alert {
+    pub fn log(&self) {
+        tracing::warn!(
+            budget = %self.budget,
+            subject = %self.subject,
+            threshold = self.threshold_permille as f64 / 1000.0,
+            spent_usd = %self.spent,
+            limit_usd = %self.limit,
+            "budget alert: spending crossed a threshold"
+        );
+    }
 }
 
 /// One bucket, for `/admin/budgets`.
