@@ -39,6 +39,16 @@ impl Backend {
         }
     }
 
+    /// What loading found that slows this model down (a local model's
+    /// tensor types without a SIMD kernel on this CPU).
+    pub fn warning(&self) -> Option<&str> {
+        match self {
+            #[cfg(feature = "local")]
+            Backend::Local(m) => m.warning(),
+            _ => None,
+        }
+    }
+
     pub fn unavailable_reason(&self) -> Option<String> {
         match self {
             Backend::Unavailable(why) => Some(why.clone()),

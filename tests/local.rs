@@ -18,6 +18,11 @@ use tollgate::gateway::{Backend, Gateway, Options};
 
 const MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
+/// `cpu`, or the device `bench/gpu.sh` runs these tests on (`cuda:0`).
+fn device() -> String {
+    std::env::var("TOLLGATE_TEST_DEVICE").unwrap_or_else(|_| "cpu".into())
+}
+
 /// The engines share two cores: one test at a time keeps timings sane.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -30,13 +35,14 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 }
 
 fn policy(cloud: &str, max_concurrency: u32, max_queue: u32) -> String {
+    let device = device();
     format!(
         r#"
 version: 1
 ledger: none
 providers:
   cloud: {{ kind: openai, base_url: "{cloud}", api_key: upstream-secret, timeout: 5s }}
-  local: {{ kind: local, device: cpu }}
+  local: {{ kind: local, device: "{device}" }}
 models:
   smollm2: {{ provider: local, file: {MODEL}, price: {{ gpu_hour: 0.05 }}, context: 8192,
              max_concurrency: {max_concurrency}, max_queue: {max_queue} }}
@@ -617,4 +623,59 @@ async fn the_responses_api_is_translated_for_the_local_engine() {
         "{reason}"
     );
     assert_eq!(s.cloud.requests()[0].body["previous_response_id"], "resp_1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tensor_types_without_simd_are_named_at_load_and_in_readyz() {
+    let _g = serial().await;
+    let simd = cfg!(any(target_feature = "avx2", target_feature = "neon"));
+    for (file, slow) in [
+        (MODEL, Some("Q4_1 (210 tensors)")),
+        (
+            "models/SmolLM2-135M-Instruct.Q8_0.gguf",
+            (!simd).then_some("Q8_0"),
+        ),
+        (
+            "models/SmolLM2-135M-Instruct.Q4_0.gguf",
+            (!simd).then_some("Q4_0"),
+        ),
+    ] {
+        assert!(
+            Path::new(file).is_file(),
+            "{file} is missing: run scripts/requantize"
+        );
+        let yaml = format!(
+            "version: 1\nledger: none\nproviders:\n  local: {{ kind: local, device: cpu }}\n\
+             models:\n  m: {{ provider: local, file: {file}, price: {{ input: 0, output: 0 }} }}\n"
+        );
+        let gw = gateway(&yaml);
+        wait_ready(&gw).await;
+        let url = format!("http://{}", serve(gw.clone()).await);
+        let ready: Value = reqwest::get(format!("{url}/readyz"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let warnings = ready["warnings"].as_array().unwrap();
+        match slow {
+            Some(kind) => {
+                assert_eq!(warnings.len(), 1, "{file}: {ready}");
+                let w = warnings[0]["warning"].as_str().unwrap();
+                assert!(w.contains(kind) && w.contains("built for"), "{w}");
+            }
+            None => assert!(warnings.is_empty(), "{file}: {ready}"),
+        }
+        // The requantized files answer like the original does.
+        let res = post(
+            &url,
+            &json!({"model": "m", "temperature": 0, "max_tokens": 8,
+            "messages": [{"role": "user", "content": "Say hello."}]}),
+        )
+        .await;
+        assert_eq!(res.status(), 200, "{file}");
+        let body: Value = res.json().await.unwrap();
+        let text = body["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(!text.trim().is_empty(), "{file}: {body}");
+    }
 }

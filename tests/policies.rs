@@ -224,3 +224,92 @@ fn the_ledger_journal_defaults_beside_a_sqlite_ledger() {
         "{err}"
     );
 }
+
+#[test]
+fn the_engine_settings_are_checked_and_compiled() {
+    let model = |settings: &str| {
+        format!(
+            "version: 1\nproviders:\n  local: {{ kind: local, device: cpu }}\n  up: {{ kind: openai, base_url: \"http://127.0.0.1:9/v1\", api_key: k }}\n\
+             models:\n  m: {{ provider: local, file: m.gguf, price: {{ input: 0, output: 0 }}{settings} }}\n\
+             \x20 gpt-4: {{ provider: up }}\n"
+        )
+    };
+    let load = |text: &str| tollgate::policy::load_str("t.yaml", text, Path::new("."), &|_| None);
+    let p = load(&model(
+        ", kv_cache: { memory_gb: 1.5, block_size: 16 }, prefix_cache: 0",
+    ))
+    .unwrap();
+    let m = &p.models[p.model_ids["m"]];
+    assert_eq!(m.prefix_cache, 0);
+    let k = m.kv_cache.unwrap();
+    assert_eq!(
+        (k.memory, k.block_size, k.f8),
+        (tollgate::policy::KvMemory::Megabytes(1536), 16, false)
+    );
+    let p = load(&model(
+        ", kv_cache: { memory_fraction: 0.9, dtype: f8e4m3 }",
+    ))
+    .unwrap();
+    let m = &p.models[p.model_ids["m"]];
+    assert_eq!(m.prefix_cache, 16, "the default");
+    let k = m.kv_cache.unwrap();
+    assert_eq!(
+        (k.memory, k.block_size, k.f8),
+        (tollgate::policy::KvMemory::Fraction(0.9), 32, true)
+    );
+    for (settings, field, why) in [
+        (
+            ", kv_cache: { memory_gb: 0 }",
+            "models.m.kv_cache.memory_gb",
+            "not a positive number of GB",
+        ),
+        (
+            ", kv_cache: { memory_fraction: 1.5 }",
+            "models.m.kv_cache.memory_fraction",
+            "not a fraction in (0, 1]",
+        ),
+        (
+            ", kv_cache: { context_tokens: 0 }",
+            "models.m.kv_cache.context_tokens",
+            "must be at least 1",
+        ),
+        (
+            ", kv_cache: { memory_gb: 4, block_size: 64 }",
+            "models.m.kv_cache.block_size",
+            "8, 16 or 32",
+        ),
+        (
+            ", kv_cache: { memory_gb: 4, dtype: f16 }",
+            "models.m.kv_cache.dtype",
+            "unknown KV cache dtype `f16`",
+        ),
+        (
+            ", kv_cache: { memory_gb: 4, memory_fraction: 0.5 }",
+            "models.m.kv_cache",
+            "exactly one of",
+        ),
+        (", kv_cache: {}", "models.m.kv_cache", "exactly one of"),
+        (
+            ", kv_cache: { memory_gb: 4, size: 1 }",
+            "models.m.kv_cache",
+            "size",
+        ),
+    ] {
+        let err = load(&model(settings)).unwrap_err().to_string();
+        assert!(
+            err.contains(field) && err.contains(why),
+            "{settings}: {err}"
+        );
+    }
+    let cloud = "version: 1\nproviders:\n  up: { kind: openai, base_url: \"http://127.0.0.1:9/v1\", api_key: k }\n\
+                 models:\n  gpt-4: { provider: up, kv_cache: { memory_gb: 1 }, prefix_cache: 4 }\n";
+    let err = load(cloud).unwrap_err().to_string();
+    assert!(
+        err.contains("kv_cache applies to local models only"),
+        "{err}"
+    );
+    assert!(
+        err.contains("prefix_cache applies to local models only"),
+        "{err}"
+    );
+}

@@ -17,6 +17,7 @@
 
 mod admission;
 mod convert;
+pub mod kernels;
 mod stop;
 pub mod throughput;
 
@@ -29,15 +30,16 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use mistralrs_core::{
     AutoDeviceMapParams, DefaultSchedulerMethod, DeviceMapSetting, GGUFLoaderBuilder,
-    GGUFSpecificConfig, MistralRs, MistralRsBuilder, ModelDType, Request, SchedulerConfig,
-    TokenSource, TokenizationRequest,
+    GGUFSpecificConfig, MemoryGpuConfig, MistralRs, MistralRsBuilder, ModelDType,
+    PagedAttentionConfig, PagedCacheType, Request, SchedulerConfig, TokenSource,
+    TokenizationRequest,
 };
 
 pub use admission::{Admission, Busy};
 use throughput::{price_from_gpu_hour, Meter, Rates};
 
 use crate::money::Price;
-use crate::policy::{Device, Model, Pricing};
+use crate::policy::{Device, KvCache, KvMemory, Model, Pricing};
 use crate::request::ChatRequest;
 use crate::upstream::{Failure, OnFinish, Reply, RetryReason};
 
@@ -55,6 +57,8 @@ pub struct Engine {
     pub admission: Admission,
     pub meter: Meter,
     next_id: AtomicUsize,
+    /// Set at load when the file's tensor types run without SIMD here.
+    pub warning: OnceLock<String>,
 }
 
 /// A policy model served by an `Engine`.
@@ -70,6 +74,11 @@ impl LocalModel {
             Some(State::Failed(why)) => Some(why.clone()),
             None => Some("still loading".to_string()),
         }
+    }
+
+    /// What loading found that slows this model down, if anything.
+    pub fn warning(&self) -> Option<&str> {
+        self.engine.warning.get().map(String::as_str)
     }
 
     pub fn is_loaded_or_failed(&self) -> bool {
@@ -180,7 +189,7 @@ impl Registry {
         let key = (
             file.clone(),
             model.chat_template.clone(),
-            format!("{device:?}"),
+            format!("{device:?} {:?} {}", model.kv_cache, model.prefix_cache),
         );
         let engine = match self.engines.get(&key) {
             Some(e) => e.clone(),
@@ -194,14 +203,9 @@ impl Registry {
                     ),
                     meter: Meter::default(),
                     next_id: AtomicUsize::new(0),
+                    warning: OnceLock::new(),
                 });
-                start_loading(
-                    engine.clone(),
-                    model.name.clone(),
-                    model.chat_template.clone(),
-                    device,
-                    model.max_concurrency as usize,
-                );
+                start_loading(engine.clone(), model, device);
                 self.engines.insert(key, engine.clone());
                 engine
             }
@@ -213,13 +217,24 @@ impl Registry {
     }
 }
 
-fn start_loading(
-    engine: Arc<Engine>,
-    name: String,
+/// How an engine is built, from its policy model.
+struct Settings {
     template: Option<String>,
     device: Device,
     max_seqs: usize,
-) {
+    kv_cache: Option<KvCache>,
+    prefix_cache: usize,
+}
+
+fn start_loading(engine: Arc<Engine>, model: &Model, device: Device) {
+    let name = model.name.clone();
+    let settings = Settings {
+        template: model.chat_template.clone(),
+        device,
+        max_seqs: model.max_concurrency as usize,
+        kv_cache: model.kv_cache,
+        prefix_cache: model.prefix_cache as usize,
+    };
     let handle = tokio::runtime::Handle::current();
     // Loading reads ~100 MB–40 GB from disk: keep it off the async workers.
     std::thread::Builder::new()
@@ -227,7 +242,7 @@ fn start_loading(
         .spawn(move || {
             let started = Instant::now();
             tracing::info!(model = %name, file = %engine.file, ?device, "loading local model");
-            let state = match handle.block_on(load(&engine.file, template, device, max_seqs)) {
+            let state = match handle.block_on(load(&engine, &name, settings)) {
                 Ok(runner) => {
                     tracing::info!(model = %name, secs = started.elapsed().as_secs_f64(), "local model loaded");
                     State::Ready(runner)
@@ -243,12 +258,8 @@ fn start_loading(
         .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the loader thread"));
 }
 
-async fn load(
-    file: &str,
-    template: Option<String>,
-    device: Device,
-    max_seqs: usize,
-) -> anyhow::Result<Arc<MistralRs>> {
+async fn load(engine: &Engine, model: &str, s: Settings) -> anyhow::Result<Arc<MistralRs>> {
+    let (file, template) = (engine.file.as_str(), s.template);
     let path = Path::new(file);
     if !path.is_file() {
         bail!("model file {file} not found (for the test model run scripts/fetch-test-model)");
@@ -275,7 +286,21 @@ async fn load(
         .ok_or_else(|| anyhow!("{file} is not a file name"))?
         .to_string_lossy()
         .to_string();
-    let dev = candle_device(device)?;
+    let dev = candle_device(s.device)?;
+    if dev.is_cpu() {
+        if let Some(w) = kernels::warning(file) {
+            tracing::warn!(model = %model, file = %file, "{w}");
+            let _ = engine.warning.set(w);
+        }
+    }
+    let paged = match s.kv_cache {
+        Some(k) if mistralrs_core::paged_attn_supported() && !dev.is_cpu() => Some(paged(k)?),
+        Some(_) => {
+            tracing::warn!(model = %model, "kv_cache needs paged attention, which this build has on a CUDA or Metal GPU only; ignored");
+            None
+        }
+        None => None,
+    };
     // F32 activations on the CPU: ~10% faster there than F16 (which the
     // high-level GgufModelBuilder hard-codes); the GPU picks its own.
     let dtype = if dev.is_cpu() {
@@ -303,21 +328,45 @@ async fn load(
             true,
             DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
             None,
-            None,
+            paged,
         )
         .context("loading the GGUF file")?;
-    let seqs = std::num::NonZeroUsize::new(max_seqs.max(1)).unwrap_or(std::num::NonZeroUsize::MIN);
-    let runner = MistralRsBuilder::new(
-        pipeline,
-        SchedulerConfig::DefaultScheduler {
+    let seqs =
+        std::num::NonZeroUsize::new(s.max_seqs.max(1)).unwrap_or(std::num::NonZeroUsize::MIN);
+    let cache = match paged {
+        Some(_) => pipeline.lock().await.get_metadata().cache_config.clone(),
+        None => None,
+    };
+    let scheduler = match cache {
+        Some(config) => SchedulerConfig::PagedAttentionMeta {
+            max_num_seqs: s.max_seqs.max(1),
+            config,
+        },
+        None => SchedulerConfig::DefaultScheduler {
             method: DefaultSchedulerMethod::Fixed(seqs),
         },
-        false,
-        None,
-    )
-    .build()
-    .await;
-    Ok(runner)
+    };
+    let builder = MistralRsBuilder::new(pipeline, scheduler, false, None);
+    let builder = match s.prefix_cache {
+        0 => builder.with_no_prefix_cache(true),
+        n => builder.with_prefix_cache_n(n),
+    };
+    Ok(builder.build().await)
+}
+
+/// mistralrs's paged-attention config for a `kv_cache:` setting.
+fn paged(k: KvCache) -> anyhow::Result<PagedAttentionConfig> {
+    let memory = match k.memory {
+        KvMemory::Megabytes(mb) => MemoryGpuConfig::MbAmount(mb as usize),
+        KvMemory::Fraction(f) => MemoryGpuConfig::Utilization(f),
+        KvMemory::Tokens(n) => MemoryGpuConfig::ContextSize(n as usize),
+    };
+    let dtype = if k.f8 {
+        PagedCacheType::F8E4M3
+    } else {
+        PagedCacheType::Auto
+    };
+    PagedAttentionConfig::new(Some(k.block_size as usize), memory, dtype)
 }
 
 fn candle_device(device: Device) -> anyhow::Result<mistralrs::Device> {

@@ -10,6 +10,7 @@
 
 pub mod catalog;
 mod compile;
+mod engine;
 pub mod env;
 mod fields;
 mod load;
@@ -229,6 +230,29 @@ pub struct Model {
     pub counter: crate::classify::counting::Counter,
     /// The most it answers when a request sets no output bound.
     pub max_output: Option<u32>,
+    /// Local models on a GPU: paged attention with this KV cache.
+    pub kv_cache: Option<KvCache>,
+    /// Local models: sequences kept for prefix reuse (0: off).
+    pub prefix_cache: u32,
+}
+
+/// The paged-attention KV cache of a local model (`kv_cache:`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KvCache {
+    pub memory: KvMemory,
+    /// Tokens per block: 8, 16 or 32.
+    pub block_size: u32,
+    /// Keep the cache in FP8 (E4M3) instead of the model's dtype.
+    pub f8: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum KvMemory {
+    Megabytes(u32),
+    /// A share of the GPU memory left after loading the weights.
+    Fraction(f32),
+    /// Room for this many tokens (all sequences together).
+    Tokens(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

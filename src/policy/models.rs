@@ -196,6 +196,15 @@ pub(super) fn compile_model(
             t
         }
     });
+    let kv_cache = m
+        .kv_cache
+        .and_then(|k| super::engine::kv_cache(k, local, &format!("{path}.kv_cache"), errs));
+    if !local && m.prefix_cache.is_some() {
+        errs.add(
+            format!("{path}.prefix_cache"),
+            "prefix_cache applies to local models only",
+        );
+    }
     let counter = errs.ok(
         format!("{path}.tokenizer"),
         Counter::for_model(&upstream_model, setting.as_deref()),
@@ -212,6 +221,8 @@ pub(super) fn compile_model(
         max_queue: m.max_queue.unwrap_or(64),
         counter: counter?,
         max_output: m.max_output,
+        kv_cache,
+        prefix_cache: m.prefix_cache.unwrap_or(16),
     })
 }
 

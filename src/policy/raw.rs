@@ -165,6 +165,23 @@ pub struct RawModel {
     pub tokenizer: Option<String>,
     /// The most it answers when a request sets no output bound.
     pub max_output: Option<u32>,
+    /// For local models on a GPU: the paged-attention KV cache.
+    pub kv_cache: Option<RawKvCache>,
+    /// For local models: sequences whose KV cache is kept for prompts that
+    /// share their prefix (0 turns it off; default 16).
+    pub prefix_cache: Option<u32>,
+}
+
+/// One of `memory_gb`, `memory_fraction` (of the GPU's free memory) or
+/// `context_tokens`; `block_size` 8, 16 or 32; `dtype` auto or f8e4m3.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKvCache {
+    pub memory_gb: Option<serde_json::Number>,
+    pub memory_fraction: Option<serde_json::Number>,
+    pub context_tokens: Option<u32>,
+    pub block_size: Option<u32>,
+    pub dtype: Option<String>,
 }
 
 /// USD per 1M tokens, or the hourly price of the machine a local model runs on.

@@ -171,10 +171,18 @@ async fn readyz(Extension(gw): Extension<Arc<Gateway>>) -> Response {
         Some(_) => "unreachable",
     };
     let ready = models && state != "unreachable";
+    let warnings: Vec<serde_json::Value> = gw
+        .policy
+        .models
+        .iter()
+        .zip(&gw.backends)
+        .filter_map(|(m, b)| Some(json!({"model": m.name, "warning": b.warning()?})))
+        .collect();
     let body = Json(json!({
         "status": if ready { "ready" } else if models { "state unreachable" } else { "loading" },
         "models": if models { "ready" } else { "loading" },
         "state": state,
+        "warnings": warnings,
     }));
     if ready {
         body.into_response()
