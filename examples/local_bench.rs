@@ -3,6 +3,8 @@
 //! the aggregate and per-request rates and time to first token.
 //!
 //!   cargo run --release --example local_bench -- [--model FILE] [--max-tokens N] [--rounds N]
+//!       [--concurrency 1,4,8] [--device auto|cpu|cuda:N] [--template FILE.jinja]
+//!       [--kv-cache-gb N] [--no-fifo]
 //!
 //! `bench/local.sh` runs it next to llama.cpp on the same file and prompt.
 
@@ -86,9 +88,17 @@ fn pct(mut xs: Vec<f64>, p: f64) -> f64 {
     xs[i.min(xs.len() - 1)]
 }
 
-async fn gateway(file: &str, max_concurrency: usize) -> Arc<Gateway> {
+struct Args {
+    file: String,
+    device: String,
+    /// Extra model settings (template, kv_cache), YAML flow entries.
+    extra: String,
+}
+
+async fn gateway(a: &Args, max_concurrency: usize) -> Arc<Gateway> {
     let yaml = format!(
-        "version: 1\nproviders:\n  local: {{ kind: local, device: auto }}\nmodels:\n  bench: {{ provider: local, file: \"{file}\", price: {{ gpu_hour: 1 }}, max_concurrency: {max_concurrency}, max_queue: 64 }}\n"
+        "version: 1\nproviders:\n  local: {{ kind: local, device: \"{}\" }}\nmodels:\n  bench: {{ provider: local, file: \"{}\", price: {{ gpu_hour: 1 }}, max_concurrency: {max_concurrency}, max_queue: 64{} }}\n",
+        a.device, a.file, a.extra
     );
     let p = tollgate::policy::load_str("bench.yaml", &yaml, Path::new("."), &|_| None)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -117,30 +127,49 @@ fn local(gw: &Gateway) -> &LocalModel {
 
 #[tokio::main]
 async fn main() {
-    let mut file = "models/SmolLM2-135M-Instruct.Q4_1.gguf".to_string();
+    let mut a = Args {
+        file: "models/SmolLM2-135M-Instruct.Q4_1.gguf".to_string(),
+        device: "auto".to_string(),
+        extra: String::new(),
+    };
     let mut max_tokens = 64u32;
     let mut rounds = 3usize;
+    let mut levels = vec![1usize, 4, 8];
+    let mut fifo = true;
     let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
+    while let Some(flag) = args.next() {
+        if flag == "--no-fifo" {
+            fifo = false;
+            continue;
+        }
         let v = args.next().unwrap_or_default();
-        match a.as_str() {
-            "--model" => file = v,
+        match flag.as_str() {
+            "--model" => a.file = v,
             "--max-tokens" => max_tokens = v.parse().unwrap_or(64),
             "--rounds" => rounds = v.parse().unwrap_or(3),
-            _ => panic!("usage: local_bench [--model FILE] [--max-tokens N] [--rounds N]"),
+            "--concurrency" => levels = v.split(',').filter_map(|n| n.parse().ok()).collect(),
+            "--device" => a.device = v,
+            "--template" => a.extra += &format!(", chat_template: \"{v}\""),
+            "--kv-cache-gb" => a.extra += &format!(", kv_cache: {{ memory_gb: {v} }}"),
+            _ => panic!("usage: local_bench [--model FILE] [--max-tokens N] [--rounds N] [--concurrency 1,4,8] [--device D] [--template F] [--kv-cache-gb N] [--no-fifo]"),
         }
     }
     println!(
-        "engine: mistralrs (in tollgate), model {file}, max_tokens {max_tokens}, temperature 0"
+        "engine: mistralrs (in tollgate), model {}, device {}, max_tokens {max_tokens}, temperature 0",
+        a.file, a.device
     );
-    let gw = gateway(&file, 8).await;
+    let max = levels.iter().copied().max().unwrap_or(1);
+    let gw = gateway(&a, max).await;
     let m = local(&gw);
+    if let Some(w) = m.warning() {
+        println!("warning: {w}");
+    }
     one(m, 8).await; // warm-up
 
     println!("\n| concurrent | aggregate tok/s (completion tokens ÷ wall time) | per-request gen tok/s | prefill tok/s (p50) | TTFT p50 ms | TTFT p99 ms |");
     println!("|---|---|---|---|---|---|");
     let mut solo_latency = Duration::ZERO;
-    for n in [1usize, 4, 8] {
+    for &n in &levels {
         let mut runs = Vec::new();
         let mut wall = Duration::ZERO;
         for _ in 0..rounds {
@@ -178,9 +207,12 @@ async fn main() {
         one(m, 1).await.prompt_tokens
     );
 
+    if !fifo {
+        return;
+    }
     // FIFO admission: with one slot, the first of 8 simultaneous requests
     // runs alone, so its latency stays close to a solo run.
-    let fifo = gateway(&file, 1).await;
+    let fifo = gateway(&a, 1).await;
     let m1 = local(&fifo);
     one(m1, 8).await;
     let mut firsts = Vec::new();
