@@ -5,7 +5,7 @@
 #   bench/gpu.sh            # on the GPU host, from the repository root
 #   bench/gpu.sh --dry-run  # anywhere: the plan, and which inputs are missing
 #
-# Inputs (build them where Rust is, then copy; see the README's GPU section):
+# Inputs (scripts/build-cuda builds the three binaries where Rust is; copy them over):
 #   $BIN_DIR/tollgate     tollgate built with --features cuda (CUDA_COMPUTE_CAP=90 for an H100/H200)
 #   $BIN_DIR/local_bench  examples/local_bench.rs, same build
 #   $BIN_DIR/local_tests  tests/local.rs, same build (cargo test --features cuda --test local --no-run)
