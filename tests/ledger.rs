@@ -128,6 +128,38 @@ fn exercise(target: LedgerTarget) {
         by: vec![Dim::Model],
     };
     assert!(store.report(&none).unwrap().is_empty());
+    replay_a_dead_process_journal(&target, total.requests, total.cost);
+}
+
+/// A journal left by a process that died (its lock file is not held):
+/// a row already committed, one that was not, and a reservation whose
+/// request never settled. The next start inserts the last two, once.
+fn replay_a_dead_process_journal(target: &LedgerTarget, requests: u64, cost: Nanos) {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |kind: &str, r: &Row| format!("{kind} {}\n", serde_json::to_string(r).unwrap());
+    let open_one = row(1001).interrupted("gpt-4", (20, 64), Nanos(7_777), Nanos(7_777));
+    std::fs::write(dir.path().join("4242-1-0.lock"), "").unwrap();
+    std::fs::write(
+        dir.path().join("4242-1-0.0.log"),
+        line("S", &row(0)) + &line("R", &open_one) + &line("S", &row(1000)),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let ledger = Ledger::start(target.clone(), Some(dir.path()))
+            .unwrap()
+            .unwrap();
+        ledger.close();
+    }
+    let mut store = open(target).unwrap().unwrap();
+    let all = Query {
+        from: 0,
+        to: i64::MAX,
+        by: vec![],
+    };
+    let total = &store.report(&all).unwrap()[0];
+    assert_eq!(total.requests, requests + 2);
+    assert_eq!(total.cost, Nanos(cost.0 + row(1000).cost.0 + 7_777));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
 #[test]
