@@ -58,6 +58,26 @@ fn run(rt: &tokio::runtime::Runtime, chunk_delay: Duration, extra: &[&str]) -> R
     }
 }
 
+/// SIGTERM to `child` once `fake` has seen `hits` requests and `after`
+/// has passed.
+async fn term_after(fake: &Fake, hits: usize, after: Duration, child: &std::process::Child) {
+    while fake.hits() < hits {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(after).await;
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+}
+
+/// `child` exits 0 within `limit` of `started`.
+fn exits_in_time(child: &mut std::process::Child, started: std::time::Instant, limit: Duration) {
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(started.elapsed() < limit, "waited {:?}", started.elapsed());
+}
+
 #[test]
 fn sigterm_finishes_streams_and_flushes_the_ledger() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -89,14 +109,7 @@ fn sigterm_finishes_streams_and_flushes_the_ledger() {
             }));
         }
         // Every request has reached the upstream: SIGTERM now.
-        while fake.hits() < 70 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let term = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(term.success());
+        term_after(&fake, 70, Duration::ZERO, &child).await;
         let mut out = Vec::new();
         for t in tasks {
             out.push(t.await.unwrap());
@@ -188,22 +201,10 @@ fn sigterm_ends_what_is_still_open_after_the_grace_period() {
                 .await
                 .unwrap_or_default()
         });
-        while fake.hits() < 1 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
+        term_after(&fake, 1, Duration::from_millis(600), &child).await;
         stream.await.unwrap()
     });
-    assert_eq!(child.wait().unwrap().code(), Some(0));
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "waited {:?}",
-        started.elapsed()
-    );
+    exits_in_time(&mut child, started, Duration::from_secs(3));
     assert!(
         !body.contains("[DONE]"),
         "the stream was ended early: {body}"
@@ -247,4 +248,38 @@ fn a_client_that_sends_its_headers_too_slowly_is_disconnected() {
     assert_eq!(health, 200);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn sigterm_ends_a_pending_completions_request_after_the_grace_period() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut r = run(&rt, Duration::ZERO, &["--shutdown-grace", "300ms"]);
+    // The upstream takes 10 s to answer: far past the grace period.
+    r.fake
+        .script([fake_openai::Behavior::Delay(Duration::from_secs(10))]);
+    let started = std::time::Instant::now();
+    let (status, body) = rt.block_on(async {
+        let url = r.url.clone();
+        let pending = tokio::spawn(async move {
+            let res = reqwest::Client::new()
+                .post(format!("{url}/v1/completions"))
+                .json(&json!({"model": "gpt-3.5-turbo", "prompt": "Say hello"}))
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        });
+        term_after(&r.fake, 1, Duration::ZERO, &r.child).await;
+        pending.await.unwrap()
+    });
+    exits_in_time(&mut r.child, started, Duration::from_secs(5));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"error\""), "{body}");
+    let conn = rusqlite::Connection::open(&r.ledger).unwrap();
+    let (task, status): (String, i64) = conn
+        .query_row("SELECT task, status FROM tollgate_ledger", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((task.as_str(), status), ("completion", 503));
 }

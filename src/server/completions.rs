@@ -36,12 +36,7 @@ pub async fn completions(
     Extension(caller): Extension<Caller>,
     req: Request,
 ) -> Response {
-    let request_id = passthrough::request_id(&req);
-    let tab = Tab::open(&gw, &caller, &request_id);
-    match handle(&gw, &caller, &tab, req).await {
-        Ok(res) => res,
-        Err(stop) => passthrough::fail(&tab, stop),
-    }
+    super::chat::serve(gw, caller, req, async |g, c, t, r| handle(g, c, t, r).await).await
 }
 
 /// What the gateway reads of a completions request.

@@ -112,27 +112,6 @@ pub fn count_input(v: Option<&Value>, empty: bool) -> Option<u32> {
     Some(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
-/// The request's id (as the request-id layer set it), for its tab.
-pub fn request_id(req: &axum::extract::Request) -> String {
-    req.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
-}
-
-/// The client's error for `stop`; the tab closes with its status.
-pub fn fail(tab: &Tab, stop: Stop) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let e = crate::error::ApiError::from(stop);
-    tab.close(super::chat::settle::Close {
-        usage: None,
-        status: e.status.as_u16(),
-        ending: "error",
-    });
-    e.into_response()
-}
-
 /// The route for a model name or alias, with only the prompt's size as a
 /// fact (nothing is classified on these endpoints).
 pub fn route(gw: &Gateway, model: &str, prompt_tokens: u32) -> Result<RouteDecision, Stop> {

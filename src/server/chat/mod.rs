@@ -157,7 +157,10 @@ pub async fn chat_completions(
     Extension(caller): Extension<Caller>,
     req: Request,
 ) -> Response {
-    serve(gw, caller, req, Endpoint::Chat).await
+    serve(gw, caller, req, async |g, c, t, r| {
+        handle(g, c, t, r, Endpoint::Chat).await
+    })
+    .await
 }
 
 /// `POST /v1/responses`.
@@ -166,12 +169,21 @@ pub async fn responses(
     Extension(caller): Extension<Caller>,
     req: Request,
 ) -> Response {
-    serve(gw, caller, req, Endpoint::Responses).await
+    serve(gw, caller, req, async |g, c, t, r| {
+        handle(g, c, t, r, Endpoint::Responses).await
+    })
+    .await
 }
 
 /// Opens the tab, runs `handle` until shutdown stops it, and turns a
-/// `Stop` into the client's error (closing the tab with it).
-async fn serve(gw: Arc<Gateway>, caller: Caller, req: Request, endpoint: Endpoint) -> Response {
+/// `Stop` into the client's error (closing the tab with it). Every
+/// endpoint that accounts a request runs through here.
+pub(crate) async fn serve(
+    gw: Arc<Gateway>,
+    caller: Caller,
+    req: Request,
+    handle: impl AsyncFnOnce(&Arc<Gateway>, &Caller, &Tab, Request) -> Result<Response, Stop>,
+) -> Response {
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -182,10 +194,10 @@ async fn serve(gw: Arc<Gateway>, caller: Caller, req: Request, endpoint: Endpoin
     let stop = req.extensions().get::<super::Stop>().map(|s| s.0.clone());
     let handled = match &stop {
         Some(stop) => tokio::select! {
-            r = handle(&gw, &caller, &tab, req, endpoint) => r,
+            r = handle(&gw, &caller, &tab, req) => r,
             () = stop.cancelled() => Err(Stop::ShuttingDown),
         },
-        None => handle(&gw, &caller, &tab, req, endpoint).await,
+        None => handle(&gw, &caller, &tab, req).await,
     };
     match (handled, stop) {
         // A stream ends when the shutdown grace period is over.
@@ -198,7 +210,7 @@ async fn serve(gw: Arc<Gateway>, caller: Caller, req: Request, endpoint: Endpoin
         (Err(stop), _) => {
             let e = ApiError::from(stop);
             if e.status.is_server_error() {
-                tracing::warn!(status = e.status.as_u16(), cause = ?e.cause, "chat request failed");
+                tracing::warn!(status = e.status.as_u16(), cause = ?e.cause, "request failed");
             }
             tab.close(Close {
                 usage: None,
