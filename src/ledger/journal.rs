@@ -213,37 +213,35 @@ fn gather(dir: &Path, me: &str) -> anyhow::Result<Recovery> {
     }
     let mut rec = Recovery::default();
     let mut rows: HashMap<String, (Row, bool)> = HashMap::new();
-    for (owner, lock_path) in &locks {
-        if owner == me {
-            continue;
-        }
+    // Gone: an owner whose lock can be taken (held until its files are
+    // removed), or whose lock file is already gone (removed mid-cleanup).
+    let mut gone: Vec<&String> = Vec::new();
+    let mut dead_locks = Vec::new();
+    for (owner, lock_path) in locks.iter().filter(|(o, _)| *o != me) {
         let Ok(f) = File::open(lock_path) else {
             continue;
         };
-        if f.try_lock().is_err() {
-            continue; // a live process
+        if f.try_lock().is_ok() {
+            rec._held.push(f);
+            dead_locks.push(lock_path.clone());
+            gone.push(owner);
         }
-        rec._held.push(f);
-        let mut segs = segments.remove(owner).unwrap_or_default();
-        segs.sort();
-        for (_, p) in segs {
-            read_segment(&p, &mut rows);
-            rec.files.push(p);
-        }
-        rec.files.push(lock_path.clone());
     }
-    // Segments whose lock is already gone (removed mid-cleanup).
-    for (owner, segs) in segments {
-        if owner == me || locks.contains_key(&owner) {
-            continue;
-        }
-        let mut segs = segs;
+    gone.extend(
+        segments
+            .keys()
+            .filter(|o| *o != me && !locks.contains_key(*o)),
+    );
+    for owner in gone {
+        let mut segs = segments.get(owner).cloned().unwrap_or_default();
         segs.sort();
         for (_, p) in segs {
             read_segment(&p, &mut rows);
             rec.files.push(p);
         }
     }
+    // Locks last: a cleanup cut short leaves segments that are still found.
+    rec.files.extend(dead_locks);
     rec.rows = rows.into_values().map(|(r, _)| r).collect();
     rec.rows.sort_by_key(|r| r.ts);
     Ok(rec)

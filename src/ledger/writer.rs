@@ -37,6 +37,8 @@ struct Sending {
 /// The handle the request path uses. Cheap to share.
 pub struct Ledger {
     sending: Mutex<Option<Sending>>,
+    /// Whether a journal was opened (`provisional` rows go nowhere else).
+    journalled: bool,
     /// Returns whether every row was committed.
     writer: Mutex<Option<JoinHandle<bool>>>,
     pub target: LedgerTarget,
@@ -68,6 +70,7 @@ impl Ledger {
             .name("tollgate-ledger".into())
             .spawn(move || write_loop(&t, &rx, recovery))?;
         Ok(Some(Arc::new(Ledger {
+            journalled: journal.is_some(),
             sending: Mutex::new(Some(Sending { tx, journal })),
             writer: Mutex::new(Some(writer)),
             target,
@@ -79,10 +82,18 @@ impl Ledger {
         self.send(Line::Final, row);
     }
 
+    /// Whether `provisional` rows are kept (a journal is open); callers
+    /// need not build one otherwise.
+    pub fn journalled(&self) -> bool {
+        self.journalled
+    }
+
     /// Journals the row a request keeps if the gateway stops before it
     /// settles (a reservation); nothing is sent to the store.
     pub fn provisional(&self, row: Row) {
-        self.send(Line::Provisional, row);
+        if self.journalled {
+            self.send(Line::Provisional, row);
+        }
     }
 
     fn send(&self, line: Line, row: Row) {

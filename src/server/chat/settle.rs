@@ -135,7 +135,7 @@ impl Tab {
             a.release();
             let gw = a.gw.clone();
             let (amount, hold) = worst_case(&gw, id, counted, a.prompt_estimate, max_tokens);
-            if let Some(l) = &gw.ledger {
+            if let Some(l) = gw.ledger.as_ref().filter(|l| l.journalled()) {
                 let baseline = gw.policy.baseline.price.cost(hold.prompt, hold.completion);
                 let tokens = (hold.prompt, hold.completion);
                 l.provisional(
