@@ -39,6 +39,7 @@ hashof() { sed -n 's/^hash: //p' "$tmp/$1.key"; }
 cat > "$tmp/policy.yaml" <<YAML
 version: 1
 ledger: "sqlite:$tmp/ledger.sqlite"
+server: { metrics: open }
 providers:
   flappy: { kind: openai, base_url: "$flappy/v1", api_key: upstream-secret }
   steady: { kind: openai, base_url: "$steady/v1", api_key: upstream-secret }

@@ -57,6 +57,18 @@ impl Backend {
             Backend::OpenAi(_) => None,
         }
     }
+
+    /// `unavailable_reason` as a client may read it: a local model's load
+    /// error (file paths, the host's layout) stays in the log.
+    pub fn client_reason(&self) -> Option<String> {
+        match self {
+            #[cfg(feature = "local")]
+            Backend::Local(m) if m.is_loaded_or_failed() => m
+                .unavailable_reason()
+                .map(|_| "its model failed to load; the gateway's log says why".to_string()),
+            _ => self.unavailable_reason(),
+        }
+    }
 }
 
 pub struct Gateway {
@@ -98,6 +110,8 @@ pub struct Counters {
     pub rate_limited: AtomicU64,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
+    /// Requests charged on a local count: no valid usage came back.
+    pub usage_estimated: AtomicU64,
     /// Requests admitted unchecked or refused because Redis was down.
     pub outages: Outages,
 }
@@ -257,12 +271,18 @@ impl Gateway {
         };
         let cache = match same_state.filter(|p| p.policy.cache == policy.cache) {
             Some(p) => p.cache.clone(),
-            None => policy.cache.map(|c| -> Arc<dyn ResponseCache> {
-                match &redis {
-                    None => Arc::new(MemoryCache::new(c)),
-                    Some(r) => Arc::new(RedisCache::new(c, r.clone())),
-                }
-            }),
+            None => {
+                let cache_redis = match &policy.state.cache_redis {
+                    Some(url) => Some(Arc::new(Redis::connect(url.expose())?)),
+                    None => redis.clone(),
+                };
+                policy.cache.map(|c| -> Arc<dyn ResponseCache> {
+                    match cache_redis {
+                        None => Arc::new(MemoryCache::new(c)),
+                        Some(r) => Arc::new(RedisCache::new(c, r)),
+                    }
+                })
+            }
         };
         let breakers = model_names
             .iter()

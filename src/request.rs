@@ -44,6 +44,8 @@ pub struct ChatRequest {
     /// The client asked for the final usage chunk (`stream_options.include_usage`).
     pub include_usage: bool,
     pub max_tokens: Option<u32>,
+    /// Choices asked for (`n`, default 1): each is billed its output.
+    pub n: u32,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
     pub seed: Option<u64>,
@@ -115,13 +117,12 @@ impl ChatRequest {
         };
         let temperature = number_in(&body, "temperature", 0.0, 2.0)?;
         let top_p = number_in(&body, "top_p", 0.0, 1.0)?;
-        if let Some(n) = positive_int(&body, "n")? {
-            if n > 128 {
-                return Err(Invalid::new(
-                    format!("{n} is greater than the maximum of 128 - 'n'"),
-                    Some("n"),
-                ));
-            }
+        let n = positive_int(&body, "n")?.unwrap_or(1);
+        if n > 128 {
+            return Err(Invalid::new(
+                format!("{n} is greater than the maximum of 128 - 'n'"),
+                Some("n"),
+            ));
         }
         let seed = match body.get("seed") {
             None | Some(Value::Null) => None,
@@ -148,6 +149,7 @@ impl ChatRequest {
             stream,
             include_usage,
             max_tokens,
+            n,
             temperature,
             top_p,
             seed,
@@ -158,10 +160,14 @@ impl ChatRequest {
     /// The body for an OpenAI-compatible upstream: the same fields, the
     /// upstream's model name, and for streams always a usage chunk (the
     /// gateway accounts every request even if the client did not ask).
-    pub fn upstream_body(&self, upstream_model: &str) -> Bytes {
+    ///
+    /// `bound`: the output bound the budget reserved, sent when the client
+    /// set none, so the upstream cannot bill past the reservation.
+    pub fn upstream_body(&self, upstream_model: &str, bound: Option<u32>) -> Bytes {
         let body = UpstreamBody {
             req: self,
             model: upstream_model,
+            bound: bound.filter(|_| self.max_tokens.is_none()),
         };
         Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
     }
@@ -180,6 +186,8 @@ impl ChatRequest {
 struct UpstreamBody<'a> {
     req: &'a ChatRequest,
     model: &'a str,
+    /// An output bound to add (the client sent none).
+    bound: Option<u32>,
 }
 
 impl serde::Serialize for UpstreamBody<'_> {
@@ -196,6 +204,18 @@ impl serde::Serialize for UpstreamBody<'_> {
         }
         if !body.contains_key("model") {
             map.serialize_entry("model", self.model)?;
+        }
+        if let Some(b) = self.bound {
+            // Reasoning models take only the newer name; the rest of the
+            // OpenAI-compatible world knows `max_tokens`.
+            let m = self.model.rsplit('/').next().unwrap_or(self.model);
+            let newer = ["o1", "o3", "o4", "gpt-5"].iter().any(|p| m.starts_with(p));
+            let key = if newer {
+                "max_completion_tokens"
+            } else {
+                "max_tokens"
+            };
+            map.serialize_entry(key, &b)?;
         }
         if self.req.stream {
             let mut opts = match body.get("stream_options") {

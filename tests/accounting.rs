@@ -192,6 +192,7 @@ async fn every_request_is_accounted_to_the_nano_dollar() {
     let res = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", s.url))
         .bearer_auth(WEB_KEY)
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await
@@ -514,9 +515,14 @@ async fn admin_endpoints_need_an_admin_key() {
 #[tokio::test]
 async fn a_stream_that_outgrows_its_reservation_is_cut_and_accounted() {
     // No max_tokens: the reservation covers what is left of a 12-token
-    // context after the 9-token prompt, 3 completion tokens. The fake
-    // streams 5 content pieces.
-    let primary = Fake::start().await;
+    // context after the 9-token prompt, 3 completion tokens, and that
+    // bound is sent upstream. This upstream ignores it and streams 5
+    // content pieces.
+    let primary = Fake::start_with(fake_openai::Options {
+        ignore_max_tokens: true,
+        ..fake_openai::Options::default()
+    })
+    .await;
     let backup = Fake::start().await;
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.sqlite").display().to_string();
@@ -557,6 +563,7 @@ budgets:
         })
         .collect();
     assert_eq!(content, "Hello from the");
+    assert_eq!(primary.requests()[0].body["max_tokens"], 3);
     let s = Setup {
         url,
         gw,

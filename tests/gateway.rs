@@ -345,6 +345,7 @@ async fn bad_inputs_get_openai_shaped_errors() {
         .http
         .post(format!("{}/v1/chat/completions", s.url))
         .bearer_auth(KEY)
+        .header("content-type", "application/json")
         .body(big)
         .send()
         .await

@@ -9,6 +9,11 @@ use tollgate::policy::LedgerTarget;
 use tollgate::report::build;
 use tollgate::secret::Secret;
 
+use std::path::Path;
+
+mod support;
+use support::pg::PgSchema;
+
 fn day(s: &str) -> i64 {
     tollgate::clock::parse_day(s).unwrap()
 }
@@ -38,6 +43,7 @@ fn row(i: u64) -> Row {
         ending: "complete".into(),
         strong_milli: if i.is_multiple_of(4) { None } else { Some(300) },
         risk_milli: if i.is_multiple_of(3) { 0 } else { 300 },
+        certainty: "exact".into(),
     }
 }
 
@@ -169,25 +175,108 @@ fn sqlite_ledger() {
     exercise(LedgerTarget::Sqlite(path));
 }
 
-#[test]
-fn postgres_ledger() {
-    let base = std::env::var("TOLLGATE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!("tollgate_test_{}", std::process::id());
-    let mut admin = postgres::Client::connect(&base, postgres::NoTls).unwrap_or_else(|e| {
-        panic!("PostgreSQL at {base} is needed for this test (set TOLLGATE_TEST_POSTGRES): {e}")
+/// Rows a client could poison (a NUL or a 1 MiB model name, absurd
+/// token counts) are stored cleaned; a row the store itself rejects (here
+/// a rule an operator added: no team `poison`) is moved to `aside`, and
+/// none of them holds back the good rows behind it.
+fn hostile_rows_never_hold_the_ledger(target: &LedgerTarget, journal: &Path, aside: &Path) {
+    let rejected_before = tollgate::ledger::rejected_rows();
+    let ledger = Ledger::start(target.clone(), Some(journal))
+        .unwrap()
+        .unwrap();
+    let named = |i: u64, model: &str| Row {
+        model: model.into(),
+        requested_model: model.into(),
+        ..row(i)
+    };
+    ledger.record(named(0, "\u{0}"));
+    ledger.record(named(1, &"m".repeat(1 << 20)));
+    ledger.record(Row {
+        team: "poison".into(),
+        ..row(2)
     });
-    admin
+    ledger.record(Row {
+        prompt_tokens: u64::MAX,
+        completion_tokens: u64::MAX / 3,
+        ..named(3, "absurd")
+    });
+    for i in 4..9 {
+        ledger.record(named(i, "good"));
+    }
+    assert!(
+        ledger.flush(std::time::Duration::from_secs(5)),
+        "the writer is not stuck"
+    );
+    ledger.close();
+    let mut store = open(target).unwrap().unwrap();
+    let r = build(store.as_mut(), &[Dim::Model], 0, i64::MAX).unwrap();
+    let mut models: Vec<(String, u64)> = r
+        .groups
+        .iter()
+        .map(|g| (g.keys[0].clone(), g.requests))
+        .collect();
+    models.sort();
+    assert_eq!(
+        models,
+        [
+            ("absurd".into(), 1),
+            ("good".into(), 5),
+            ("m".repeat(256), 1),
+            ("\u{fffd}".into(), 1)
+        ]
+    );
+    let absurd = r.groups.iter().find(|g| g.keys[0] == "absurd").unwrap();
+    assert_eq!(absurd.prompt_tokens, tollgate::ledger::MAX_TOKENS);
+    let set_aside = std::fs::read_to_string(aside).unwrap();
+    let lines: Vec<Row> = set_aside
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        (lines[0].team.as_str(), lines[0].request_id.as_str()),
+        ("poison", "req_2")
+    );
+    assert!(tollgate::ledger::rejected_rows() > rejected_before);
+}
+
+#[test]
+fn sqlite_ledger_survives_hostile_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite").display().to_string();
+    let target = LedgerTarget::Sqlite(path.clone());
+    drop(open(&target).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER no_poison BEFORE INSERT ON tollgate_ledger WHEN NEW.team = 'poison' \
+             BEGIN SELECT RAISE(ABORT, 'constraint failed: no poison'); END",
+        )
+        .unwrap();
+    let journal = dir.path().join("journal");
+    let aside = std::path::PathBuf::from(format!("{path}.rejected.jsonl"));
+    hostile_rows_never_hold_the_ledger(&target, &journal, &aside);
+}
+
+#[test]
+fn postgres_ledger_survives_hostile_rows() {
+    let mut pg = PgSchema::new("tollgate_hostile");
+    let target = pg.target();
+    drop(open(&target).unwrap());
+    pg.admin
         .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+            "ALTER TABLE {}.tollgate_ledger ADD CONSTRAINT no_poison CHECK (team <> 'poison')",
+            pg.name
         ))
         .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-    exercise(LedgerTarget::Postgres(Secret::new(url)));
-    admin
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let aside = dir.path().join("rejected.jsonl");
+    hostile_rows_never_hold_the_ledger(&target, dir.path(), &aside);
+}
+
+#[test]
+fn postgres_ledger() {
+    exercise(PgSchema::new("tollgate_test").target());
 }
 
 /// Whether the ledger's connection (found by its application_name) is

@@ -40,6 +40,7 @@ fn policy(cloud: &str, max_concurrency: u32, max_queue: u32) -> String {
         r#"
 version: 1
 ledger: none
+server: {{ metrics: open }}
 providers:
   cloud: {{ kind: openai, base_url: "{cloud}", api_key: upstream-secret, timeout: 5s }}
   local: {{ kind: local, device: "{device}" }}
@@ -320,8 +321,12 @@ async fn a_missing_model_file_is_unavailable_and_skipped() {
     let body: Value = res.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains("smollm2 is unavailable") && message.contains("not found"),
+        message.contains("smollm2 is unavailable") && message.contains("failed to load"),
         "{message}"
+    );
+    assert!(
+        !message.contains("does-not-exist"),
+        "no file path: {message}"
     );
 }
 

@@ -73,6 +73,7 @@ fn logs_are_json_with_request_ids_and_never_prompts_or_keys() {
         let bad = c
             .post(format!("{url}/v1/chat/completions"))
             .bearer_auth(KEY)
+            .header("content-type", "application/json")
             .body(format!("{{\"model\": \"auto\", \"messages\": \"{PROMPT}"))
             .send()
             .await

@@ -1,6 +1,6 @@
 //! Two `tollgate serve` processes sharing one throwaway redis-server:
 //! rate limits, budgets and the cache hold across replicas.
-#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod support;
 
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::fake_openai::{Behavior, Fake};
-use support::{hash, spawn_serve, RedisServer};
+use support::{hash, spawn_serve_env, RedisServer};
 
 const KEY: &str = "tg_replica_key";
 const ADMIN: &str = "tg_replica_admin";
@@ -30,6 +30,11 @@ impl Drop for Replicas {
 }
 
 fn start(redis: &RedisServer, upstream: &str, extra: &str) -> Replicas {
+    start_on(&redis.url(), upstream, extra, &[])
+}
+
+/// Two replicas whose `state:` is `state`, with `env` set for each.
+fn start_on(state: &str, upstream: &str, extra: &str, env: &[(&str, &str)]) -> Replicas {
     let dir = tempfile::tempdir().unwrap();
     let mut urls = Vec::new();
     let mut children = Vec::new();
@@ -52,14 +57,15 @@ keys:
   - {{ id: ops, team: platform, hash: "{}", admin: true }}
 {extra}
 "#,
-                redis.url(),
+                state,
                 ledger.display(),
                 hash(KEY),
                 hash(ADMIN)
             ),
         )
         .unwrap();
-        let (child, url) = spawn_serve(env!("CARGO_BIN_EXE_tollgate"), &policy);
+        let bin = env!("CARGO_BIN_EXE_tollgate");
+        let (child, url) = spawn_serve_env(bin, &policy, std::process::Stdio::null(), &[], env);
         urls.push(url);
         children.push(child);
         ledgers.push(ledger);
@@ -211,4 +217,191 @@ async fn an_answer_cached_on_one_replica_is_a_hit_on_the_other() {
     }
     assert_eq!(hit.expect("replica B never saw A's answer"), a);
     assert!(up.hits() <= 2);
+}
+
+/// A redis-server speaking only TLS, with a certificate for `localhost`
+/// signed by a throwaway CA, killed on drop; `ca` is the CA's PEM file,
+/// for clients to trust.
+struct TlsRedis {
+    port: u16,
+    ca: std::path::PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let ok = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl must be installed for this test");
+    assert!(ok.success(), "openssl {args:?}");
+}
+
+impl TlsRedis {
+    fn start(args: &[&str]) -> TlsRedis {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        let d = d.as_path();
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=tollgate test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "leaf.csr",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                "cert.pem",
+            ],
+        );
+        let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .args([
+                "--tls-auth-clients",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed for these tests");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        TlsRedis {
+            port,
+            ca: d.join("ca.pem"),
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn readyz(url: &str) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .get(format!("{url}/readyz"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_a_budget_over_redis_tls_with_a_verified_certificate() {
+    // An LRU Redis: it may evict budget keys, which /readyz must say.
+    let redis = TlsRedis::start(&["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"]);
+    let up = Fake::start().await;
+    let state = format!("rediss://localhost:{}/0", redis.port);
+    let cert = redis.ca.display().to_string();
+    // Fits 3 worst cases ($0.00069 reserved, $0.0006 spent each).
+    let budget = "budgets:\n  - { scope: { team: web }, limit_usd: 0.00207, period: day }";
+    let r = start_on(&state, &up.base_url(), budget, &[("SSL_CERT_FILE", &cert)]);
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        statuses.push(post(&r.urls[i % 2], &hello()).await.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429], "one budget, over TLS");
+    let (status, body) = readyz(&r.urls[0]).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("ok")),
+        "{body}"
+    );
+    let warned =
+        body["warnings"].as_array().unwrap().iter().any(|w| {
+            w["state"] == "redis" && w["warning"].as_str().unwrap().contains("allkeys-lru")
+        });
+    assert!(warned, "{body}");
+    // Without the certificate among its roots, a replica refuses the server.
+    let untrusted = start_on(
+        &state,
+        &up.base_url(),
+        budget,
+        &[("SSL_CERT_FILE", "/dev/null")],
+    );
+    let (status, body) = readyz(&untrusted.urls[0]).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (503, Some("unreachable")),
+        "{body}"
+    );
 }

@@ -225,7 +225,6 @@ async fn upstream_state_skips_a_chat_only_model_and_is_a_400_without_another() {
     // A route of chat-only models, or such a model by name: nobody can.
     for body in [
         json!({"model": "chatonly", "input": "and then?", "previous_response_id": "resp_1"}),
-        json!({"model": "llama", "input": "hi", "background": true}),
         json!({"model": "llama", "input": "news?", "tools": [{"type": "web_search_preview"}]}),
     ] {
         let res = post(&s, &body).await;
@@ -241,6 +240,18 @@ async fn upstream_state_skips_a_chat_only_model_and_is_a_400_without_another() {
         assert!(message.contains("speaks the Responses API"), "{message}");
     }
     assert_eq!(s.backup.hits(), 0);
+    // Background mode is billed after the request ends: refused for every
+    // model, as no budget could hold it.
+    for model in ["llama", "gpt-4o"] {
+        let res = post(
+            &s,
+            &json!({"model": model, "input": "hi", "background": true}),
+        )
+        .await;
+        assert_eq!(res.status(), 400, "{model}");
+        let e: Value = res.json().await.unwrap();
+        assert_eq!(e["error"]["param"], "background", "{e}");
+    }
     // store: false (or absent) is no state: it translates.
     let res = post(
         &s,
@@ -323,4 +334,26 @@ async fn auto_is_classified_and_routed() {
     assert_eq!(h["x-tollgate-task"], "code");
     assert_eq!(h["x-tollgate-route"], "native-first");
     assert!(h.contains_key("x-tollgate-strong-score"));
+}
+
+#[tokio::test]
+async fn input_the_upstream_adds_is_reserved_at_the_whole_context() {
+    let s = setup("budgets:\n  - { scope: { global: true }, limit_usd: 0.1, period: day }").await;
+    let plain = json!({"model": "gpt-4o", "input": "hi", "max_output_tokens": 8});
+    assert_eq!(post(&s, &plain).await.status(), 200);
+    // A stored response, or web search results, can fill gpt-4o's context
+    // (128,000 tokens in the catalog): $0.32 at $2.5/M, over $0.10.
+    for extra in [
+        json!({"previous_response_id": "resp_1"}),
+        json!({"tools": [{"type": "web_search_preview"}]}),
+    ] {
+        let mut body = plain.clone();
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let res = post(&s, &body).await;
+        assert_eq!(res.status(), 429, "{extra}");
+        let e: Value = res.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "insufficient_quota", "{e}");
+    }
 }

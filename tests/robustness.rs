@@ -1,11 +1,16 @@
 //! Random and mutated inputs for the three parsers that see untrusted or
 //! hand-written text: the request body parser, the policy compiler and the
-//! classifier. None may panic; each answers with a value or an error.
+//! classifier. None may panic; each answers with a value or an error. And
+//! the ledger writer, with rows carrying what clients control (model
+//! names, request ids) and what upstreams report (token counts): every
+//! row lands, in SQLite and PostgreSQL.
 //! (A coverage-guided fuzzer needs a nightly toolchain; these run on
 //! stable, in every test run, from fixed seeds so failures reproduce.)
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
+
+mod support;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -119,4 +124,104 @@ fn the_classifier_never_panics_and_stays_in_range() {
         });
         assert!((0.0..=1.0).contains(&c.strong_score), "{}", c.strong_score);
     }
+}
+
+/// Text a client controls, at its worst: control characters, NUL, quotes
+/// and SQL, invalid-looking escapes, emoji, and lengths up to 64 KiB.
+fn hostile_text(rng: &mut StdRng) -> String {
+    const PIECES: &[&str] = &[
+        "\u{0}",
+        "\n",
+        "\r\n",
+        "\t",
+        "\u{7f}",
+        "\u{1b}[31m",
+        "'",
+        "\"",
+        "\\",
+        "'); DROP TABLE tollgate_ledger; --",
+        "%s%n",
+        "\u{fffd}",
+        "🙂",
+        "总结",
+        "é",
+        "gpt-4",
+        "\u{202e}",
+        "$1",
+        "?",
+        "NULL",
+    ];
+    let n = match rng.random_range(0..10) {
+        0 => rng.random_range(1_000..16_000),
+        _ => rng.random_range(0..12),
+    };
+    (0..n)
+        .map(|_| PIECES[rng.random_range(0..PIECES.len())])
+        .collect()
+}
+
+fn random_rows(seed: u64, n: u64) -> Vec<tollgate::ledger::Row> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            let mut r = tollgate::ledger::Row::opened(
+                1_764_288_000_000 + i64::try_from(i).unwrap(),
+                &hostile_text(&mut rng),
+                &format!("key-{i}"),
+                &hostile_text(&mut rng),
+            );
+            r.requested_model = hostile_text(&mut rng);
+            r.model = hostile_text(&mut rng);
+            r.route = hostile_text(&mut rng);
+            r.prompt_tokens = if rng.random_bool(0.1) {
+                u64::MAX
+            } else {
+                rng.random_range(0..100_000)
+            };
+            r.completion_tokens = rng.random();
+            r.cost = tollgate::money::Nanos(rng.random_range(0..1_000_000_000));
+            r.status = rng.random();
+            r.latency_ms = rng.random();
+            r.ttft_ms = rng.random_bool(0.5).then(|| rng.random());
+            r.strong_milli = rng.random_bool(0.5).then(|| rng.random());
+            r
+        })
+        .collect()
+}
+
+fn every_random_row_lands(target: tollgate::policy::LedgerTarget) {
+    use tollgate::ledger::{open, Ledger, Query};
+    let rows = random_rows(4, 2_000);
+    let ledger = Ledger::start(target.clone(), None).unwrap().unwrap();
+    for r in &rows {
+        ledger.record(r.clone());
+    }
+    assert!(ledger.flush(std::time::Duration::from_secs(30)));
+    ledger.close();
+    let mut store = open(&target).unwrap().unwrap();
+    let all = Query {
+        from: 0,
+        to: i64::MAX,
+        by: vec![tollgate::ledger::Dim::Model],
+    };
+    let groups = store.report(&all).unwrap(); // sums must not overflow
+    let landed: u64 = groups.iter().map(|g| g.requests).sum();
+    assert_eq!(landed, rows.len() as u64);
+    for g in &groups {
+        let name = &g.keys[0];
+        assert!(name.len() <= tollgate::ledger::MAX_TEXT && !name.contains('\u{0}'));
+        assert!(g.prompt_tokens <= g.requests * tollgate::ledger::MAX_TOKENS);
+    }
+}
+
+#[test]
+fn random_rows_all_reach_the_sqlite_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fuzz.sqlite").display().to_string();
+    every_random_row_lands(tollgate::policy::LedgerTarget::Sqlite(path));
+}
+
+#[test]
+fn random_rows_all_reach_the_postgres_ledger() {
+    every_random_row_lands(support::pg::PgSchema::new("tollgate_fuzz").target());
 }

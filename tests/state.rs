@@ -454,3 +454,43 @@ async fn fail_open_admits_and_the_cache_misses_while_redis_is_down() {
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(skipped >= 3, "{skipped}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_whose_answer_was_lost_is_cancelled() {
+    let redis = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let up = Fake::start().await;
+    let budget = "budgets:\n  - { scope: { team: web }, limit_usd: 100, period: day }";
+    let (url, gw) = gateway(&policy(
+        &up.base_url(),
+        &format!("\"{}\"", redis.url()),
+        "none",
+        budget,
+    ))
+    .await;
+    // Warm the connection, then stall Redis for 0.9 s: the reserve's
+    // answer times out (500 ms) and its script runs late, when Redis wakes.
+    assert_eq!(post(&url, A, &ask("hello")).await.status(), 200);
+    let port = redis.port.to_string();
+    let stall = std::thread::spawn(move || {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &port, "DEBUG", "SLEEP", "0.9"])
+            .output()
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let res = post(&url, A, &ask("hello again")).await;
+    assert_eq!(res.status(), 503);
+    stall.join().unwrap();
+    // The late hold was cancelled: only the first request's spend is left.
+    let mut reserved = String::new();
+    for _ in 0..50 {
+        let st = gw.budgets.status().await.unwrap();
+        reserved = st[0].reserved_usd.clone();
+        if reserved == "0" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(reserved, "0", "a lost reservation is still held");
+    assert_eq!(post(&url, A, &ask("and once more")).await.status(), 200);
+}

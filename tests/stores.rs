@@ -145,7 +145,7 @@ async fn limits_contract(store: impl Fn(Vec<RateLimit>) -> Arc<dyn RateLimits>) 
         assert_eq!(v.requests.unwrap().remaining, left);
     }
     match l.admit(s, 10).await {
-        Err(tollgate::state::limits::Refusal::Limited(Limited {
+        Err(tollgate::state::limits::Denial::Limited(Limited {
             kind: Kind::Requests,
             retry_after: Some(d),
             ..
@@ -158,7 +158,7 @@ async fn limits_contract(store: impl Fn(Vec<RateLimit>) -> Arc<dyn RateLimits>) 
     // A request over the token limit on its own can never pass.
     let k2 = Subject { key: "k2", ..s };
     match l.admit(k2, 101).await {
-        Err(tollgate::state::limits::Refusal::Limited(Limited {
+        Err(tollgate::state::limits::Denial::Limited(Limited {
             kind: Kind::Tokens,
             retry_after: None,
             ..
@@ -174,7 +174,7 @@ async fn limits_contract(store: impl Fn(Vec<RateLimit>) -> Arc<dyn RateLimits>) 
     tasks.close();
     tasks.wait().await;
     match l.admit(k3, 20).await {
-        Err(tollgate::state::limits::Refusal::Limited(Limited {
+        Err(tollgate::state::limits::Denial::Limited(Limited {
             kind: Kind::Tokens, ..
         })) => {}
         other => panic!("the corrected tokens were not taken: {other:?}"),

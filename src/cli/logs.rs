@@ -9,8 +9,14 @@
 //! goes the same way. `Logs::flush` (and dropping the guard `init` returns)
 //! waits until what was logged is written; a process killed outright loses
 //! at most the last `LINGER` of info lines.
+//!
+//! The channel is bounded (`QUEUE` lines): when stderr cannot keep up (a
+//! stalled pipe, a flood of requests), lines past it are dropped and
+//! counted, and the next write says how many, so logging never grows
+//! memory without bound or blocks a request.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::thread::Thread;
 use std::time::Duration;
@@ -19,6 +25,10 @@ use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 
 const LINGER: Duration = Duration::from_millis(10);
+/// Lines waiting for the writer at most.
+const QUEUE: usize = 65_536;
+/// Lines dropped since the last write because the queue was full.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 enum Msg {
     Line(Vec<u8>),
@@ -27,13 +37,13 @@ enum Msg {
 
 /// The writer side, shared by every thread that logs.
 pub struct Logs {
-    tx: Mutex<mpsc::Sender<Msg>>,
+    tx: Mutex<mpsc::SyncSender<Msg>>,
     writer: Thread,
 }
 
 impl Logs {
     fn start() -> Option<Logs> {
-        let (tx, rx) = mpsc::channel::<Msg>();
+        let (tx, rx) = mpsc::sync_channel::<Msg>(QUEUE);
         let handle = std::thread::Builder::new()
             .name("tollgate-logs".into())
             .spawn(move || write_loop(&rx))
@@ -45,7 +55,22 @@ impl Logs {
     }
 
     fn send(&self, m: Msg, urgent: bool) {
-        let sent = self.tx.lock().map(|tx| tx.send(m).is_ok()).unwrap_or(false);
+        let sent = self
+            .tx
+            .lock()
+            .map(|tx| match m {
+                // A flush waits for room: it is rare, and must arrive.
+                Msg::Flush(_) => tx.send(m).is_ok(),
+                Msg::Line(_) => match tx.try_send(m) {
+                    Ok(()) => true,
+                    Err(mpsc::TrySendError::Full(_)) => {
+                        DROPPED.fetch_add(1, Ordering::Relaxed);
+                        false
+                    }
+                    Err(mpsc::TrySendError::Disconnected(_)) => false,
+                },
+            })
+            .unwrap_or(false);
         if urgent && sent {
             self.writer.unpark();
         }
@@ -71,6 +96,11 @@ fn write_loop(rx: &mpsc::Receiver<Msg>) {
         std::thread::park_timeout(LINGER);
         while let Ok(m) = rx.try_recv() {
             take(m, &mut out);
+        }
+        let dropped = DROPPED.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let note = format!("tollgate: {dropped} log lines dropped (stderr fell behind)\n");
+            out.extend_from_slice(note.as_bytes());
         }
         let mut stderr = std::io::stderr().lock();
         let _ = stderr.write_all(&out).and_then(|()| stderr.flush());

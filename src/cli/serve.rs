@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// connections are closed.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     header_timeout: std::time::Duration,
+    /// Most client connections open at once; past it, new connections
+    /// wait in the kernel's backlog until one closes.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
     #[command(flatten)]
     router: super::plan::RouterArgs,
 }
@@ -119,6 +123,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )?);
     gw.log_availability();
+    if let Some(r) = gw.redis.clone() {
+        // Startup never waits on Redis; the check logs when it answers.
+        gw.tasks.spawn(async move {
+            if let Some(w) = r.eviction_risk().await {
+                tracing::error!(warning = %w, "shared state at risk");
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -137,7 +149,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = crate::server::listen::serve(
         listener,
         crate::server::app_live(live.clone()),
-        args.header_timeout,
+        crate::server::listen::Limits {
+            header_timeout: args.header_timeout,
+            max_connections: args.max_connections,
+        },
         signal,
     );
     let mut server = std::pin::pin!(server);

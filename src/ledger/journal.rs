@@ -285,22 +285,35 @@ impl Recovery {
         self.rows.is_empty() && self.files.is_empty()
     }
 
-    /// Inserts the rows `store` does not hold yet, then removes the files.
-    pub fn replay(&self, store: &mut dyn Store) -> anyhow::Result<()> {
+    /// Inserts the rows `store` does not hold yet with `insert` (the
+    /// writer's, which moves aside rows the store rejects), then removes
+    /// the files.
+    pub fn replay(
+        &self,
+        store: &mut dyn Store,
+        insert: impl FnOnce(&mut dyn Store, &mut Vec<Row>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         if let Some(from) = self.rows.iter().map(|r| r.ts).min() {
             let seen: HashSet<String> = store.seen_since(from)?;
-            let missing: Vec<Row> = self
+            // Cleaned as the writer cleans rows (journals written before
+            // it did may hold raw text), so keys match what was stored.
+            let mut missing: Vec<Row> = self
                 .rows
                 .iter()
-                .filter(|r| !seen.contains(&key(&r.request_id, r.ts, &r.key_id)))
                 .cloned()
+                .map(|mut r| {
+                    r.sanitize();
+                    r
+                })
+                .filter(|r| !seen.contains(&key(&r.request_id, r.ts, &r.key_id)))
                 .collect();
-            if !missing.is_empty() {
-                store.insert(&missing)?;
-            }
             let interrupted = missing.iter().filter(|r| r.ending == "interrupted").count();
+            let count = missing.len();
+            if !missing.is_empty() {
+                insert(store, &mut missing)?;
+            }
             tracing::warn!(
-                rows = missing.len(),
+                rows = count,
                 interrupted,
                 "recovered ledger rows a stopped process had not committed; interrupted requests are charged what they reserved"
             );

@@ -16,7 +16,7 @@ mod sqlite;
 mod tls;
 mod writer;
 
-pub use writer::Ledger;
+pub use writer::{rejected_rows, Ledger};
 
 use crate::clock::Millis;
 use crate::money::Nanos;
@@ -57,6 +57,16 @@ pub struct Row {
     /// strong_score when the gateway chose a model other than the baseline,
     /// else 0. Reports turn it into "quality retained".
     pub risk_milli: u64,
+    /// How sure `cost` is: `exact` (the upstream's usage, priced),
+    /// `estimated` (no valid usage came back: the tokens were counted
+    /// locally, e.g. a stream cut before its usage chunk) or `unpriced`
+    /// (no per-token price known for the model).
+    #[serde(default = "exact")]
+    pub certainty: String,
+}
+
+fn exact() -> String {
+    "exact".to_string()
 }
 
 impl Row {
@@ -85,7 +95,74 @@ impl Row {
             ending: String::new(),
             strong_milli: None,
             risk_milli: 0,
+            certainty: exact(),
         }
+    }
+}
+
+/// The most bytes a text column keeps: a client's `model` or
+/// `x-request-id` can be up to the body or header limit, and a row is
+/// kept for years.
+pub const MAX_TEXT: usize = 256;
+/// The most tokens a row counts, prompt or completion: beyond any model's
+/// context, so only absurd usage is clamped, and sums over millions of
+/// rows stay far inside a BIGINT.
+pub const MAX_TOKENS: u64 = 100_000_000;
+
+/// `s` as a store keeps it: each control character replaced by U+FFFD
+/// (PostgreSQL rejects NUL in text; the rest garble reports and logs; the
+/// mark shows the name was not stored as sent), at most `MAX_TEXT` bytes,
+/// cut on a character boundary. Borrowed when already clean.
+pub fn clean_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.len() <= MAX_TEXT && !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len().min(MAX_TEXT));
+    for c in s.chars() {
+        let c = if c.is_control() {
+            char::REPLACEMENT_CHARACTER
+        } else {
+            c
+        };
+        if out.len() + c.len_utf8() > MAX_TEXT {
+            break;
+        }
+        out.push(c);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+impl Row {
+    /// Makes the row storable whatever a client sent: every text cleaned
+    /// (`clean_text`) and the token counts clamped at `MAX_TOKENS`.
+    /// Returns whether anything changed.
+    pub fn sanitize(&mut self) -> bool {
+        let mut changed = false;
+        for s in [
+            &mut self.request_id,
+            &mut self.key_id,
+            &mut self.team,
+            &mut self.task,
+            &mut self.complexity,
+            &mut self.route,
+            &mut self.requested_model,
+            &mut self.model,
+            &mut self.cache,
+            &mut self.ending,
+            &mut self.certainty,
+        ] {
+            if let std::borrow::Cow::Owned(clean) = clean_text(s) {
+                *s = clean;
+                changed = true;
+            }
+        }
+        for n in [&mut self.prompt_tokens, &mut self.completion_tokens] {
+            if *n > MAX_TOKENS {
+                *n = MAX_TOKENS;
+                changed = true;
+            }
+        }
+        changed
     }
 }
 
@@ -200,6 +277,11 @@ pub trait Store: Send {
     fn report(&mut self, q: &Query) -> anyhow::Result<Vec<Group>>;
     /// The `journal::key` of every row with `ts >= from`.
     fn seen_since(&mut self, from: Millis) -> anyhow::Result<std::collections::HashSet<String>>;
+    /// Whether `e` (from `insert`) rejects the rows themselves (a
+    /// constraint, a value the store cannot hold) rather than telling
+    /// that the store is down: such rows are never going in, and are
+    /// moved aside (`writer`) instead of retried.
+    fn rejects(&self, e: &anyhow::Error) -> bool;
 }
 
 /// Opens (and creates the table of) the store a policy names.
@@ -235,18 +317,20 @@ fn schema() -> &'static str {
         ending TEXT NOT NULL,
         saved_nanos BIGINT NOT NULL DEFAULT 0,
         strong_milli INTEGER,
-        risk_milli BIGINT NOT NULL DEFAULT 0
+        risk_milli BIGINT NOT NULL DEFAULT 0,
+        certainty TEXT NOT NULL DEFAULT 'exact'
     );
     CREATE INDEX IF NOT EXISTS tollgate_ledger_ts ON tollgate_ledger (ts)"
 }
 
-const COLUMNS: usize = 22;
+const COLUMNS: usize = 23;
 
 /// Columns added after the first release, for ledgers made before them.
-const ADDED: [(&str, &str); 3] = [
+const ADDED: [(&str, &str); 4] = [
     ("saved_nanos", "BIGINT NOT NULL DEFAULT 0"),
     ("strong_milli", "INTEGER"),
     ("risk_milli", "BIGINT NOT NULL DEFAULT 0"),
+    ("certainty", "TEXT NOT NULL DEFAULT 'exact'"),
 ];
 
 fn insert_sql(p: fn(usize) -> String) -> String {
@@ -254,7 +338,8 @@ fn insert_sql(p: fn(usize) -> String) -> String {
     format!(
         "INSERT INTO tollgate_ledger (ts, day, request_id, key_id, team, task, complexity, route, \
          requested_model, model, prompt_tokens, completion_tokens, cost_nanos, baseline_nanos, \
-         cache, status, latency_ms, ttft_ms, ending, saved_nanos, strong_milli, risk_milli) VALUES ({})",
+         cache, status, latency_ms, ttft_ms, ending, saved_nanos, strong_milli, risk_milli, certainty) \
+         VALUES ({})",
         params.join(", ")
     )
 }

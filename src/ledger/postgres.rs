@@ -81,6 +81,7 @@ impl Store for Postgres {
                     &to_i64(r.saved.0),
                     &r.strong_milli.map(|v| i32::try_from(v).unwrap_or(i32::MAX)),
                     &to_i64(r.risk_milli),
+                    &r.certainty,
                 ],
             )?;
         }
@@ -114,6 +115,14 @@ impl Store for Postgres {
         }
         out.retain(|g| g.requests > 0);
         Ok(out)
+    }
+
+    /// SQLSTATE classes 22 (data exception: NUL in text, a number out of
+    /// range), 23 (integrity: a constraint) and 54 (a value over a limit).
+    fn rejects(&self, e: &anyhow::Error) -> bool {
+        e.downcast_ref::<postgres::Error>()
+            .and_then(postgres::Error::code)
+            .is_some_and(|c| ["22", "23", "54"].iter().any(|k| c.code().starts_with(k)))
     }
 
     fn seen_since(&mut self, from: i64) -> anyhow::Result<std::collections::HashSet<String>> {

@@ -69,6 +69,7 @@ impl Store for Sqlite {
                     to_i64(r.saved.0),
                     r.strong_milli,
                     to_i64(r.risk_milli),
+                    r.certainty,
                 ])?;
             }
         }
@@ -104,6 +105,16 @@ impl Store for Sqlite {
         // An empty ledger has one all-zero total row in SQL; drop it.
         out.retain(|g| g.requests > 0);
         Ok(out)
+    }
+
+    /// A constraint, a value of the wrong type or over SQLite's limits.
+    fn rejects(&self, e: &anyhow::Error) -> bool {
+        use rusqlite::ErrorCode::{ConstraintViolation, TooBig, TypeMismatch};
+        matches!(
+            e.downcast_ref::<rusqlite::Error>()
+                .and_then(rusqlite::Error::sqlite_error_code),
+            Some(ConstraintViolation | TooBig | TypeMismatch)
+        )
     }
 
     fn seen_since(&mut self, from: i64) -> anyhow::Result<std::collections::HashSet<String>> {

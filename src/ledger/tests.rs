@@ -25,6 +25,7 @@ pub fn row(i: u64, team: &str, model: &str, cost: u64) -> Row {
         ending: "complete".into(),
         strong_milli: Some(400),
         risk_milli: if model == "gpt-4" { 0 } else { 400 },
+        certainty: "exact".into(),
     }
 }
 

@@ -2,8 +2,18 @@
 //! written in batches, kept and retried while the store fails, drained on
 //! close. With a journal (`journal`), each row and each reservation is
 //! also appended to a local file first, so a crash loses neither.
+//!
+//! Every row is cleaned first (`Row::sanitize`): no client text can make
+//! a store refuse it. A row a store still rejects (`Store::rejects`: a
+//! constraint an operator added, say) is tried once in its batch and
+//! once alone, then moved aside: appended to the dead-letter file
+//! (`Aside`), counted in `tollgate_ledger_rows_rejected_total` and logged
+//! at ERROR with its fields (never prompt text: rows hold none). It never
+//! holds back the rows behind it. A store that is down keeps every row.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -19,6 +29,48 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// At shutdown, how long a failing store is retried before the rows still
 /// queued are reported lost.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Rows the stores rejected and moved aside, since start (all ledgers).
+static REJECTED: AtomicU64 = AtomicU64::new(0);
+
+/// Rows the store rejected and the writer moved aside, since start.
+pub fn rejected_rows() -> u64 {
+    REJECTED.load(Ordering::Relaxed)
+}
+
+/// Where rejected rows go: a JSON-lines file (`None`: the error log only).
+pub struct Aside(Option<PathBuf>);
+
+impl Aside {
+    /// Beside a SQLite ledger (`<file>.rejected.jsonl`), else in the
+    /// journal directory when there is one.
+    fn for_target(target: &LedgerTarget, journal: Option<&Path>) -> Aside {
+        Aside(match target {
+            LedgerTarget::Sqlite(path) => Some(PathBuf::from(format!("{path}.rejected.jsonl"))),
+            _ => journal.map(|d| d.join("rejected.jsonl")),
+        })
+    }
+
+    fn put(&self, row: &Row, e: &anyhow::Error) {
+        REJECTED.fetch_add(1, Ordering::Relaxed);
+        let line = serde_json::to_string(row).unwrap_or_default();
+        let saved = self.0.as_ref().map(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()))
+                .map(|()| p.display().to_string())
+        });
+        let file = match saved {
+            Some(Ok(p)) => p,
+            Some(Err(w)) => format!("(not saved: {w})"),
+            None => "(no dead-letter file)".to_string(),
+        };
+        tracing::error!(error = %format!("{e:#}"), row = %line, dead_letter = %file,
+            "the ledger store rejected a row; moved aside so later rows are not held back");
+    }
+}
 
 enum Msg {
     Row(Box<Row>),
@@ -56,6 +108,7 @@ impl Ledger {
         if target == LedgerTarget::None {
             return Ok(None);
         }
+        let journal_dir = journal;
         let (journal, recovery) = match journal.map(Journal::open) {
             None => (None, Recovery::default()),
             Some(Ok((j, r))) => (Some(j), r),
@@ -66,9 +119,10 @@ impl Ledger {
         };
         let (tx, rx) = mpsc::channel();
         let t = target.clone();
+        let aside = Aside::for_target(&target, journal_dir);
         let writer = std::thread::Builder::new()
             .name("tollgate-ledger".into())
-            .spawn(move || write_loop(&t, &rx, recovery))?;
+            .spawn(move || write_loop(&t, &rx, recovery, &aside))?;
         Ok(Some(Arc::new(Ledger {
             journalled: journal.is_some(),
             sending: Mutex::new(Some(Sending { tx, journal })),
@@ -96,7 +150,8 @@ impl Ledger {
         }
     }
 
-    fn send(&self, line: Line, row: Row) {
+    fn send(&self, line: Line, mut row: Row) {
+        row.sanitize();
         let Ok(mut guard) = self.sending.lock() else {
             return;
         };
@@ -151,7 +206,12 @@ impl Ledger {
     }
 }
 
-fn write_loop(target: &LedgerTarget, rx: &mpsc::Receiver<Msg>, recovery: Recovery) -> bool {
+fn write_loop(
+    target: &LedgerTarget,
+    rx: &mpsc::Receiver<Msg>,
+    recovery: Recovery,
+    aside: &Aside,
+) -> bool {
     let mut store: Option<Box<dyn Store>> = None;
     let mut recovery = (!recovery.is_empty()).then_some(recovery);
     let mut batch: Vec<Row> = Vec::new();
@@ -187,10 +247,9 @@ fn write_loop(target: &LedgerTarget, rx: &mpsc::Receiver<Msg>, recovery: Recover
             closed |= drain(&mut batch, &mut waiting);
         }
         if !batch.is_empty() || recovery.is_some() {
-            let result = commit(target, &mut store, &mut recovery, &batch);
+            let result = commit(target, &mut store, &mut recovery, &mut batch, aside);
             match result {
                 Ok(()) => {
-                    batch.clear();
                     backoff = Duration::from_millis(100);
                 }
                 Err(e) => {
@@ -219,23 +278,53 @@ fn write_loop(target: &LedgerTarget, rx: &mpsc::Receiver<Msg>, recovery: Recover
     }
 }
 
-/// Opens the store if needed, replays a recovery, inserts the batch.
+/// Opens the store if needed, replays a recovery, inserts the batch
+/// (emptied as its rows are committed or moved aside).
 fn commit(
     target: &LedgerTarget,
     store: &mut Option<Box<dyn Store>>,
     recovery: &mut Option<Recovery>,
-    batch: &[Row],
+    batch: &mut Vec<Row>,
+    aside: &Aside,
 ) -> anyhow::Result<()> {
     let s = match store {
         Some(s) => s,
         None => store.insert(open(target)?.ok_or_else(|| anyhow::anyhow!("no ledger configured"))?),
     };
     if let Some(r) = recovery {
-        r.replay(s.as_mut())?;
+        r.replay(s.as_mut(), |s, rows| insert(s, rows, aside))?;
         *recovery = None;
     }
-    if !batch.is_empty() {
-        s.insert(batch)?;
+    insert(s.as_mut(), batch, aside)
+}
+
+/// Inserts `rows` in one transaction; when the store rejects it for its
+/// data, row by row, moving aside those it rejects alone. Committed and
+/// rejected rows leave `rows`; on any other error (the store is down)
+/// what is left is kept for the retry.
+fn insert(s: &mut dyn Store, rows: &mut Vec<Row>, aside: &Aside) -> anyhow::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    match s.insert(rows) {
+        Ok(()) => {
+            rows.clear();
+            return Ok(());
+        }
+        Err(e) if !s.rejects(&e) => return Err(e),
+        Err(_) => {}
+    }
+    let mut left = std::mem::take(rows).into_iter();
+    while let Some(r) = left.next() {
+        match s.insert(std::slice::from_ref(&r)) {
+            Ok(()) => {}
+            Err(e) if s.rejects(&e) => aside.put(&r, &e),
+            Err(e) => {
+                rows.push(r);
+                rows.extend(left);
+                return Err(e);
+            }
+        }
     }
     Ok(())
 }

@@ -215,6 +215,7 @@ impl Generation {
                     self.out.ready.push_back(f);
                 }
                 self.text.push_str(&piece);
+                self.out.produced.push(&piece);
                 if let Some(reason) = choice.finish_reason {
                     let reason = if reason == "canceled" {
                         "stop".to_string()

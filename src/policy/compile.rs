@@ -13,6 +13,9 @@ use super::spend;
 use super::{Key, Policy, Provider, Retry, Route, When};
 
 const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// Time allowed to receive a request's body, unless `server.body_timeout`.
+const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Beyond any model's context today: an absurd `max_tokens` is a 400.
 const DEFAULT_MAX_TOKENS: u32 = 1 << 20;
 
@@ -53,6 +56,25 @@ pub fn compile(
         }
         Some(n) => n,
         None => 2048,
+    };
+
+    let metrics_open = match raw.server.metrics.as_deref() {
+        None | Some("admin") => false,
+        Some("open") => true,
+        Some(other) => {
+            errs.add(
+                "server.metrics",
+                format!("unknown value `{other}` (expected admin or open)"),
+            );
+            false
+        }
+    };
+
+    let body_timeout = match raw.server.body_timeout.as_deref() {
+        Some(t) => errs
+            .ok("server.body_timeout", parse_duration(t))
+            .unwrap_or(DEFAULT_BODY_TIMEOUT),
+        None => DEFAULT_BODY_TIMEOUT,
     };
 
     // Names declared, valid or not: a reference to an invalid entry is not
@@ -222,6 +244,8 @@ pub fn compile(
         max_body_bytes,
         max_tokens_cap,
         max_messages,
+        metrics_open,
+        body_timeout,
         providers,
         models,
         model_ids,

@@ -40,6 +40,10 @@ pub struct Policy {
     pub max_tokens_cap: u32,
     /// Most messages in one request.
     pub max_messages: u32,
+    /// `/metrics` needs no key (`server.metrics: open`); else an admin key.
+    pub metrics_open: bool,
+    /// Time allowed to receive a request's body.
+    pub body_timeout: std::time::Duration,
     pub providers: Vec<Provider>,
     pub models: Vec<Model>,
     pub model_ids: HashMap<String, ModelId>,
@@ -68,6 +72,8 @@ pub struct StateConfig {
     /// When Redis is unreachable, admit requests without budget and rate
     /// checks instead of answering 503.
     pub fail_open: bool,
+    /// The response cache's own Redis (`state.cache_url`); `None`: `redis`.
+    pub cache_redis: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -61,6 +61,9 @@ pub enum RawState {
         url: String,
         #[serde(default)]
         fail_open: bool,
+        /// The response cache's own Redis (one that may evict), so an
+        /// eviction can never drop budget spend; default: `url`.
+        cache_url: Option<String>,
     },
 }
 
@@ -118,6 +121,11 @@ pub struct RawServer {
     pub max_tokens: Option<u32>,
     /// Most messages in one request (default 2,048).
     pub max_messages: Option<u32>,
+    /// Who may read `/metrics`: `admin` (default: an admin key) or `open`
+    /// (anyone who can reach the port, for a scraper without a key).
+    pub metrics: Option<String>,
+    /// Time allowed to receive a request's body (default 30s).
+    pub body_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

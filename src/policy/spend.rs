@@ -306,21 +306,42 @@ pub(super) fn state(
     env: &dyn Fn(&str) -> Option<String>,
     errs: &mut Errors,
 ) -> StateConfig {
-    let (url, fail_open) = match raw {
-        None => (None, false),
-        Some(RawState::Url(u)) => (Some(u), false),
-        Some(RawState::Full { url, fail_open }) => (Some(url), fail_open),
+    let (url, fail_open, cache_url) = match raw {
+        None => (None, false, None),
+        Some(RawState::Url(u)) => (Some(u), false, None),
+        Some(RawState::Full {
+            url,
+            fail_open,
+            cache_url,
+        }) => (Some(url), fail_open, cache_url),
     };
-    let url = url.and_then(|u| errs.ok("state", expand(&u, env)));
-    let redis = match url.as_deref() {
-        None | Some("memory") | Some("") => None,
-        Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
-            Some(Secret::new(u.to_string()))
-        }
-        Some(_) => {
-            errs.add("state", "expected `memory` or a `redis://HOST:PORT/DB` URL");
-            None
+    let redis_url = |field: &str, u: Option<String>, errs: &mut Errors| {
+        let u = u.and_then(|u| errs.ok(field, expand(&u, env)));
+        match u.as_deref() {
+            None | Some("memory") | Some("") => None,
+            Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
+                Some(Secret::new(u.to_string()))
+            }
+            Some(_) => {
+                errs.add(
+                    field,
+                    "expected `memory` or a `redis://HOST:PORT/DB` (or `rediss://`) URL",
+                );
+                None
+            }
         }
     };
-    StateConfig { redis, fail_open }
+    let redis = redis_url("state", url, errs);
+    let cache_redis = redis_url("state.cache_url", cache_url, errs);
+    if cache_redis.is_some() && redis.is_none() {
+        errs.add(
+            "state.cache_url",
+            "needs the state itself in Redis (`url: redis://…`)",
+        );
+    }
+    StateConfig {
+        redis,
+        fail_open,
+        cache_redis,
+    }
 }

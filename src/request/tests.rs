@@ -45,7 +45,7 @@ fn upstream_body_keeps_unknown_fields_and_asks_for_usage() {
     )
     .unwrap();
     assert!(!r.include_usage);
-    let out: Value = serde_json::from_slice(&r.upstream_body("gpt-4-0613")).unwrap();
+    let out: Value = serde_json::from_slice(&r.upstream_body("gpt-4-0613", None)).unwrap();
     assert_eq!(out["model"], "gpt-4-0613");
     assert_eq!(out["tools"][0]["function"]["name"], "f");
     assert_eq!(out["seed"], 7);

@@ -44,6 +44,23 @@ impl Ask {
         bytes::Bytes::from(serde_json::to_vec(&b).unwrap_or_default())
     }
 
+    /// Whether the upstream adds input the gateway cannot see or count:
+    /// a stored response, conversation or prompt, or built-in tools (web
+    /// or file search results, which are billed as input). Such a request
+    /// is reserved at the model's whole context.
+    pub fn unbounded_input(&self) -> bool {
+        let set = |k: &str| self.body.get(k).is_some_and(|v| !v.is_null());
+        let builtin = self
+            .body
+            .get("tools")
+            .and_then(Value::as_array)
+            .is_some_and(|t| {
+                t.iter()
+                    .any(|t| t.get("type").and_then(Value::as_str) != Some("function"))
+            });
+        set("previous_response_id") || set("conversation") || set("prompt") || builtin
+    }
+
     /// `max_output_tokens`, as validated by `parse`.
     pub fn max_output_tokens(&self) -> Option<u64> {
         self.body.get("max_output_tokens").and_then(Value::as_u64)
@@ -76,6 +93,14 @@ pub fn parse(bytes: &[u8]) -> Result<(Ask, ChatRequest), Invalid> {
         return Err(Invalid::new(
             "Missing required parameter: 'input'.",
             Some("input"),
+        ));
+    }
+    if body.get("background") == Some(&Value::Bool(true)) {
+        return Err(Invalid::new(
+            "Background mode is not available through this gateway: a background response is \
+             billed after the request ends, where no budget can hold it. Send the request without \
+             'background'.",
+            Some("background"),
         ));
     }
     let t = translate::to_chat(&body)?;

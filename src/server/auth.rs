@@ -5,6 +5,13 @@
 //! key's digest is compared with every stored one in constant time, so
 //! neither timing nor early exit says which key (or how much of it)
 //! matched. The client's key is never forwarded upstream.
+//!
+//! HTTP Basic (the key as the password) is accepted for `/dashboard`
+//! only, the page a browser opens: a browser replays Basic credentials on
+//! every request to the origin, so on the API paths a cross-site page
+//! could otherwise spend through a logged-in browser. `/metrics` is open
+//! to anyone only when the policy says `server.metrics: open`; otherwise
+//! it needs an admin key (`server::metrics`).
 
 use std::sync::Arc;
 
@@ -49,7 +56,8 @@ pub async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
-    if UNAUTHENTICATED.contains(&req.uri().path()) {
+    let path = req.uri().path();
+    if UNAUTHENTICATED.contains(&path) || (path == "/metrics" && gw.policy.metrics_open) {
         return next.run(req).await;
     }
     let caller = match &gw.policy.keys {
@@ -60,7 +68,7 @@ pub async fn authenticate(
         },
         Some(keys) => {
             let browser = req.uri().path() == "/dashboard";
-            let Some(token) = bearer(&req) else {
+            let Some(token) = bearer(&req, browser) else {
                 let e = ApiError::unauthorized(
                     "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
                 );
@@ -98,9 +106,9 @@ pub async fn authenticate(
     next.run(req).await
 }
 
-/// The key: `Bearer <key>`, or HTTP Basic with the key as the password
-/// (what a browser sends for `/dashboard`).
-fn bearer(req: &Request) -> Option<String> {
+/// The key: `Bearer <key>`, or for a `browser` path HTTP Basic with the
+/// key as the password.
+fn bearer(req: &Request, browser: bool) -> Option<String> {
     use base64::Engine;
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
@@ -111,7 +119,7 @@ fn bearer(req: &Request) -> Option<String> {
     if scheme.eq_ignore_ascii_case("bearer") {
         return Some(token.to_string());
     }
-    if scheme.eq_ignore_ascii_case("basic") {
+    if browser && scheme.eq_ignore_ascii_case("basic") {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(token)
             .ok()?;

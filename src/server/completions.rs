@@ -1,14 +1,14 @@
 //! `POST /v1/completions` (the legacy text completions), passed through to
 //! OpenAI-compatible upstreams with the same accounting as chat: admit
 //! (key/team rate limits on the prompt tokens) → route (by name or alias,
-//! with fallback) → cache (deterministic requests, as chat) → the attempt
-//! loop (`passthrough::ready`: model limits, a reservation of the prompt
-//! plus `max_tokens`, 16 when absent as in OpenAI's API, circuit) →
-//! settle. Streams are relayed frame by frame, cut before they outgrow
-//! their reservation, and accounted when they end, however they end.
+//! with fallback) → cache (deterministic requests, as chat) → chat's
+//! attempt loop (`chat::dispatch`, with this endpoint's `Attempt`: the
+//! reservation holds the prompt plus `max_tokens`, 16 when absent as in
+//! OpenAI's API, for each completion billed) → settle. Streams are
+//! relayed frame by frame, cut before they outgrow their reservation, and
+//! accounted when they end, however they end.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::Request;
 use axum::response::Response;
@@ -18,15 +18,17 @@ use serde_json::{Map, Value};
 
 use super::auth::Caller;
 use super::chat::cache::{self, Lookup};
-use super::chat::reply::{self, Tags};
-use super::chat::settle::{Close, Fact, Tab};
+use super::chat::dispatch::{self, Attempt, Unfit};
+use super::chat::price::Need;
+use super::chat::settle::{Fact, Tab};
 use super::chat::stop::Stop;
-use super::chat::{admit, budget_cut, dispatch, parse};
-use super::passthrough::{self, Ready};
-use crate::gateway::Gateway;
+use super::chat::{admit, parse, replay, respond, Answered};
+use super::passthrough;
+use crate::gateway::{Backend, Gateway};
+use crate::policy::ModelId;
 use crate::request::Invalid;
-use crate::state::cache::{Directive, Entry};
-use crate::upstream::{Reply, RetryReason};
+use crate::state::cache::Directive;
+use crate::upstream::{Failure, Reply};
 
 /// OpenAI's default `max_tokens` for legacy completions.
 const DEFAULT_MAX_TOKENS: u32 = 16;
@@ -45,6 +47,8 @@ struct Ask {
     model: String,
     prompt_tokens: u32,
     max_tokens: u32,
+    /// Completions billed per `max_tokens`: prompts × max(`n`, `best_of`).
+    choices: u32,
     stream: bool,
     include_usage: bool,
 }
@@ -56,14 +60,20 @@ async fn handle(
     req: Request,
 ) -> Result<Response, Stop> {
     let (parts, body) = req.into_parts();
-    let bytes = parse::read_body(body, gw.policy.max_body_bytes).await?;
+    let bytes = parse::read_body(gw, &parts.headers, body).await?;
     let ask = parse_body(&bytes, gw.policy.max_tokens_cap)?;
     tab.note(Fact::Requested(&ask.model));
-    let mut limits = admit::run(gw, caller, &ask.model, ask.prompt_tokens).await?;
+    let limits = admit::run(gw, caller, &ask.model, ask.prompt_tokens).await?;
     tab.note(Fact::Completion(ask.prompt_tokens));
     let decision = passthrough::route(gw, &ask.model, ask.prompt_tokens)?;
     tab.note(Fact::Route(&decision.rule));
     let directive = Directive::of(&parts.headers, &ask.body);
+    let how = Answered {
+        decision: &decision,
+        class: None,
+        task: "completion",
+        needle: b"\"text\":\"",
+    };
     let plan = match cache::run(
         gw,
         &caller.team,
@@ -74,98 +84,51 @@ async fn handle(
     )
     .await
     {
-        Lookup::Hit(e) => {
-            return Ok(passthrough::replay(
-                tab,
-                &e,
-                &decision,
-                &limits,
-                "completion",
-            ))
-        }
+        Lookup::Hit(e) => return Ok(replay(tab, &e, &how, &limits)),
         Lookup::Miss(plan) => plan,
     };
     tab.note(Fact::Cache(plan.state));
-    let (mut last, mut down): (Option<RetryReason>, Vec<String>) = (None, Vec::new());
-    for &id in &decision.chain {
-        let name = &gw.model_names[id];
-        let ready = passthrough::ready(
-            gw,
-            caller,
-            tab,
-            id,
-            (ask.prompt_tokens, ask.body.get("prompt")),
-            Some(ask.max_tokens),
-            &mut limits,
-        );
-        let (up, remaining) = match ready.await? {
-            Ready::Go(up, remaining) => (up, remaining),
-            Ready::Skip(why) => {
-                down.extend(why);
-                continue;
-            }
-        };
-        let started = Instant::now();
-        let body = upstream_body(&ask, &gw.policy.models[id].upstream_model);
-        let mut on_finish = Some(tab.on_finish());
-        let out = up
-            .chat(
-                true,
-                body,
-                (ask.stream, ask.include_usage),
-                name.clone(),
-                &mut on_finish,
-            )
-            .await;
-        tab.upstream_time(started.elapsed());
-        dispatch::record(gw, id, &out);
-        let mut tags = Tags {
-            decision: &decision,
-            class: None,
-            task: "completion",
-            model: name,
-            fell_back: last.as_ref(),
-            notes: &[],
-            limits: &limits,
-            cache: plan.state,
-            cost: None,
-            remaining,
-        };
-        match out {
-            Ok(Reply::Json { body, usage }) => {
-                tab.first_byte();
-                let (cost, after) = tab.close(Close {
-                    usage,
-                    status: 200,
-                    ending: "complete",
-                });
-                if let (Some(key), Some(u)) = (plan.store, usage) {
-                    let entry = Entry {
-                        stream: false,
-                        model: name.to_string(),
-                        prompt_tokens: u.prompt_tokens,
-                        completion_tokens: u.completion_tokens,
-                        cost_nanos: cost.0,
-                        body: String::from_utf8_lossy(&body).into_owned(),
-                    };
-                    cache::store(gw, key, entry);
-                }
-                tags.cost = usage.map(|_| cost);
-                tags.remaining = after;
-                return Ok(reply::json(body, &tags));
-            }
-            Ok(Reply::Stream(s)) => {
-                tab.first_byte();
-                let mut s = budget_cut::guard_on(tab, s, b"\"text\":\"");
-                if let Some(key) = plan.store {
-                    s = cache::capture(gw, key, name.to_string(), tab.clone(), s);
-                }
-                return Ok(reply::stream(s, &tags));
-            }
-            Err(f) => last = Some(passthrough::failed(gw, tab, name, f)?),
-        }
+    let job = dispatch::Job {
+        attempt: &ask,
+        prompt_tokens: ask.prompt_tokens,
+        chain: &decision.chain,
+        caller,
+        tab,
+    };
+    let answer = dispatch::run(gw, job).await?;
+    Ok(respond(gw, tab, plan, limits, answer, how))
+}
+
+impl Attempt for Ask {
+    fn serves(&self, backend: &Backend) -> bool {
+        passthrough::serves(backend)
     }
-    Err(passthrough::nothing_answered(last, down))
+
+    async fn unfit(&self, _gw: &Gateway, _id: ModelId) -> Option<Unfit> {
+        None
+    }
+
+    fn need(&self, gw: &Gateway, id: ModelId) -> Need {
+        let input = (self.prompt_tokens, self.body.get("prompt"));
+        passthrough::need(gw, id, input, (Some(self.max_tokens), self.choices))
+    }
+
+    async fn call(&self, gw: &Gateway, id: ModelId, tab: &Tab) -> Result<Reply, Failure> {
+        let Backend::OpenAi(up) = &gw.backends[id] else {
+            return Err(passthrough::not_served(gw, id));
+        };
+        let body = upstream_body(self, &gw.policy.models[id].upstream_model);
+        let mut on_finish = Some(tab.on_finish());
+        let options = (self.stream, self.include_usage);
+        up.chat(
+            true,
+            body,
+            options,
+            gw.model_names[id].clone(),
+            &mut on_finish,
+        )
+        .await
+    }
 }
 
 fn parse_body(bytes: &[u8], cap: u32) -> Result<Ask, Invalid> {
@@ -194,6 +157,31 @@ fn parse_body(bytes: &[u8], cap: u32) -> Result<Ask, Invalid> {
             }
         },
     };
+    let count = |k: &str| match body.get(k) {
+        None | Some(Value::Null) => Ok(1),
+        Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n @ 1..=128) => Ok(n),
+            _ => Err(Invalid::new(
+                format!("Invalid '{k}': expected an integer from 1 to 128."),
+                Some(k),
+            )),
+        },
+    };
+    let (n, best_of) = (count("n")?, count("best_of")?);
+    if best_of < n {
+        return Err(Invalid::new(
+            "best_of must be greater than or equal to n.",
+            Some("best_of"),
+        ));
+    }
+    // Each prompt of an array gets its own completions.
+    let prompts = match body.get("prompt") {
+        Some(Value::Array(a)) if a.iter().any(|p| !p.is_u64()) => a.len().max(1),
+        _ => 1,
+    };
+    let choices = u32::try_from(prompts)
+        .unwrap_or(u32::MAX)
+        .saturating_mul(best_of);
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -214,6 +202,7 @@ fn parse_body(bytes: &[u8], cap: u32) -> Result<Ask, Invalid> {
         body,
         model,
         max_tokens,
+        choices,
         stream,
         include_usage,
     })

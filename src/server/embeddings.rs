@@ -1,15 +1,15 @@
 //! `POST /v1/embeddings`, through the chat path's stages: parse → admit
 //! (key/team rate limits, input tokens) → route (by model name or alias)
 //! → cache (embeddings are deterministic, so cached by default, per team)
-//! → the attempt loop (model rate limits, budget reservation of the input
-//! at the model's input price, circuit, call; fallback along the chain) →
-//! settle (ledger row with task `embedding`). Batched `input`, strings or
+//! → chat's attempt loop (`chat::dispatch`: model rate limits, budget
+//! reservation of the input at the model's input price, circuit, call;
+//! backoff and fallback along the chain) → settle (ledger row with task
+//! `embedding`). Batched `input`, strings or
 //! token arrays, passes through unchanged. The local engine serves chat
 //! only: a local model in the chain is passed over, and named in the 503
 //! when no model could answer.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::Request;
 use axum::response::Response;
@@ -19,15 +19,17 @@ use serde_json::{Map, Value};
 
 use super::auth::Caller;
 use super::chat::cache::{self, Lookup};
-use super::chat::reply::{self, Tags};
-use super::chat::settle::{Close, Fact, Tab};
+use super::chat::dispatch::{self, Attempt, Unfit};
+use super::chat::price::Need;
+use super::chat::settle::{Fact, Tab};
 use super::chat::stop::Stop;
-use super::chat::{admit, dispatch, parse};
-use super::passthrough::{self, Ready};
-use crate::gateway::Gateway;
+use super::chat::{admit, parse, replay, respond, Answered};
+use super::passthrough;
+use crate::gateway::{Backend, Gateway};
+use crate::policy::ModelId;
 use crate::request::Invalid;
-use crate::state::cache::{Directive, Entry};
-use crate::upstream::{RetryReason, Usage};
+use crate::state::cache::Directive;
+use crate::upstream::{Failure, Reply, Usage};
 
 pub async fn embeddings(
     Extension(gw): Extension<Arc<Gateway>>,
@@ -44,14 +46,20 @@ async fn handle(
     req: Request,
 ) -> Result<Response, Stop> {
     let (parts, body) = req.into_parts();
-    let bytes = parse::read_body(body, gw.policy.max_body_bytes).await?;
+    let bytes = parse::read_body(gw, &parts.headers, body).await?;
     let (body, model, tokens) = parse_body(&bytes)?;
     tab.note(Fact::Requested(&model));
-    let mut limits = admit::run(gw, caller, &model, tokens).await?;
+    let limits = admit::run(gw, caller, &model, tokens).await?;
     tab.note(Fact::Embedding(tokens));
     let decision = passthrough::route(gw, &model, tokens)?;
     tab.note(Fact::Route(&decision.rule));
     let directive = Directive::with(&parts.headers, true);
+    let how = Answered {
+        decision: &decision,
+        class: None,
+        task: "embedding",
+        needle: b"\"content\":\"",
+    };
     let plan = match cache::run(
         gw,
         &caller.team,
@@ -62,89 +70,54 @@ async fn handle(
     )
     .await
     {
-        Lookup::Hit(e) => {
-            return Ok(passthrough::replay(
-                tab,
-                &e,
-                &decision,
-                &limits,
-                "embedding",
-            ))
-        }
+        Lookup::Hit(e) => return Ok(replay(tab, &e, &how, &limits)),
         Lookup::Miss(plan) => plan,
     };
     tab.note(Fact::Cache(plan.state));
-    let mut last: Option<RetryReason> = None;
-    let mut down = Vec::new();
-    for &id in &decision.chain {
-        let name = &gw.model_names[id];
-        let (up, remaining) = match passthrough::ready(
-            gw,
-            caller,
-            tab,
-            id,
-            (tokens, body.get("input")),
-            Some(0),
-            &mut limits,
-        )
-        .await?
-        {
-            Ready::Go(up, remaining) => (up, remaining),
-            Ready::Skip(why) => {
-                down.extend(why);
-                continue;
-            }
-        };
-        let started = Instant::now();
-        let out = up
-            .embeddings(
-                upstream_body(&body, &gw.policy.models[id].upstream_model),
-                name.clone(),
-            )
-            .await;
-        tab.upstream_time(started.elapsed());
-        dispatch::record(gw, id, &out);
-        match out {
-            Ok((answer, prompt)) => {
-                tab.first_byte();
-                let usage = prompt.map(|p| Usage {
-                    prompt_tokens: p,
-                    completion_tokens: 0,
-                });
-                let (cost, after) = tab.close(Close {
-                    usage,
-                    status: 200,
-                    ending: "complete",
-                });
-                if let (Some(key), Some(u)) = (plan.store, usage) {
-                    let entry = Entry {
-                        stream: false,
-                        model: name.to_string(),
-                        prompt_tokens: u.prompt_tokens,
-                        completion_tokens: 0,
-                        cost_nanos: cost.0,
-                        body: String::from_utf8_lossy(&answer).into_owned(),
-                    };
-                    cache::store(gw, key, entry);
-                }
-                let t = Tags {
-                    decision: &decision,
-                    class: None,
-                    task: "embedding",
-                    model: name,
-                    fell_back: last.as_ref(),
-                    notes: &[],
-                    limits: &limits,
-                    cache: plan.state,
-                    cost: usage.map(|_| cost),
-                    remaining: after.or(remaining),
-                };
-                return Ok(reply::json(answer, &t));
-            }
-            Err(f) => last = Some(passthrough::failed(gw, tab, name, f)?),
-        }
+    let attempt = Embed { body, tokens };
+    let job = dispatch::Job {
+        attempt: &attempt,
+        prompt_tokens: tokens,
+        chain: &decision.chain,
+        caller,
+        tab,
+    };
+    let answer = dispatch::run(gw, job).await?;
+    Ok(respond(gw, tab, plan, limits, answer, how))
+}
+
+/// An embeddings request: its body and input tokens (cl100k).
+struct Embed {
+    body: Map<String, Value>,
+    tokens: u32,
+}
+
+impl Attempt for Embed {
+    fn serves(&self, backend: &Backend) -> bool {
+        passthrough::serves(backend)
     }
-    Err(passthrough::nothing_answered(last, down))
+
+    async fn unfit(&self, _gw: &Gateway, _id: ModelId) -> Option<Unfit> {
+        None
+    }
+
+    fn need(&self, gw: &Gateway, id: ModelId) -> Need {
+        passthrough::need(gw, id, (self.tokens, self.body.get("input")), (Some(0), 1))
+    }
+
+    /// The answer with its `usage.prompt_tokens` (no completion).
+    async fn call(&self, gw: &Gateway, id: ModelId, _tab: &Tab) -> Result<Reply, Failure> {
+        let Backend::OpenAi(up) = &gw.backends[id] else {
+            return Err(passthrough::not_served(gw, id));
+        };
+        let body = upstream_body(&self.body, &gw.policy.models[id].upstream_model);
+        let (body, prompt) = up.embeddings(body, gw.model_names[id].clone()).await?;
+        let usage = prompt.map(|p| Usage {
+            prompt_tokens: p,
+            completion_tokens: 0,
+        });
+        Ok(Reply::Json { body, usage })
+    }
 }
 
 /// The body, the model asked for, and the input tokens (cl100k for text,

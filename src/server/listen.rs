@@ -1,8 +1,10 @@
 //! The accept loop of `tollgate serve`: one HTTP/1.1 connection per
 //! client, served by hyper with a header read timeout, so a client that
 //! opens connections and sends its headers slowly (or never) cannot hold
-//! them. Graceful shutdown: stop accepting, ask every connection to finish
-//! its request in flight and close, wait for them.
+//! them, and at most `max_connections` at once (past it the loop stops
+//! accepting until one closes, so descriptors and memory stay bounded).
+//! Graceful shutdown: stop accepting, ask every connection to finish its
+//! request in flight and close, wait for them.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,16 +16,32 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
+/// What one client may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+}
+
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    header_timeout: Duration,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let header_timeout = limits.header_timeout;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let connections = TaskTracker::new();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -40,6 +58,7 @@ pub async fn serve(
         let service = TowerToHyperService::new(app.clone());
         let mut stopped = stopped.clone();
         connections.spawn(async move {
+            let _permit = permit;
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())

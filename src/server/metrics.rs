@@ -13,7 +13,26 @@ use http::{header, HeaderValue};
 
 use crate::gateway::Gateway;
 
-pub async fn metrics(Extension(gw): Extension<Arc<Gateway>>) -> Response {
+/// `GET /metrics`: for an admin key, or anyone with `server.metrics:
+/// open` (budget names, teams and money left are in it).
+pub async fn metrics(
+    Extension(gw): Extension<Arc<Gateway>>,
+    req: axum::extract::Request,
+) -> Response {
+    if !gw.policy.metrics_open {
+        let caller = req.extensions().get::<super::auth::Caller>();
+        let admin = match (caller.and_then(|c| c.key), &gw.policy.keys) {
+            (Some(i), Some(keys)) => keys[i].admin,
+            _ => false,
+        };
+        if !admin {
+            return crate::error::ApiError::forbidden(
+                "/metrics needs an admin key (a key with `admin: true`), \
+                 unless the policy sets `server.metrics: open`.",
+            )
+            .into_response();
+        }
+    }
     let mut res = text(&gw).await.into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -96,6 +115,16 @@ async fn budgets(gw: &Gateway, out: &mut String) {
             "tollgate_cache_skipped_total",
             "Cache lookups and stores skipped because Redis was unreachable (the cache fails open).",
             c.outages.cache_skipped.load(Relaxed),
+        ),
+        (
+            "tollgate_ledger_rows_rejected_total",
+            "Ledger rows the store rejected, moved to the dead-letter file.",
+            crate::ledger::rejected_rows(),
+        ),
+        (
+            "tollgate_usage_estimated_total",
+            "Requests charged on locally counted tokens: the upstream sent no valid usage (a cut stream, a missing or absurd usage object).",
+            c.usage_estimated.load(Relaxed),
         ),
     ] {
         let _ = writeln!(

@@ -102,13 +102,13 @@ async fn current(
     next: axum::middleware::Next,
 ) -> Response {
     req.extensions_mut().insert(live.load());
-    req.extensions_mut().insert(Stop(live.stop.clone()));
+    req.extensions_mut().insert(Shutdown(live.stop.clone()));
     next.run(req).await
 }
 
 /// The shutdown stop token, as a request extension.
 #[derive(Clone)]
-pub struct Stop(pub tokio_util::sync::CancellationToken);
+pub struct Shutdown(pub tokio_util::sync::CancellationToken);
 
 /// The app for one fixed gateway.
 pub fn app(gw: Arc<Gateway>) -> Router {
@@ -171,13 +171,18 @@ async fn readyz(Extension(gw): Extension<Arc<Gateway>>) -> Response {
         Some(_) => "unreachable",
     };
     let ready = models && state != "unreachable";
-    let warnings: Vec<serde_json::Value> = gw
+    let mut warnings: Vec<serde_json::Value> = gw
         .policy
         .models
         .iter()
         .zip(&gw.backends)
         .filter_map(|(m, b)| Some(json!({"model": m.name, "warning": b.warning()?})))
         .collect();
+    if let Some(r) = gw.redis.as_ref().filter(|_| state == "ok") {
+        if let Some(w) = r.eviction_risk().await {
+            warnings.push(json!({"state": "redis", "warning": w}));
+        }
+    }
     let body = Json(json!({
         "status": if ready { "ready" } else if models { "state unreachable" } else { "loading" },
         "models": if models { "ready" } else { "loading" },

@@ -17,6 +17,11 @@ pub struct Redis {
 impl Redis {
     /// Connects lazily: startup never waits for Redis.
     pub fn connect(url: &str) -> anyhow::Result<Redis> {
+        if url.starts_with("rediss://") {
+            // rustls needs one process-wide crypto provider; ring is the
+            // one the rest of the gateway builds (a second call is a no-op).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let client =
             redis::Client::open(url).map_err(|e| anyhow::anyhow!("invalid Redis URL: {e}"))?;
         let config = ConnectionManagerConfig::new()
@@ -51,6 +56,25 @@ impl Redis {
 
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Whether this Redis may evict keys (a `maxmemory` with a policy
+    /// other than `noeviction`): budget spend and rate-limit windows held
+    /// there could then vanish. `None` when it cannot be told (`CONFIG`
+    /// refused, as managed services do) or there is no risk.
+    pub async fn eviction_risk(&self) -> Option<String> {
+        let mut c = self.conn();
+        let get = |name: &'static str| redis::cmd("CONFIG").arg("GET").arg(name).clone();
+        let policy: Vec<String> = get("maxmemory-policy").query_async(&mut c).await.ok()?;
+        let memory: Vec<String> = get("maxmemory").query_async(&mut c).await.ok()?;
+        let policy = policy.get(1)?;
+        let limited = memory.get(1).is_some_and(|m| m != "0");
+        (limited && policy != "noeviction").then(|| {
+            format!(
+                "this Redis may evict keys (maxmemory-policy {policy}): budget spend held there could be \
+                 forgotten. Set maxmemory-policy noeviction, and give the cache its own Redis (state.cache_url)"
+            )
+        })
     }
 
     /// PING, for `/readyz`.

@@ -74,12 +74,66 @@ pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         s.push_str(&c.to_string());
         cur = c.source();
     }
-    s
+    redact_urls(&s)
+}
+
+/// `s` with the credentials of every URL in it removed: user and password
+/// (`https://user:key@host` → `https://***@host`) and the query string
+/// (`?api-key=…` → `?***`), so errors can be logged (reqwest's name the
+/// URL they were sending to).
+pub fn redact_urls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | ','))
+            .unwrap_or(tail.len());
+        let (url, after) = tail.split_at(end);
+        let authority_end = url.find(['/', '?', '#']).unwrap_or(url.len());
+        let (authority, path) = url.split_at(authority_end);
+        match authority.rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        match path.find('?') {
+            Some(q) => {
+                out.push_str(&path[..q]);
+                out.push_str("?***");
+            }
+            None => out.push_str(path),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 fn truncate(s: &str) -> &str {
     match s.char_indices().nth(200) {
         Some((i, _)) => &s[..i],
         None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_lose_their_credentials() {
+        let e = "error sending request for url (https://user:sk-secret@api.example.com/v1/chat?api-key=k2): connect";
+        let r = super::redact_urls(e);
+        assert_eq!(
+            r,
+            "error sending request for url (https://***@api.example.com/v1/chat?***): connect"
+        );
+        assert!(!r.contains("secret") && !r.contains("k2"));
+        assert_eq!(
+            super::redact_urls("http://127.0.0.1:9/v1 refused"),
+            "http://127.0.0.1:9/v1 refused"
+        );
     }
 }

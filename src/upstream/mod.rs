@@ -56,26 +56,131 @@ pub enum Ending {
     ClientGone,
 }
 
+/// How a reply ended, for its accounting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finish {
+    /// The usage the model server reported (`None`: it sent none).
+    pub usage: Option<Usage>,
+    pub ending: Ending,
+    /// The text the reply carried so far: what is counted when `usage`
+    /// is missing, so a cut stream still pays its tokens.
+    pub produced: Produced,
+}
+
 /// Called exactly once when a reply ends, however it ends.
-pub type OnFinish = Box<dyn FnOnce(Option<Usage>, Ending) + Send>;
+pub type OnFinish = Box<dyn FnOnce(Finish) + Send>;
+
+/// The generated text of a reply as it arrives: content, refusals,
+/// reasoning and tool-call names and arguments, of every choice. Past
+/// `Produced::CAP` bytes only the length grows (counted as one token a
+/// byte: never under).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Produced {
+    pub text: String,
+    /// Bytes past the cap, not kept.
+    pub overflow: u64,
+}
+
+impl Produced {
+    pub const CAP: usize = 1 << 20;
+
+    pub fn push(&mut self, s: &str) {
+        let room = Self::CAP.saturating_sub(self.text.len());
+        if s.len() <= room {
+            self.text.push_str(s);
+        } else {
+            self.overflow += s.len() as u64;
+        }
+    }
+
+    /// Its tokens by `count` (a model's counter), the bytes past the cap
+    /// at one token each.
+    pub fn tokens(&self, count: impl Fn(&str) -> u64) -> u64 {
+        count(&self.text).saturating_add(self.overflow)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty() && self.overflow == 0
+    }
+
+    /// Adds the generated text of one OpenAI object: a Chat Completions
+    /// chunk or response (`delta` or `message`), a legacy completion
+    /// (`text`), or a Responses API event or response.
+    pub fn push_json(&mut self, v: &serde_json::Value) {
+        let mut add = |v: Option<&serde_json::Value>| {
+            if let Some(s) = v.and_then(serde_json::Value::as_str) {
+                self.push(s);
+            }
+        };
+        if let Some(choices) = v.get("choices").and_then(serde_json::Value::as_array) {
+            for c in choices {
+                add(c.get("text"));
+                let Some(m) = c.get("delta").or_else(|| c.get("message")) else {
+                    continue;
+                };
+                for k in ["content", "refusal", "reasoning_content"] {
+                    add(m.get(k));
+                }
+                let calls = m.get("tool_calls").and_then(serde_json::Value::as_array);
+                for call in calls.into_iter().flatten() {
+                    add(call.pointer("/function/name"));
+                    add(call.pointer("/function/arguments"));
+                }
+            }
+            return;
+        }
+        // Responses: a `*.delta` event, or a whole response's output.
+        if v.get("type")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|t| t.ends_with(".delta"))
+        {
+            add(v.get("delta"));
+            return;
+        }
+        let output = v
+            .get("output")
+            .or_else(|| v.pointer("/response/output"))
+            .and_then(serde_json::Value::as_array);
+        for item in output.into_iter().flatten() {
+            add(item.get("arguments"));
+            let parts = item.get("content").and_then(serde_json::Value::as_array);
+            for p in parts.into_iter().flatten() {
+                add(p.get("text"));
+                add(p.get("refusal"));
+            }
+        }
+    }
+}
 
 /// What every streamed reply keeps while it runs: frames ready for the
-/// client, the usage seen so far, how it ended, and the finish callback.
-/// Dropping it before the end (the client went away) still runs the
-/// callback, with `Ending::ClientGone`.
+/// client, the usage seen so far, the text produced so far, how it ended,
+/// and the finish callback. Dropping it before the end (the client went
+/// away) still runs the callback, with `Ending::ClientGone`.
 #[derive(Default)]
 pub struct Outbox {
     pub ready: VecDeque<Bytes>,
     pub usage: Option<Usage>,
+    pub produced: Produced,
     pub ending: Option<Ending>,
     pub on_finish: Option<OnFinish>,
 }
 
+impl Outbox {
+    /// Runs the finish callback, if it has not run.
+    fn finish(&mut self, ending: Ending) {
+        if let Some(done) = self.on_finish.take() {
+            done(Finish {
+                usage: self.usage,
+                ending,
+                produced: std::mem::take(&mut self.produced),
+            });
+        }
+    }
+}
+
 impl Drop for Outbox {
     fn drop(&mut self) {
-        if let Some(done) = self.on_finish.take() {
-            done(self.usage, Ending::ClientGone);
-        }
+        self.finish(Ending::ClientGone);
     }
 }
 
@@ -96,9 +201,7 @@ pub fn into_sse<P: Pull>(reply: P) -> SseStream {
         loop {
             let out = r.outbox();
             if let Some(ending) = out.ending.filter(|_| out.ready.len() <= 1) {
-                if let Some(done) = out.on_finish.take() {
-                    done(out.usage, ending);
-                }
+                out.finish(ending);
             }
             if let Some(f) = out.ready.pop_front() {
                 return Some((f, r));

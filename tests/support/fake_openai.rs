@@ -38,6 +38,14 @@ pub enum Behavior {
     DropMidStream,
     /// Stream: send headers, then close without any event.
     CloseBeforeFirstEvent,
+    /// Stream: `pieces` content chunks of " tok" (one cl100k token
+    /// each), `delay` apart, then the usage chunk and `[DONE]`.
+    SlowStream {
+        pieces: usize,
+        delay: Duration,
+    },
+    /// Answer with this `usage` value (JSON replies; `null`: none at all).
+    Usage(Value),
 }
 
 #[derive(Debug, Clone)]
@@ -343,7 +351,8 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
     let stream = req["stream"].as_bool().unwrap_or(false);
     let usage_wanted = req["stream_options"]["include_usage"]
         .as_bool()
-        .unwrap_or(false);
+        .unwrap_or(false)
+        && !matches!(&behavior, Behavior::Usage(Value::Null));
     let prompt_tokens = match s.prompt_scale {
         Some(k) => {
             let m = req["messages"].as_array().cloned().unwrap_or_default();
@@ -363,6 +372,19 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         let mut b = s.billed.lock().unwrap();
         *b = (b.0 + prompt_tokens, b.1 + completion as u64);
     };
+    if let (false, Behavior::Usage(u)) = (stream, &behavior) {
+        bill(7.min(cap));
+        let mut body = json!({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_700_000_000,
+            "model": format!("{model}-fake"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the fake upstream."},
+                         "logprobs": null, "finish_reason": "stop"}],
+        });
+        if !u.is_null() {
+            body["usage"] = u.clone();
+        }
+        return axum::Json(body).into_response();
+    }
     if !stream {
         bill(7.min(cap));
         let message = if tools {
@@ -382,8 +404,13 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         });
         return axum::Json(body).into_response();
     }
-    let pieces = ["Hello", " from", " the", " fake", " upstream."];
-    let pieces = &pieces[..pieces.len().min(cap)];
+    let (pieces, delay): (Vec<&str>, Duration) = match behavior {
+        Behavior::SlowStream { pieces, delay } => (vec![" tok"; pieces.min(cap)], delay),
+        _ => {
+            let p = ["Hello", " from", " the", " fake", " upstream."];
+            (p[..p.len().min(cap)].to_vec(), s.chunk_delay)
+        }
+    };
     bill(pieces.len());
     let mut frames: Vec<String> = Vec::new();
     let chunk = |delta: Value, finish: Value| {
@@ -401,7 +428,7 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         json!({"role": "assistant", "content": ""}),
         Value::Null,
     ));
-    for p in pieces {
+    for p in &pieces {
         frames.push(chunk(json!({"content": p}), Value::Null));
     }
     frames.push(chunk(json!({}), json!("stop")));
@@ -415,7 +442,6 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         frames.push(format!("data: {u}\n\n"));
     }
     frames.push("data: [DONE]\n\n".into());
-    let delay = s.chunk_delay;
     let body = match behavior {
         Behavior::CloseBeforeFirstEvent => Body::empty(),
         Behavior::DropMidStream => {
@@ -448,21 +474,23 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
 use futures::StreamExt;
 
 /// A deterministic stand-in for a tokenizer: one token per whitespace word.
+/// Content parts: the words of text parts, and 765 tokens an image (what
+/// OpenAI bills a 512×512 image at high detail).
 fn prompt_tokens(req: &Value) -> u64 {
+    let words = |t: &str| t.split_whitespace().count() as u64;
+    let content = |c: &Value| match c {
+        Value::Array(parts) => parts
+            .iter()
+            .map(|p| match p["type"].as_str() {
+                Some("image_url") => 765,
+                _ => words(p["text"].as_str().unwrap_or("")),
+            })
+            .sum(),
+        c => words(c.as_str().unwrap_or("")),
+    };
     req["messages"]
         .as_array()
-        .map(|m| {
-            m.iter()
-                .map(|m| {
-                    m["content"]
-                        .as_str()
-                        .unwrap_or("")
-                        .split_whitespace()
-                        .count() as u64
-                        + 4
-                })
-                .sum()
-        })
+        .map(|m| m.iter().map(|m| content(&m["content"]) + 4).sum())
         .unwrap_or(0)
 }
 

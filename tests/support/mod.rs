@@ -7,6 +7,7 @@
 )]
 
 pub mod fake_openai;
+pub mod pg;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -29,7 +30,7 @@ pub fn policy(primary: &str, backup: &str, timeout: &str) -> String {
         r#"
 version: 1
 ledger: none
-server: {{ max_body: 64KiB }}
+server: {{ max_body: 64KiB, metrics: open }}
 providers:
   primary: {{ kind: openai, base_url: "{primary}", api_key: upstream-secret, timeout: {timeout} }}
   backup: {{ kind: openai, base_url: "{backup}", api_key: upstream-secret, timeout: 2s }}
@@ -118,11 +119,23 @@ pub fn spawn_serve_with(
     log: impl Into<std::process::Stdio>,
     extra: &[&str],
 ) -> (std::process::Child, String) {
+    spawn_serve_env(bin, policy, log, extra, &[])
+}
+
+/// `spawn_serve_with`, with extra environment variables.
+pub fn spawn_serve_env(
+    bin: &str,
+    policy: &Path,
+    log: impl Into<std::process::Stdio>,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--allow-anonymous"])
         .args(extra)
+        .envs(env.iter().copied())
         .arg("--config")
         .arg(policy)
         .stdout(Stdio::piped())
@@ -144,17 +157,28 @@ pub fn spawn_serve_with(
 /// A throwaway redis-server on a free port, killed on drop.
 pub struct RedisServer {
     pub port: u16,
+    args: Vec<String>,
     child: Option<std::process::Child>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// With extra `redis-server` arguments.
+    pub fn start_with(args: &[&str]) -> RedisServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut r = RedisServer { port, child: None };
+        let args = args.iter().map(|a| a.to_string()).collect();
+        let mut r = RedisServer {
+            port,
+            args,
+            child: None,
+        };
         r.restart();
         r
     }
@@ -169,6 +193,7 @@ impl RedisServer {
         let child = std::process::Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(&self.args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -236,6 +261,16 @@ impl Stack {
             .post(format!("{}{path}", self.url))
             .bearer_auth(key)
             .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET path` with `key`.
+    pub async fn get_with(&self, path: &str, key: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(key)
             .send()
             .await
             .unwrap()

@@ -8,7 +8,7 @@ use super::stop::Stop;
 use crate::gateway::Gateway;
 use crate::policy::Subject;
 use crate::server::auth::Caller;
-use crate::state::limits::{Refusal, Verdict};
+use crate::state::limits::{Denial, Verdict};
 
 pub async fn run(
     gw: &Gateway,
@@ -37,11 +37,11 @@ pub async fn limits(gw: &Gateway, s: Subject<'_>, tokens: u32) -> Result<Verdict
     }
     match gw.limits.admit(s, tokens).await {
         Ok(v) => Ok(v),
-        Err(Refusal::Limited(l)) => {
+        Err(Denial::Limited(l)) => {
             gw.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
             Err(Stop::RateLimited(l, tokens))
         }
-        Err(Refusal::Unavailable) => unreachable(gw).map(|()| Verdict::default()),
+        Err(Denial::Unavailable) => unreachable(gw).map(|()| Verdict::default()),
     }
 }
 

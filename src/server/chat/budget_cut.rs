@@ -36,8 +36,10 @@ pub fn guard_on(tab: &Tab, s: SseStream, needle: &'static [u8]) -> SseStream {
                             prompt_tokens: prompt,
                             completion_tokens: sent,
                         }),
+                        counted: true,
                         status: 200,
                         ending: "budget_cut",
+                        ..Close::default()
                     });
                     let err = ApiError::insufficient_quota(
                         "This stream was stopped: continuing would cost more than the budget reserved for it.",

@@ -1,9 +1,12 @@
-//! Dispatch: the attempt loop over the route's chain.
+//! Dispatch: the attempt loop over the route's chain, the only one. Every
+//! endpoint (chat, Responses, legacy completions, embeddings) rides it and
+//! brings only what is its own (`Attempt`): whether a model can take the
+//! request at all, what a reservation holds, and the call itself.
 //!
-//! Per model, in order: context fit, the model's own rate limits, the
-//! budget reservation, the circuit breaker, then the call. A model passed
-//! over for one of the first three is skipped for the rest of the request
-//! and named in `x-tollgate-reason`.
+//! Per model, in order: fit (context, features, endpoint), the model's own
+//! rate limits, the budget reservation, the circuit breaker, then the
+//! call. A model passed over for one of the first three is skipped for the
+//! rest of the request and named in `x-tollgate-reason`.
 //!
 //! Fallback: a connect error, a timeout, 408/409/429/5xx, or a stream that
 //! ends before its first event moves to the next model in the chain, after
@@ -12,6 +15,7 @@
 //! byte to the client it is never restarted: a break becomes a final error
 //! event.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,14 +23,13 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use super::admit;
+use super::price::Need;
 use super::settle::Tab;
 use super::stop::{Overflow, Stop};
 use crate::circuit::{Admit, State as CircuitState};
 use crate::gateway::{Backend, Gateway};
 use crate::money::Nanos;
 use crate::policy::{ModelId, OnExhausted};
-use crate::request::ChatRequest;
-use crate::responses::Ask;
 use crate::server::auth::Caller;
 use crate::state::budgets::{Exhausted, Refusal};
 use crate::state::limits::{Limited, Verdict};
@@ -34,15 +37,50 @@ use crate::upstream::{Failure, Reply, RetryReason};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// What an endpoint brings to the attempt loop.
+pub trait Attempt: Sync {
+    /// Whether this endpoint can be served by `backend` at all (the local
+    /// engine serves chat only); asked first, loaded or not.
+    fn serves(&self, _backend: &Backend) -> bool {
+        true
+    }
+    /// Why `id` cannot take this request at all (asked once per model).
+    fn unfit(&self, gw: &Gateway, id: ModelId) -> impl Future<Output = Option<Unfit>> + Send;
+    /// What a reservation on `id` holds.
+    fn need(&self, gw: &Gateway, id: ModelId) -> Need;
+    /// One call to `id`; a stream closes `tab` when it ends.
+    fn call(
+        &self,
+        gw: &Gateway,
+        id: ModelId,
+        tab: &Tab,
+    ) -> impl Future<Output = Result<Reply, Failure>> + Send;
+    /// A note for `x-tollgate-reason` when `id` answered.
+    fn answered(&self, _gw: &Gateway, _id: ModelId) -> Option<String> {
+        None
+    }
+}
+
+/// Why a model cannot take a request at all.
+pub enum Unfit {
+    TooSmall(Overflow),
+    /// A Responses feature Chat Completions cannot carry: what, and its field.
+    Cannot(String, String),
+    /// The model cannot serve this endpoint (the local engine: chat only).
+    Endpoint,
+}
+
+/// Why a local model is passed over on the endpoints it does not serve.
+pub const CHAT_ONLY: &str = "cannot serve this endpoint (the local engine serves chat only)";
+
 /// What the attempt loop needs to know about the request.
-pub struct Job<'a> {
-    pub chat: &'a ChatRequest,
+pub struct Job<'a, A> {
+    pub attempt: &'a A,
+    /// cl100k, for the models' own rate limits.
     pub prompt_tokens: u32,
     pub chain: &'a [ModelId],
     pub caller: &'a Caller,
     pub tab: &'a Tab,
-    /// For `/v1/responses`: the client's request, for models that speak it.
-    pub responses: Option<&'a Arc<Ask>>,
 }
 
 /// The model that answered, and how the chain got there.
@@ -61,11 +99,9 @@ pub struct Answer {
 
 /// Why a model of the chain was passed over.
 enum Skip {
-    TooSmall(Overflow),
+    Unfit(Unfit),
     Budget(Exhausted),
     Limited(Limited),
-    /// A Responses feature Chat Completions cannot carry: what, and its field.
-    Cannot(String, String),
 }
 
 /// One model of the chain during the loop.
@@ -75,14 +111,13 @@ struct Slot {
     skip: Option<Skip>,
 }
 
-pub async fn run(gw: &Arc<Gateway>, job: Job<'_>) -> Result<Answer, Stop> {
+pub async fn run<A: Attempt>(gw: &Arc<Gateway>, job: Job<'_, A>) -> Result<Answer, Stop> {
     let Job {
-        chat,
+        attempt,
         prompt_tokens,
         chain,
         caller,
         tab,
-        responses,
     } = job;
     let policy = &gw.policy;
     let attempts = (policy.retry.max_attempts as usize).max(chain.len());
@@ -97,21 +132,19 @@ pub async fn run(gw: &Arc<Gateway>, job: Job<'_>) -> Result<Answer, Stop> {
         let id = chain[at];
         let name = &gw.model_names[id];
         let backend = &gw.backends[id];
-        if let Some(why) = backend.unavailable_reason() {
+        if !attempt.serves(backend) {
+            slots[at].skip = Some(Skip::Unfit(Unfit::Endpoint));
+            continue;
+        }
+        if let Some(why) = backend.client_reason() {
             note_down(&mut down, name, &why);
             last.get_or_insert(RetryReason::Unavailable(why));
             continue;
         }
         let slot = &mut slots[at];
-        let translated = responses.filter(|_| translates(backend));
         if !slot.fit_checked {
             slot.fit_checked = true;
-            slot.skip = match translated.and_then(|a| a.upstream_only.clone()) {
-                Some((what, field)) => Some(Skip::Cannot(what, field)),
-                None => overflow(gw, id, chat, prompt_tokens)
-                    .await
-                    .map(Skip::TooSmall),
-            };
+            slot.skip = attempt.unfit(gw, id).await.map(Skip::Unfit);
         }
         if slot.skip.is_some() {
             continue;
@@ -124,8 +157,8 @@ pub async fn run(gw: &Arc<Gateway>, job: Job<'_>) -> Result<Answer, Stop> {
             }
             Err(e) => return Err(e),
         }
-        let counted = super::price::count_chat(gw, id, chat, prompt_tokens);
-        let remaining = match tab.reserve(id, caller, counted, chat.max_tokens).await {
+        let need = attempt.need(gw, id);
+        let remaining = match tab.reserve(id, caller, need).await {
             Ok(r) => r,
             Err(Refusal::Exhausted(e)) if e.action == OnExhausted::Downgrade => {
                 gw.counters
@@ -157,18 +190,14 @@ pub async fn run(gw: &Arc<Gateway>, job: Job<'_>) -> Result<Answer, Stop> {
         }
         tried += 1;
         let started = Instant::now();
-        let result = call(gw, id, chat, responses, tab).await;
+        let result = attempt.call(gw, id, tab).await;
         tab.upstream_time(started.elapsed());
         record(gw, id, &result);
         match result {
             Ok(reply) => {
                 tab.first_byte();
                 let mut notes = notes(gw, chain, &slots);
-                if translated.is_some() {
-                    notes.push(format!(
-                        "{name} answered through Chat Completions (Responses translated)"
-                    ));
-                }
+                notes.extend(attempt.answered(gw, id));
                 return Ok(Answer {
                     model: id,
                     reply,
@@ -192,9 +221,8 @@ pub async fn run(gw: &Arc<Gateway>, job: Job<'_>) -> Result<Answer, Stop> {
     }
     Err(nothing_answered(
         gw,
-        tried,
-        prompt_tokens,
-        slots,
+        (tried, prompt_tokens),
+        (chain, slots),
         last,
         down,
     ))
@@ -208,46 +236,6 @@ fn note_down(down: &mut Vec<String>, name: &str, why: &str) {
     };
     if !down.contains(&note) {
         down.push(note);
-    }
-}
-
-/// Whether a Responses request must be translated for `backend`.
-fn translates(backend: &Backend) -> bool {
-    !matches!(backend, Backend::OpenAi(up) if up.speaks_responses())
-}
-
-/// One call to a backend: a Responses request as it is to a provider that
-/// speaks it, else its chat equivalent, with the answer translated back.
-async fn call(
-    gw: &Gateway,
-    id: ModelId,
-    chat: &ChatRequest,
-    responses: Option<&Arc<Ask>>,
-    tab: &Tab,
-) -> Result<Reply, Failure> {
-    let mut on_finish = Some(tab.on_finish());
-    let name = gw.model_names[id].clone();
-    let backend = &gw.backends[id];
-    if let (Some(ask), Backend::OpenAi(up)) = (responses, backend) {
-        if up.speaks_responses() {
-            let body = ask.upstream_body(&gw.policy.models[id].upstream_model);
-            return up.responses(body, ask.stream, name, &mut on_finish).await;
-        }
-    }
-    let reply = match backend {
-        Backend::OpenAi(up) => {
-            let body = chat.upstream_body(&gw.policy.models[id].upstream_model);
-            let options = (chat.stream, chat.include_usage);
-            up.chat(false, body, options, name, &mut on_finish).await
-        }
-        #[cfg(feature = "local")]
-        Backend::Local(m) => m.chat(chat, name, &mut on_finish).await,
-        Backend::Unavailable(why) => Err(Failure::Retry(RetryReason::Unavailable(why.clone()))),
-    }?;
-    match responses {
-        None => Ok(reply),
-        Some(ask) => crate::responses::from_chat(reply, ask)
-            .map_err(|e| Failure::Retry(RetryReason::Malformed(e))),
     }
 }
 
@@ -273,9 +261,8 @@ pub(in crate::server) fn record<T>(gw: &Gateway, id: ModelId, result: &Result<T,
 /// was even tried, else the last failure.
 fn nothing_answered(
     gw: &Gateway,
-    tried: u32,
-    prompt_tokens: u32,
-    slots: Vec<Slot>,
+    (tried, prompt_tokens): (u32, u32),
+    (chain, slots): (&[ModelId], Vec<Slot>),
     last: Option<RetryReason>,
     down: Vec<String>,
 ) -> Stop {
@@ -290,7 +277,7 @@ fn nothing_answered(
         return Stop::Budget(e.clone());
     }
     let too_small = skips().filter_map(|s| match s {
-        Skip::TooSmall(o) => Some(*o),
+        Skip::Unfit(Unfit::TooSmall(o)) => Some(*o),
         _ => None,
     });
     if let Some(o) = too_small.max_by_key(|o| o.context) {
@@ -302,12 +289,29 @@ fn nothing_answered(
     if !down.is_empty() {
         return Stop::Unavailable(down);
     }
-    if let Some(Skip::Cannot(what, field)) = skips().find(|s| matches!(s, Skip::Cannot(..))) {
+    if let Some(Skip::Unfit(Unfit::Cannot(what, field))) =
+        skips().find(|s| matches!(s, Skip::Unfit(Unfit::Cannot(..))))
+    {
         let message = format!(
             "{what} needs a model whose provider speaks the Responses API; \
              no model of this request's route does."
         );
         return Stop::Invalid(crate::request::Invalid::new(message, Some(field)));
+    }
+    // Every model is one that cannot serve this endpoint at all: retrying
+    // cannot help, so a 400 naming them, not a 503.
+    if skips().any(|s| matches!(s, Skip::Unfit(Unfit::Endpoint))) {
+        let names: Vec<String> = chain
+            .iter()
+            .zip(&slots)
+            .filter(|(_, s)| matches!(s.skip, Some(Skip::Unfit(Unfit::Endpoint))))
+            .map(|(id, _)| format!("{} {CHAT_ONLY}", gw.model_names[*id]))
+            .collect();
+        let message = format!(
+            "No model of this request's route can serve it: {}.",
+            names.join("; ")
+        );
+        return Stop::Invalid(crate::request::Invalid::new(message, Some("model")));
     }
     Stop::Failed(last)
 }
@@ -319,7 +323,7 @@ fn notes(gw: &Gateway, chain: &[ModelId], slots: &[Slot]) -> Vec<String> {
         let name = &gw.model_names[*id];
         out.push(match &slot.skip {
             None => continue,
-            Some(Skip::TooSmall(o)) => {
+            Some(Skip::Unfit(Unfit::TooSmall(o))) => {
                 format!(
                     "{name} skipped: needs {} tokens, context {}",
                     o.needed(),
@@ -330,34 +334,13 @@ fn notes(gw: &Gateway, chain: &[ModelId], slots: &[Slot]) -> Vec<String> {
                 format!("{name} skipped: budget {} exhausted (downgrade)", e.budget)
             }
             Some(Skip::Limited(_)) => format!("{name} skipped: rate limited"),
-            Some(Skip::Cannot(what, _)) => {
+            Some(Skip::Unfit(Unfit::Cannot(what, _))) => {
                 format!("{name} skipped: cannot honour {what} (no Responses API)")
             }
+            Some(Skip::Unfit(Unfit::Endpoint)) => format!("{name} skipped: {CHAT_ONLY}"),
         });
     }
     out
-}
-
-/// `Some` when the prompt plus the requested completion (at least one
-/// token) does not fit `id`'s declared context. Local models count with
-/// their own tokenizer and chat template; OpenAI models with cl100k.
-async fn overflow(gw: &Gateway, id: ModelId, chat: &ChatRequest, cl100k: u32) -> Option<Overflow> {
-    let context = gw.policy.models[id].context?;
-    let prompt = match &gw.backends[id] {
-        #[cfg(feature = "local")]
-        Backend::Local(m) => match m.count_prompt_tokens(chat).await {
-            Ok(n) => u32::try_from(n).unwrap_or(u32::MAX),
-            Err(_) => cl100k,
-        },
-        _ => cl100k,
-    };
-    let completion = chat.max_tokens.unwrap_or(1).max(1);
-    let o = Overflow {
-        context,
-        prompt,
-        completion,
-    };
-    (o.needed() > u64::from(context)).then_some(o)
 }
 
 /// `base × 2^(n−1)`, times a random factor in [0.5, 1.5), at most 2 s.

@@ -12,12 +12,13 @@
 //! that speaks Responses, and translates for any other model.
 
 pub(super) mod admit;
+mod attempt;
 pub(super) mod budget_cut;
 pub(super) mod cache;
 mod classify;
 pub(super) mod dispatch;
 pub(super) mod parse;
-mod price;
+pub(super) mod price;
 pub(super) mod reply;
 mod route;
 pub(super) mod settle;
@@ -34,8 +35,10 @@ use futures::StreamExt;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::money::Nanos;
+use crate::route::RouteDecision;
 use crate::server::auth::Caller;
 use crate::state::cache::{Directive, Entry};
+use crate::state::limits::Verdict;
 use crate::upstream::Reply;
 use cache::Lookup;
 use parse::Endpoint;
@@ -58,7 +61,7 @@ async fn handle(
         responses,
     } = parse::run(gw, req, endpoint).await?;
     tab.note(Fact::Requested(&chat.model));
-    let mut limits = admit::run(gw, caller, &chat.model, prompt_tokens).await?;
+    let limits = admit::run(gw, caller, &chat.model, prompt_tokens).await?;
     let class = classify::run(gw, &chat, prompt_tokens);
     tab.note(Fact::Class(&class, prompt_tokens));
     let decision = route::run(gw, &chat.model, &class, prompt_tokens)?;
@@ -68,85 +71,122 @@ async fn handle(
         None => (&chat.body, ""),
     };
     let directive = Directive::of(&headers, body);
+    let how = Answered {
+        decision: &decision,
+        class: Some(&class),
+        task: "",
+        needle: match responses {
+            Some(_) => b"\"delta\":\"",
+            None => b"\"content\":\"",
+        },
+    };
     let plan = match cache::run(gw, &caller.team, &decision.chain, directive, body, kind).await {
-        Lookup::Hit(e) => {
-            tab.close_cached(&e);
-            let t = Tags {
-                decision: &decision,
-                class: Some(&class),
-                task: "",
-                model: &e.model,
-                fell_back: None,
-                notes: &[],
-                limits: &limits,
-                cache: "hit",
-                cost: Some(Nanos::ZERO),
-                remaining: None,
-            };
-            return Ok(reply::replay(&e, &t));
-        }
+        Lookup::Hit(e) => return Ok(replay(tab, &e, &how, &limits)),
         Lookup::Miss(plan) => plan,
     };
     tab.note(Fact::Cache(plan.state));
+    let attempt = attempt::Chat::new(&chat, prompt_tokens, responses.as_ref());
     let job = dispatch::Job {
-        chat: &chat,
+        attempt: &attempt,
         prompt_tokens,
         chain: &decision.chain,
         caller,
         tab,
-        responses: responses.as_ref(),
     };
     let answer = dispatch::run(gw, job).await?;
-    limits.merge(answer.limits);
-    let name = &gw.model_names[answer.model];
+    Ok(respond(gw, tab, plan, limits, answer, how))
+}
+
+/// What `respond` says of the request besides the answer.
+pub(super) struct Answered<'a> {
+    pub decision: &'a RouteDecision,
+    pub class: Option<&'a crate::classify::Class>,
+    /// `x-tollgate-task` when there is no class.
+    pub task: &'static str,
+    /// What starts a text delta in a stream's frames (`budget_cut`).
+    pub needle: &'static [u8],
+}
+
+/// A cache hit, replayed, every endpoint's: it costs nothing, and the
+/// tab closes for it.
+pub(super) fn replay(tab: &Tab, e: &Entry, how: &Answered<'_>, limits: &Verdict) -> Response {
+    tab.close_cached(e);
+    let t = Tags {
+        decision: how.decision,
+        class: how.class,
+        task: how.task,
+        model: &e.model,
+        fell_back: None,
+        notes: &[],
+        limits,
+        cache: "hit",
+        cost: Some(Nanos::ZERO),
+        remaining: None,
+    };
+    reply::replay(e, &t)
+}
+
+/// The client's response for a model's answer, every endpoint's: a JSON
+/// reply closes the tab at once (and is cached when the plan says so); a
+/// stream is guarded by its budget, captured for the cache, and closes
+/// the tab when it ends.
+pub(super) fn respond(
+    gw: &Arc<Gateway>,
+    tab: &Tab,
+    plan: cache::Plan,
+    mut limits: Verdict,
+    answer: dispatch::Answer,
+    how: Answered<'_>,
+) -> Response {
+    let dispatch::Answer {
+        model,
+        reply,
+        remaining,
+        fell_back,
+        notes,
+        limits: model_limits,
+    } = answer;
+    limits.merge(model_limits);
+    let name = &gw.model_names[model];
     let tags = Tags {
-        decision: &decision,
-        class: Some(&class),
-        task: "",
+        decision: how.decision,
+        class: how.class,
+        task: how.task,
         model: name,
-        fell_back: answer.fell_back.as_ref(),
-        notes: &answer.notes,
+        fell_back: fell_back.as_ref(),
+        notes: &notes,
         limits: &limits,
         cache: plan.state,
         cost: None,
-        remaining: answer.remaining,
+        remaining,
     };
-    match answer.reply {
+    match reply {
         Reply::Json { body, usage } => {
-            let (cost, remaining) = tab.close(Close {
-                usage,
-                status: 200,
-                ending: "complete",
-            });
+            let (cost, after) = tab.close(Close::json(usage, &body));
             if let (Some(key), Some(u)) = (plan.store, usage) {
-                let body = String::from_utf8_lossy(&body).into_owned();
                 let entry = Entry {
                     stream: false,
                     model: name.to_string(),
                     prompt_tokens: u.prompt_tokens,
                     completion_tokens: u.completion_tokens,
                     cost_nanos: cost.0,
-                    body,
+                    body: String::from_utf8_lossy(&body).into_owned(),
                 };
                 cache::store(gw, key, entry);
             }
             let t = Tags {
-                cost: usage.map(|_| cost),
-                remaining,
+                cost: Some(cost),
+                remaining: after.or(remaining),
                 ..tags
             };
-            Ok(reply::json(body, &t))
+            reply::json(body, &t)
         }
         Reply::Stream(s) => {
-            let needle: &'static [u8] = match responses {
-                Some(_) => b"\"delta\":\"",
-                None => b"\"content\":\"",
-            };
-            let mut s = budget_cut::guard_on(tab, s, needle);
+            let mut s = budget_cut::guard_on(tab, s, how.needle);
             if let Some(key) = plan.store {
                 s = cache::capture(gw, key, name.to_string(), tab.clone(), s);
             }
-            Ok(reply::stream(s, &tags))
+            reply::stream(s, &tags)
         }
     }
 }
@@ -191,7 +231,10 @@ pub(crate) async fn serve(
         .unwrap_or("")
         .to_string();
     let tab = Tab::open(&gw, &caller, &request_id);
-    let stop = req.extensions().get::<super::Stop>().map(|s| s.0.clone());
+    let stop = req
+        .extensions()
+        .get::<super::Shutdown>()
+        .map(|s| s.0.clone());
     let handled = match &stop {
         Some(stop) => tokio::select! {
             r = handle(&gw, &caller, &tab, req) => r,
@@ -212,11 +255,7 @@ pub(crate) async fn serve(
             if e.status.is_server_error() {
                 tracing::warn!(status = e.status.as_u16(), cause = ?e.cause, "request failed");
             }
-            tab.close(Close {
-                usage: None,
-                status: e.status.as_u16(),
-                ending: "error",
-            });
+            tab.close(Close::error(e.status.as_u16()));
             e.into_response()
         }
     }

@@ -32,7 +32,7 @@ pub enum Endpoint {
 
 pub async fn run(gw: &Gateway, req: axum::extract::Request, e: Endpoint) -> Result<Parsed, Stop> {
     let (parts, body) = req.into_parts();
-    let bytes = read_body(body, gw.policy.max_body_bytes).await?;
+    let bytes = read_body(gw, &parts.headers, body).await?;
     let (chat, responses) = match e {
         Endpoint::Chat => (ChatRequest::parse(&bytes)?, None),
         Endpoint::Responses => {
@@ -71,9 +71,27 @@ pub async fn run(gw: &Gateway, req: axum::extract::Request, e: Endpoint) -> Resu
     })
 }
 
-/// Reads the body up to `limit` bytes; more is a 413.
-pub(in crate::server) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Stop> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+/// Reads a POST body: it must be declared JSON (`Content-Type:
+/// application/json`, so a web page cannot spend through a browser with
+/// a form or a "simple" cross-site request: those cannot send that type
+/// without a CORS preflight, which the gateway never grants), at most
+/// `max_body_bytes` long (more is a 413), and sent within `body_timeout`
+/// (408).
+pub(in crate::server) async fn read_body(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<bytes::Bytes, Stop> {
+    if !is_json(headers) {
+        return Err(Stop::NotJson);
+    }
+    let limit = gw.policy.max_body_bytes;
+    let read = axum::body::to_bytes(body, limit);
+    let read = match tokio::time::timeout(gw.policy.body_timeout, read).await {
+        Ok(r) => r,
+        Err(_) => return Err(Stop::BodyTimeout(gw.policy.body_timeout)),
+    };
+    read.map_err(|e| {
         let too_large =
             std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
                 e.source()
@@ -81,4 +99,13 @@ pub(in crate::server) async fn read_body(body: Body, limit: usize) -> Result<byt
             .any(|e| e.is::<http_body_util::LengthLimitError>());
         Stop::Unreadable(too_large.then_some(limit))
     })
+}
+
+/// `application/json`, with parameters (`; charset=utf-8`) or not.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }

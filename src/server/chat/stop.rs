@@ -13,6 +13,10 @@ use super::reply::limit_headers;
 pub enum Stop {
     /// The body could not be read (`None`) or was over the limit.
     Unreadable(Option<usize>),
+    /// A POST body not declared `application/json`.
+    NotJson,
+    /// The body did not arrive within this time.
+    BodyTimeout(std::time::Duration),
     Invalid(Invalid),
     ModelNotFound(String),
     NoRoute(String),
@@ -44,6 +48,21 @@ impl From<Stop> for ApiError {
             Stop::Unreadable(None) => {
                 ApiError::invalid_request("The request body could not be read.", None)
             }
+            Stop::NotJson => ApiError::new(
+                http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request_error",
+                "The request body must be JSON, sent with `Content-Type: application/json`.",
+            )
+            .code("unsupported_media_type"),
+            Stop::BodyTimeout(d) => ApiError::new(
+                http::StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                format!(
+                    "The request body did not arrive within {} s.",
+                    d.as_secs_f64()
+                ),
+            )
+            .code("request_timeout"),
             Stop::Invalid(e) => ApiError::invalid_request(e.message, e.param.as_deref()),
             Stop::ModelNotFound(m) => ApiError::model_not_found(&m),
             Stop::NoRoute(m) => ApiError::invalid_request(

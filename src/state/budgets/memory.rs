@@ -46,7 +46,7 @@ impl MemoryBudgets {
         self.defs[k.budget]
             .limit
             .0
-            .saturating_sub(b.spent + b.reserved)
+            .saturating_sub(b.spent.saturating_add(b.reserved))
     }
 
     fn reserve_now(&self, keys: &[BucketKey], amount: u64) -> Result<Held, Unavailable> {
@@ -78,7 +78,7 @@ impl MemoryBudgets {
         let mut remaining = u64::MAX;
         for k in keys {
             let b = buckets.entry(k.clone()).or_default();
-            b.reserved += amount;
+            b.reserved = b.reserved.saturating_add(amount);
             let b = *b;
             remaining = remaining.min(self.left(k, b));
         }

@@ -131,7 +131,8 @@ impl Status {
             limit_usd: def.limit.to_string(),
             spent_usd: Nanos(spent).to_string(),
             reserved_usd: Nanos(reserved).to_string(),
-            remaining_usd: Nanos(def.limit.0.saturating_sub(spent + reserved)).to_string(),
+            remaining_usd: Nanos(def.limit.0.saturating_sub(spent.saturating_add(reserved)))
+                .to_string(),
             period_start: crate::clock::rfc3339(start),
             period_end: crate::clock::rfc3339(end),
         }

@@ -61,16 +61,26 @@ impl RedisBudgets {
         }
     }
 
+    /// Reserves `amount` in every bucket of `keys`, all or none. The
+    /// script also leaves a short-lived token naming the hold; when the
+    /// call fails (a timeout: the script may still have run, late), the
+    /// hold is cancelled through that token, so an answer lost on the way
+    /// back never holds budget until the period ends.
     async fn reserve_once(&self, keys: &[BucketKey], amount: u64) -> Result<Held, Unavailable> {
+        let token = format!("tollgate:budget:hold:{:016x}", rand::random::<u64>());
         let mut inv = RESERVE.prepare_invoke();
         inv.arg(amount);
         for k in keys {
             inv.key(self.key(k));
             inv.arg(self.defs[k.budget].limit.0).arg(self.ttl_ms(k));
         }
+        inv.arg(&token).arg(HOLD_TOKEN_MS);
         let mut conn = self.redis.conn();
         let res: redis::RedisResult<Vec<i64>> = inv.invoke_async(&mut conn).await;
         self.redis.observe(&res);
+        if res.is_err() {
+            self.cancel(keys, amount, &token).await;
+        }
         let out = res.map_err(|_| Unavailable)?;
         let at = |i: usize| u64::try_from(out.get(i).copied().unwrap_or(0)).unwrap_or(0);
         if out.first() == Some(&1) {
@@ -82,6 +92,35 @@ impl RedisBudgets {
             bucket: usize::try_from(at(1).saturating_sub(1)).unwrap_or(0),
             available: Nanos(at(2)),
         })
+    }
+
+    /// Undoes the hold `token` names, if the reserve script made it (on
+    /// the same connection, so after the script if it ran at all). Tried
+    /// a few times while Redis recovers; past the token's life the hold
+    /// stays until its bucket expires (counted in the ledger either way).
+    async fn cancel(&self, keys: &[BucketKey], amount: u64, token: &str) {
+        for attempt in 0..3u32 {
+            let mut inv = CANCEL.prepare_invoke();
+            inv.arg(token).arg(amount);
+            for k in keys {
+                inv.key(self.key(k));
+            }
+            let mut conn = self.redis.conn();
+            let res: redis::RedisResult<i64> = inv.invoke_async(&mut conn).await;
+            match res {
+                Ok(1) => {
+                    tracing::warn!("a budget reservation whose answer was lost was cancelled");
+                    return;
+                }
+                Ok(_) => return,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(250 << attempt)).await
+                }
+            }
+        }
+        tracing::error!(
+            "cannot cancel a budget reservation whose answer was lost; it is held until its period ends"
+        );
     }
 
     async fn settle_once(
@@ -147,7 +186,7 @@ impl RedisBudgets {
                     self.defs[k.budget]
                         .limit
                         .0
-                        .saturating_sub(s.unwrap_or(0) + r.unwrap_or(0)),
+                        .saturating_sub(s.unwrap_or(0).saturating_add(r.unwrap_or(0))),
                 )
             })
             .min())
@@ -241,9 +280,14 @@ impl Budgets for RedisBudgets {
     }
 }
 
+/// How long a reservation's token lives: the window in which a reserve
+/// whose answer was lost can still be cancelled.
+const HOLD_TOKEN_MS: i64 = 10_000;
+
 /// ARGV[1]: amount; per key i: ARGV[2i]: limit, ARGV[2i+1]: ttl ms (0:
-/// none). All buckets admit → reserve in all, {1, least left after it};
-/// else {0, i, available}.
+/// none); then the hold's token key and its life in ms. All buckets admit
+/// → reserve in all, set the token, {1, least left after it}; else {0, i,
+/// available}.
 static RESERVE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"
@@ -268,7 +312,26 @@ for i = 1, #KEYS do
   local ttl = tonumber(ARGV[2 * i + 1])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
 end
+local n = #KEYS
+redis.call('SET', ARGV[2 * n + 2], ARGV[1], 'PX', tonumber(ARGV[2 * n + 3]))
 return {1, least}
+",
+    )
+});
+
+/// ARGV[1]: a hold's token, ARGV[2]: its amount; KEYS: its buckets. If the
+/// token exists, the hold is returned to every bucket and the token
+/// removed: 1; else 0 (the reserve never ran, or refused).
+static CANCEL: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('DEL', ARGV[1]) == 0 then return 0 end
+local amount = tonumber(ARGV[2])
+for i = 1, #KEYS do
+  local left = redis.call('HINCRBY', KEYS[i], 'reserved', -amount)
+  if left < 0 then redis.call('HSET', KEYS[i], 'reserved', 0) end
+end
+return 1
 ",
     )
 });

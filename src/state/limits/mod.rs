@@ -13,7 +13,7 @@
 //! is left.
 //!
 //! `LimitGuard` decides which limits apply (scope matching) above the
-//! stores; an unreachable store is `Refusal::Unavailable`, and what that
+//! stores; an unreachable store is `Denial::Unavailable`, and what that
 //! means for the request is decided by `state::unreachable`.
 
 mod memory;
@@ -76,7 +76,7 @@ pub struct Limited {
 }
 
 #[derive(Debug, Clone)]
-pub enum Refusal {
+pub enum Denial {
     Limited(Limited),
     Unavailable,
 }
@@ -160,15 +160,15 @@ impl LimitGuard {
     }
 
     /// Takes one request and `tokens` tokens from every limit that applies.
-    pub async fn admit(&self, s: Subject<'_>, tokens: u32) -> Result<Verdict, Refusal> {
+    pub async fn admit(&self, s: Subject<'_>, tokens: u32) -> Result<Verdict, Denial> {
         let hits = self.hits(s);
         if hits.is_empty() {
             return Ok(Verdict::default());
         }
         match self.store.admit(&hits, tokens).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(l)) => Err(Refusal::Limited(l)),
-            Err(Unavailable) => Err(Refusal::Unavailable),
+            Ok(Err(l)) => Err(Denial::Limited(l)),
+            Err(Unavailable) => Err(Denial::Unavailable),
         }
     }
 

@@ -29,7 +29,7 @@ async fn memory_limits_admit_a_burst_then_refuse() {
         assert_eq!(v.requests.unwrap().remaining, left);
     }
     match l.admit(s, 10).await {
-        Err(Refusal::Limited(Limited {
+        Err(Denial::Limited(Limited {
             kind: Kind::Requests,
             retry_after: Some(d),
             ..
@@ -45,7 +45,7 @@ async fn memory_limits_admit_a_burst_then_refuse() {
     // can never pass.
     let other = Subject { key: "k2", ..s };
     match l.admit(other, 101).await {
-        Err(Refusal::Limited(Limited {
+        Err(Denial::Limited(Limited {
             kind: Kind::Tokens,
             retry_after: None,
             ..

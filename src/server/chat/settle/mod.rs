@@ -31,9 +31,12 @@ use crate::state::bounds::Hold;
 use crate::state::budgets::{Refusal, Reservation};
 use crate::state::cache::Entry;
 
-use super::price::{price_of, worst_case};
+use super::price::{price_of, worst_case, Need};
 use crate::telemetry::Sample;
-use crate::upstream::{Ending, Usage};
+use crate::upstream::{Ending, Finish, Usage};
+
+mod close;
+pub use close::Close;
 
 struct Account {
     gw: Arc<Gateway>,
@@ -67,13 +70,6 @@ pub enum Fact<'a> {
     Completion(u32),
     /// `off`, `bypass` or `miss` (`hit` is `close_cached`).
     Cache(&'static str),
-}
-
-/// How a request ended, for the ledger row.
-pub struct Close {
-    pub usage: Option<Usage>,
-    pub status: u16,
-    pub ending: &'static str,
 }
 
 impl Tab {
@@ -121,20 +117,19 @@ impl Tab {
         });
     }
 
-    /// Reserves the worst case of trying `id` (its prompt `counted` by
-    /// its own counter), releasing any earlier reservation first.
+    /// Reserves the worst case of trying `id` for what the request
+    /// `need`s of it, releasing any earlier reservation first.
     /// `Ok(remaining)`: the tightest budget's money left.
     pub async fn reserve(
         &self,
         id: ModelId,
         caller: &Caller,
-        counted: u64,
-        max_tokens: Option<u32>,
+        need: Need,
     ) -> Result<Option<Nanos>, Refusal> {
         let Some((gw, amount)) = self.with(|a| {
             a.release();
             let gw = a.gw.clone();
-            let (amount, hold) = worst_case(&gw, id, counted, a.prompt_estimate, max_tokens);
+            let (amount, hold) = worst_case(&gw, id, a.prompt_estimate, need);
             if let Some(l) = gw.ledger.as_ref().filter(|l| l.journalled()) {
                 let baseline = gw.policy.baseline.price.cost(hold.prompt, hold.completion);
                 let tokens = (hold.prompt, hold.completion);
@@ -252,17 +247,19 @@ impl Tab {
     /// A finish callback for a stream: closes the tab when it ends.
     pub fn on_finish(&self) -> crate::upstream::OnFinish {
         let tab = self.clone();
-        Box::new(move |usage: Option<Usage>, ending: Ending| {
-            let ending = match ending {
+        Box::new(move |f: Finish| {
+            let ending = match f.ending {
                 Ending::Complete => "complete",
                 Ending::UpstreamBroke => "upstream_broke",
                 Ending::ClientGone => "client_gone",
             };
             let status = if ending == "client_gone" { 499 } else { 200 };
             tab.close(Close {
-                usage,
+                usage: f.usage,
+                produced: f.produced,
                 status,
                 ending,
+                ..Close::default()
             });
         })
     }
@@ -276,123 +273,15 @@ impl Account {
                 .settle_now_or_later(r, Nanos::ZERO, &gw.tasks, |_| {});
         }
     }
-
-    fn close(&mut self, c: Close) -> (Nanos, Option<Nanos>) {
-        if self.closed {
-            return (self.row.cost, None);
-        }
-        self.closed = true;
-        let gw = self.gw.clone();
-        let price = self.model.and_then(|id| price_of(&gw, id));
-        // Usage unknown (the client left before the upstream said): the
-        // prompt was sent, so it is charged at its estimate.
-        let usage = c.usage.unwrap_or(Usage {
-            prompt_tokens: if self.model.is_some() && c.status == 499 {
-                u64::from(self.prompt_estimate)
-            } else {
-                0
-            },
-            completion_tokens: 0,
-        });
-        let cost = price.map_or(Nanos::ZERO, |p| {
-            p.cost(usage.prompt_tokens, usage.completion_tokens)
-        });
-        let baseline = gw
-            .policy
-            .baseline
-            .price
-            .cost(usage.prompt_tokens, usage.completion_tokens);
-        let subject = Subject {
-            key: &self.row.key_id,
-            team: &self.row.team,
-            model: self.model.map(|id| &*gw.model_names[id]),
-        };
-        if let (Some(id), Some(u), Some(r)) = (self.model, c.usage, &self.reservation) {
-            let day = gw.clock.now().div_euclid(86_400_000);
-            let (over, first) = gw.bounds.settle(id, &self.hold, u, cost, r.amount(), day);
-            if first {
-                tracing::warn!(model = %gw.model_names[id], over_usd = %over, "the upstream billed more than the budget reserved; charged in full, the model's bound is raised");
-            }
-        }
-        let remaining = match self.reservation.take() {
-            Some(r) => {
-                let g = gw.clone();
-                gw.budgets
-                    .settle_now_or_later(r, cost, &gw.tasks, move |alert| {
-                        g.counters
-                            .budget_alerts
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        alert.log();
-                    });
-                gw.budgets.remaining_now(subject)
-            }
-            None => None,
-        };
-        // Rate limits take the tokens not counted at admission.
-        if let Some(u) = c.usage.filter(|_| gw.limits.counts_tokens()) {
-            let counted = u64::from(self.prompt_estimate);
-            let extra = u.completion_tokens + u.prompt_tokens.saturating_sub(counted);
-            let s = Subject {
-                key: &self.row.key_id,
-                team: &self.row.team,
-                model: None,
-            };
-            let model = self.model.map(|id| &*gw.model_names[id]);
-            let extra = u32::try_from(extra).unwrap_or(u32::MAX);
-            gw.limits.correct(s, model, extra, &gw.tasks);
-        }
-        let r = &mut self.row;
-        if let Some(id) = self.model {
-            r.model = gw.model_names[id].to_string();
-        }
-        // The gateway chose a model other than the baseline: the router
-        // expects to lose what its strong_score says.
-        let chosen = !r.model.is_empty() && r.model != r.requested_model;
-        r.risk_milli = match r.strong_milli {
-            Some(s) if chosen && r.model != gw.policy.baseline.name => u64::from(s),
-            _ => 0,
-        };
-        r.prompt_tokens = usage.prompt_tokens;
-        r.completion_tokens = usage.completion_tokens;
-        r.cost = cost;
-        r.baseline_cost = baseline;
-        r.status = c.status;
-        r.ending = c.ending.to_string();
-        r.latency_ms = self.started.elapsed().as_millis() as u64;
-        r.ttft_ms = self.first_byte.map(|d| d.as_millis() as u64);
-        tracing::info!(
-            key = %r.key_id,
-            team = %r.team,
-            route = %r.route,
-            model = %r.model,
-            status = r.status,
-            prompt_tokens = r.prompt_tokens,
-            completion_tokens = r.completion_tokens,
-            usage_known = c.usage.is_some(),
-            cost_usd = %r.cost,
-            baseline_usd = %r.baseline_cost,
-            ending = %r.ending,
-            "request finished"
-        );
-        let overhead = self
-            .first_byte
-            .filter(|_| !self.upstream.is_zero())
-            .map(|t| t.saturating_sub(self.upstream));
-        gw.requests.record(&Sample::of(r, overhead));
-        if let Some(l) = &gw.ledger {
-            l.record(r.clone());
-        }
-        (cost, remaining)
-    }
 }
 
 impl Drop for Account {
     fn drop(&mut self) {
         if !self.closed {
             self.close(Close {
-                usage: None,
                 status: 499,
                 ending: "client_gone",
+                ..Close::default()
             });
         }
     }
