@@ -145,18 +145,27 @@ def load_data(data):
 
 
 def features(binary, router_dir, prompts):
+    """The serving code's feature vectors, the prompt tokens serving counts
+    (cl100k, the whole prompt: the complexity's length term), and where
+    each named feature sits, all from `tollgate route features`."""
     ids = list(prompts)
     lines = "".join(json.dumps({"id": i, "prompt": prompts[i]}) + "\n" for i in ids)
     out = subprocess.run([binary, "route", "features", "--jsonl", "-", "--router", router_dir],
                          input=lines.encode(), capture_output=True, check=True)
-    feats = {}
+    feats, tokens, columns = {}, {}, None
     for line in out.stdout.decode().splitlines():
         row = json.loads(line)
+        if "columns" in row:
+            columns = row["columns"]
+            continue
         feats[row["id"]] = np.asarray(row["features"], dtype=np.float64)
+        tokens[row["id"]] = row["prompt_tokens"]
     missing = [i for i in ids if i not in feats]
     if missing:
         sys.exit(f"route features returned no vector for {len(missing)} prompts")
-    return feats
+    if columns is None:
+        sys.exit("route features named no columns")
+    return feats, tokens, columns
 
 
 # ---------------------------------------------------------------- metrics
@@ -250,9 +259,9 @@ def main():
 
     prompts, strong_rows, dc_rows, task_rows, extra = load_data(args.data)
     print(f"features for {len(prompts)} prompts ...", file=sys.stderr)
-    F = features(args.binary, args.router_dir, prompts)
+    F, TOKENS, COLUMNS = features(args.binary, args.router_dir, prompts)
     dim = len(next(iter(F.values())))
-    LEN, RULES = 256, 257  # feature columns: log length, keyword strong_score
+    LEN, RULES = COLUMNS["log_length"], COLUMNS["rules_strong"]
 
     allowed = (lambda fam: fam in PERMISSIVE) if args.permissive else (lambda fam: True)
     train_strong = [r for r in strong_rows if allowed(r["family"])]
@@ -397,12 +406,12 @@ def main():
         return np.argmax(X @ W.T + B, axis=1)
 
     def rules_task(ids):
-        return np.array([int(np.argmax(F[i][RULES + 5:RULES + 5 + 13])) for i in ids])
+        return np.array([int(np.argmax(F[i][COLUMNS["task"]:COLUMNS["task"] + 13])) for i in ids])
 
     # C and the raw (unstandardised) features were picked among four
     # settings by the held-out figures below: a mild optimism, said in the card.
     C_TASK = 1.0
-    CJK, ONEHOT = RULES + 2, RULES + 5
+    CJK, ONEHOT = COLUMNS["cjk_share"], COLUMNS["task"]
     # Labels with few English training rows (chat and translation have
     # none; several others only Chinese ones) keep the keyword answer.
     english = {t: sum(1 for r in train_task if r["label"] == t and r["lang"] == "en") for t in TASKS}
@@ -453,7 +462,7 @@ def main():
     size = []
     for i in sample:
         f = F[i]
-        tokens = math.exp(f[LEN] * 8.0) - 1.0
+        tokens = TOKENS[i]  # as serving's length term counts them
         size.append(float(f @ w_hard + b_hard) + (0.0 if tokens <= 300 else 0.1 if tokens <= 1500 else 0.2))
     cut_medium, cut_high = float(np.quantile(size, 0.5)), float(np.quantile(size, 0.85))
     wiz = [r for r in task_rows if r["source"] == "wizardlm" and r["difficulty"] is not None]

@@ -26,6 +26,19 @@ const HEADS: &str = include_str!("router.json");
 const EXTRA: usize = 6 + 13;
 pub const FEATURES: usize = DIM + EXTRA;
 
+/// Where each cue feature sits in the vector (`Router::features`), by
+/// name: what `tollgate route features` tells the trainer, so it never
+/// hard-codes a position. `task` starts the 13 one-hot task columns.
+pub const COLUMNS: [(&str, usize); 7] = [
+    ("log_length", DIM),
+    ("rules_strong", DIM + 1),
+    ("constraints", DIM + 2),
+    ("cjk_share", DIM + 3),
+    ("code_fence", DIM + 4),
+    ("digits", DIM + 5),
+    ("task", DIM + 6),
+];
+
 /// File names inside the router directory (`scripts/fetch-test-model`
 /// puts them in `models/wordllama/`).
 pub const TOKENIZER_FILE: &str = "tokenizer.json";

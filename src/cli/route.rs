@@ -31,7 +31,8 @@ pub enum RouteCommand {
     ///   tollgate route calibrate --prompts prompts.jsonl --strong-share 0.3
     Calibrate(CalibrateArgs),
     /// Write the learned router's feature vector for each prompt, one JSON
-    /// line {"id", "features": […]}; `scripts/train-router` trains on these.
+    /// line {"id", "features": […], "prompt_tokens"} after a first line
+    /// {"columns": {name: index}}; `scripts/train-router` trains on these.
     Features(FeaturesArgs),
 }
 
@@ -264,6 +265,16 @@ fn features(args: FeaturesArgs) -> ExitCode {
         Err(code) => return code,
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // First, where the named features sit; then one line per prompt, with
+    // the prompt tokens serving counts (cl100k, the whole prompt) for the
+    // complexity's length term.
+    let columns: serde_json::Map<String, serde_json::Value> = crate::classify::learned::COLUMNS
+        .iter()
+        .map(|(name, at)| (name.to_string(), json!(at)))
+        .collect();
+    if writeln!(out, "{}", json!({"columns": columns})).is_err() {
+        return ExitCode::from(2);
+    }
     for (n, line) in input_lines(&text) {
         let (id, chat) = match parse_input(line, "auto") {
             Ok(v) => v,
@@ -275,7 +286,8 @@ fn features(args: FeaturesArgs) -> ExitCode {
         let texts = Texts::of(&chat);
         let prompt_tokens = tokens::count_chat(chat.messages());
         let (f, _, _) = router.features(&texts.conversation(&chat, prompt_tokens));
-        if writeln!(out, "{}", json!({"id": id, "features": f})).is_err() {
+        let row = json!({"id": id, "features": f, "prompt_tokens": prompt_tokens});
+        if writeln!(out, "{row}").is_err() {
             return ExitCode::from(2);
         }
     }
