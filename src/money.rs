@@ -97,20 +97,40 @@ pub fn price_from_gpu_hour(gpu_hour: Nanos, prefill_milli: u64, generation_milli
         let n = (u128::from(gpu_hour.0) * 1_000_000 * 1000).div_ceil(3600 * u128::from(milli));
         Nanos(u64::try_from(n).unwrap_or(u64::MAX))
     };
-    Price {
-        input_per_mtok: per_mtok(prefill_milli),
-        output_per_mtok: per_mtok(generation_milli),
-    }
+    Price::new(per_mtok(prefill_milli), per_mtok(generation_milli))
 }
 
-/// A per-token price: nano-dollars per 1M input and output tokens.
+/// A per-token price: nano-dollars per 1M input and output tokens, and
+/// for input the provider served from its prompt cache (`None`: billed
+/// as any input).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Price {
     pub input_per_mtok: Nanos,
     pub output_per_mtok: Nanos,
+    pub cached_input_per_mtok: Option<Nanos>,
 }
 
 impl Price {
+    pub fn new(input_per_mtok: Nanos, output_per_mtok: Nanos) -> Price {
+        Price {
+            input_per_mtok,
+            output_per_mtok,
+            cached_input_per_mtok: None,
+        }
+    }
+
+    /// The cost of `prompt` tokens of which `cached` came from the
+    /// provider's prompt cache, and `completion` tokens; rounded up as
+    /// `cost`.
+    pub fn cost_cached(&self, prompt: u64, cached: u64, completion: u64) -> Nanos {
+        let cached = cached.min(prompt);
+        let cached_rate = self.cached_input_per_mtok.unwrap_or(self.input_per_mtok);
+        let total = (prompt - cached) as u128 * self.input_per_mtok.0 as u128
+            + cached as u128 * cached_rate.0 as u128
+            + completion as u128 * self.output_per_mtok.0 as u128;
+        Nanos(u64::try_from(total.div_ceil(1_000_000)).unwrap_or(u64::MAX))
+    }
+
     /// The cost of a request, rounded up to the next nano-dollar so that a
     /// stream of tiny requests can never be free.
     pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> Nanos {

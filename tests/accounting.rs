@@ -585,3 +585,51 @@ budgets:
         ("0.003009", "0")
     );
 }
+
+#[tokio::test]
+async fn cached_prompt_tokens_are_billed_at_the_cached_rate_streamed_or_not() {
+    // gpt-4o from the catalog: $2.5/M input, $1.25/M cached input, $10/M
+    // output. The upstream reports 4 of the 6 prompt tokens as cached.
+    let up = Fake::start_with(fake_openai::Options {
+        cached_tokens: Some(4),
+        ..fake_openai::Options::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite").display().to_string();
+    let yaml = format!(
+        "version: 1\nledger: \"sqlite:{ledger}\"\nproviders:\n  up: {{ kind: openai, base_url: \"{}\", api_key: upstream-secret }}\nmodels:\n  gpt-4o: {{ provider: up }}\n",
+        up.base_url()
+    );
+    let opts = Options {
+        allow_anonymous: true,
+        ..Options::default()
+    };
+    let (url, gw) = start_gateway(&yaml, opts).await;
+    let mut body = json!({"model": "gpt-4o", "max_tokens": 5,
+                          "messages": [{"role": "user", "content": "Say hello"}]});
+    let res = post(&url, KEY, &body).await;
+    // 2 × $2.5/M + 4 × $1.25/M + 5 × $10/M = $0.00006 (not $0.000065).
+    assert_eq!(res.headers()["x-tollgate-cost-usd"], "0.00006");
+    body["stream"] = json!(true);
+    let text = post(&url, KEY, &body).await.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert!(gw.ledger.as_ref().unwrap().flush(Duration::from_secs(5)));
+    let conn = rusqlite::Connection::open(&ledger).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT prompt_tokens, cached_tokens, completion_tokens, cost_nanos, certainty FROM tollgate_ledger ORDER BY ts, rowid")
+        .unwrap();
+    let rows: Vec<(i64, i64, i64, i64, String)> = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let billed = (6, 4, 5, 60_000, "exact".to_string());
+    assert_eq!(
+        rows,
+        [billed.clone(), billed],
+        "JSON and stream cost the same"
+    );
+}

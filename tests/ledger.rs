@@ -33,6 +33,7 @@ fn row(i: u64) -> Row {
         model: models[usize::try_from(i % 3).unwrap()].into(),
         prompt_tokens: 10 + i,
         completion_tokens: i % 50,
+        cached_tokens: 0,
         cost: Nanos(1_000 * (i % 7) + 13),
         baseline_cost: Nanos(20_000 + i),
         cache: if i.is_multiple_of(5) { "hit" } else { "miss" }.into(),

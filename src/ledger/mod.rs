@@ -37,6 +37,10 @@ pub struct Row {
     pub model: String,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Of `prompt_tokens`, those the provider served from its prompt
+    /// cache (priced at the cached-input rate).
+    #[serde(default)]
+    pub cached_tokens: u64,
     pub cost: Nanos,
     pub baseline_cost: Nanos,
     /// `hit`, `miss`, `bypass` or `off`.
@@ -85,6 +89,7 @@ impl Row {
             model: String::new(),
             prompt_tokens: 0,
             completion_tokens: 0,
+            cached_tokens: 0,
             cost: Nanos::ZERO,
             baseline_cost: Nanos::ZERO,
             cache: "off".to_string(),
@@ -156,7 +161,11 @@ impl Row {
                 changed = true;
             }
         }
-        for n in [&mut self.prompt_tokens, &mut self.completion_tokens] {
+        for n in [
+            &mut self.prompt_tokens,
+            &mut self.completion_tokens,
+            &mut self.cached_tokens,
+        ] {
             if *n > MAX_TOKENS {
                 *n = MAX_TOKENS;
                 changed = true;
@@ -318,19 +327,21 @@ fn schema() -> &'static str {
         saved_nanos BIGINT NOT NULL DEFAULT 0,
         strong_milli INTEGER,
         risk_milli BIGINT NOT NULL DEFAULT 0,
-        certainty TEXT NOT NULL DEFAULT 'exact'
+        certainty TEXT NOT NULL DEFAULT 'exact',
+        cached_tokens BIGINT NOT NULL DEFAULT 0
     );
     CREATE INDEX IF NOT EXISTS tollgate_ledger_ts ON tollgate_ledger (ts)"
 }
 
-const COLUMNS: usize = 23;
+const COLUMNS: usize = 24;
 
 /// Columns added after the first release, for ledgers made before them.
-const ADDED: [(&str, &str); 4] = [
+const ADDED: [(&str, &str); 5] = [
     ("saved_nanos", "BIGINT NOT NULL DEFAULT 0"),
     ("strong_milli", "INTEGER"),
     ("risk_milli", "BIGINT NOT NULL DEFAULT 0"),
     ("certainty", "TEXT NOT NULL DEFAULT 'exact'"),
+    ("cached_tokens", "BIGINT NOT NULL DEFAULT 0"),
 ];
 
 fn insert_sql(p: fn(usize) -> String) -> String {
@@ -338,7 +349,8 @@ fn insert_sql(p: fn(usize) -> String) -> String {
     format!(
         "INSERT INTO tollgate_ledger (ts, day, request_id, key_id, team, task, complexity, route, \
          requested_model, model, prompt_tokens, completion_tokens, cost_nanos, baseline_nanos, \
-         cache, status, latency_ms, ttft_ms, ending, saved_nanos, strong_milli, risk_milli, certainty) \
+         cache, status, latency_ms, ttft_ms, ending, saved_nanos, strong_milli, risk_milli, certainty, \
+         cached_tokens) \
          VALUES ({})",
         params.join(", ")
     )

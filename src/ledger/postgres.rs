@@ -82,6 +82,7 @@ impl Store for Postgres {
                     &r.strong_milli.map(|v| i32::try_from(v).unwrap_or(i32::MAX)),
                     &to_i64(r.risk_milli),
                     &r.certainty,
+                    &to_i64(r.cached_tokens),
                 ],
             )?;
         }

@@ -70,6 +70,7 @@ impl Store for Sqlite {
                     r.strong_milli,
                     to_i64(r.risk_milli),
                     r.certainty,
+                    to_i64(r.cached_tokens),
                 ])?;
             }
         }

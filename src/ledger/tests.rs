@@ -15,6 +15,7 @@ pub fn row(i: u64, team: &str, model: &str, cost: u64) -> Row {
         model: model.into(),
         prompt_tokens: 10,
         completion_tokens: 5,
+        cached_tokens: 0,
         cost: Nanos(cost),
         baseline_cost: Nanos(cost * 10),
         cache: if i.is_multiple_of(3) { "hit" } else { "miss" }.into(),

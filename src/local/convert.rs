@@ -249,10 +249,10 @@ impl Generation {
         }
         self.text.push_str(&rest);
         if let Some(u) = usage {
-            self.out.usage = Some(Usage {
-                prompt_tokens: u.prompt_tokens as u64,
-                completion_tokens: u.completion_tokens as u64,
-            });
+            self.out.usage = Some(Usage::new(
+                u.prompt_tokens as u64,
+                u.completion_tokens as u64,
+            ));
             self.engine.meter.record(
                 u.prompt_tokens as u64,
                 f64::from(u.total_prompt_time_sec),

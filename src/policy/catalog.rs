@@ -2,19 +2,21 @@
 //! name, so a policy can write `gpt-4: { provider: openai }` and get both.
 //! A `price:` or `context:` in the policy always wins.
 //!
-//! Prices are USD per 1M tokens (input, output) from OpenAI's pricing page;
-//! kept as integers of milli-dollars here so no float is involved.
+//! Prices are USD per 1M tokens (input, output, and cached input for the
+//! models OpenAI caches prompts for) from OpenAI's pricing page; kept as
+//! integers of milli-dollars here so no float is involved.
 
 use crate::money::{Nanos, Price};
 
-/// (name, input m$/1M, output m$/1M, context tokens)
-const KNOWN: &[(&str, u64, u64, u32)] = &[
-    ("gpt-4", 30_000, 60_000, 8_192),
-    ("gpt-4-32k", 60_000, 120_000, 32_768),
-    ("gpt-3.5-turbo", 500, 1_500, 16_385),
-    ("gpt-3.5-turbo-16k", 3_000, 4_000, 16_385),
-    ("gpt-4o", 2_500, 10_000, 128_000),
-    ("gpt-4o-mini", 150, 600, 128_000),
+/// (name, input m$/1M, output m$/1M, cached input m$/1M (0: no prompt
+/// caching), context tokens)
+const KNOWN: &[(&str, u64, u64, u64, u32)] = &[
+    ("gpt-4", 30_000, 60_000, 0, 8_192),
+    ("gpt-4-32k", 60_000, 120_000, 0, 32_768),
+    ("gpt-3.5-turbo", 500, 1_500, 0, 16_385),
+    ("gpt-3.5-turbo-16k", 3_000, 4_000, 0, 16_385),
+    ("gpt-4o", 2_500, 10_000, 1_250, 128_000),
+    ("gpt-4o-mini", 150, 600, 75, 128_000),
 ];
 
 /// What is known about an OpenAI model by its upstream name.
@@ -50,10 +52,11 @@ fn exact(upstream_model: &str) -> Option<Known> {
     KNOWN
         .iter()
         .find(|(n, ..)| *n == upstream_model)
-        .map(|&(_, input, output, context)| Known {
+        .map(|&(_, input, output, cached, context)| Known {
             price: Price {
                 input_per_mtok: Nanos(input * 1_000_000),
                 output_per_mtok: Nanos(output * 1_000_000),
+                cached_input_per_mtok: (cached > 0).then(|| Nanos(cached * 1_000_000)),
             },
             context,
         })

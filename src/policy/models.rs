@@ -237,7 +237,12 @@ pub(super) fn compile_price(
     };
     let input = usd("input", p.input);
     let output = usd("output", p.output);
+    let cached = usd("cached_input", p.cached_input);
     let gpu_hour = usd("gpu_hour", p.gpu_hour);
+    if cached.is_some() && input.is_none() {
+        errs.add(format!("{path}.cached_input"), "goes with `input`");
+    }
+    let cached = cached.flatten();
     let mut rate = |field: &str, n: Option<serde_json::Number>, default: u64| -> Option<u64> {
         let Some(n) = n else { return Some(default) };
         match n.as_f64().filter(|v| v.is_finite() && *v > 0.0 && *v < 1e9) {
@@ -276,11 +281,13 @@ pub(super) fn compile_price(
         (Some(i), Some(o), None) => Some(Pricing::PerToken(Price {
             input_per_mtok: i?,
             output_per_mtok: o?,
+            cached_input_per_mtok: cached,
         })),
         // Embedding models bill input tokens only.
         (Some(i), None, None) => Some(Pricing::PerToken(Price {
             input_per_mtok: i?,
             output_per_mtok: Nanos::ZERO,
+            cached_input_per_mtok: cached,
         })),
         (None, None, Some(g)) if local => Some(Pricing::GpuHour {
             per_hour: g?,

@@ -198,6 +198,8 @@ pub struct RawKvCache {
 pub struct RawPrice {
     pub input: Option<serde_json::Number>,
     pub output: Option<serde_json::Number>,
+    /// Input the provider served from its prompt cache (default: `input`).
+    pub cached_input: Option<serde_json::Number>,
     pub gpu_hour: Option<serde_json::Number>,
     /// With gpu_hour: the tokens per second expected, for offline estimates.
     pub prefill_per_s: Option<serde_json::Number>,

@@ -112,10 +112,7 @@ impl Attempt for Embed {
         };
         let body = upstream_body(&self.body, &gw.policy.models[id].upstream_model);
         let (body, prompt) = up.embeddings(body, gw.model_names[id].clone()).await?;
-        let usage = prompt.map(|p| Usage {
-            prompt_tokens: p,
-            completion_tokens: 0,
-        });
+        let usage = prompt.map(|p| Usage::new(p, 0));
         Ok(Reply::Json { body, usage })
     }
 }

@@ -184,10 +184,7 @@ mod tests {
     use super::*;
 
     fn usage(p: u64, c: u64) -> Usage {
-        Usage {
-            prompt_tokens: p,
-            completion_tokens: c,
-        }
+        Usage::new(p, c)
     }
 
     fn want(bytes: bool, counted: u64, cl100k: u64, completion: u64) -> Want {

@@ -28,17 +28,37 @@ use crate::error::ApiError;
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Of `prompt_tokens`, those the provider served from its prompt
+    /// cache (billed at the model's cached-input rate).
+    pub cached_tokens: u64,
 }
 
 impl Usage {
+    pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Usage {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            cached_tokens: 0,
+        }
+    }
+
     /// Reads an OpenAI `usage` object: Chat Completions' names, or the
     /// Responses API's (`input_tokens`, `output_tokens`, which include
-    /// reasoning tokens).
+    /// reasoning tokens), with the cached part of the prompt from
+    /// `prompt_tokens_details` or `input_tokens_details` (never more than
+    /// the prompt).
     pub fn from_json(v: &serde_json::Value) -> Option<Usage> {
         let n = |a: &str, b: &str| v.get(a).or_else(|| v.get(b))?.as_u64();
+        let prompt_tokens = n("prompt_tokens", "input_tokens")?;
+        let cached = v
+            .get("prompt_tokens_details")
+            .or_else(|| v.get("input_tokens_details"))
+            .and_then(|d| d.get("cached_tokens")?.as_u64())
+            .unwrap_or(0);
         Some(Usage {
-            prompt_tokens: n("prompt_tokens", "input_tokens")?,
+            prompt_tokens,
             completion_tokens: n("completion_tokens", "output_tokens")?,
+            cached_tokens: cached.min(prompt_tokens),
         })
     }
 }
@@ -291,5 +311,32 @@ impl std::fmt::Display for RetryReason {
             RetryReason::Busy => f.write_str("local engine queue full"),
             RetryReason::Malformed(why) => write!(f, "malformed upstream reply: {why}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_reads_cached_prompt_tokens_from_either_api() {
+        let chat = serde_json::json!({"prompt_tokens": 2006, "completion_tokens": 300,
+            "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 192}});
+        let responses = serde_json::json!({"input_tokens": 2006, "output_tokens": 300,
+            "input_tokens_details": {"cached_tokens": 1920}});
+        for v in [chat, responses] {
+            let u = Usage::from_json(&v).unwrap();
+            assert_eq!(
+                (u.prompt_tokens, u.cached_tokens, u.completion_tokens),
+                (2006, 1920, 300)
+            );
+        }
+        // Never more cached than the prompt; none when not reported.
+        let odd = serde_json::json!({"prompt_tokens": 5, "completion_tokens": 1,
+            "prompt_tokens_details": {"cached_tokens": 9}});
+        assert_eq!(Usage::from_json(&odd).unwrap().cached_tokens, 5);
+        let plain = serde_json::json!({"prompt_tokens": 5, "completion_tokens": 1});
+        assert_eq!(Usage::from_json(&plain).unwrap().cached_tokens, 0);
     }
 }

@@ -70,6 +70,7 @@ struct Shared {
     fail_every: Option<usize>,
     prompt_scale: Option<u64>,
     ignore_max_tokens: bool,
+    cached_tokens: Option<u64>,
     /// Chat tokens answered (prompt, completion): what this upstream bills.
     billed: Mutex<(u64, u64)>,
 }
@@ -86,6 +87,9 @@ pub struct Options {
     pub prompt_scale: Option<u64>,
     /// Answer (and bill) 7 tokens whatever `max_tokens` says.
     pub ignore_max_tokens: bool,
+    /// Chat usage reports this many of the prompt tokens as served from
+    /// the prompt cache (`prompt_tokens_details.cached_tokens`).
+    pub cached_tokens: Option<u64>,
 }
 
 impl Default for Options {
@@ -97,6 +101,7 @@ impl Default for Options {
             fail_every: None,
             prompt_scale: None,
             ignore_max_tokens: false,
+            cached_tokens: None,
         }
     }
 }
@@ -117,6 +122,7 @@ impl Fake {
             fail_every: opts.fail_every,
             prompt_scale: opts.prompt_scale,
             ignore_max_tokens: opts.ignore_max_tokens,
+            cached_tokens: opts.cached_tokens,
             billed: Mutex::new((0, 0)),
         });
         let addr = listener.local_addr().unwrap();
@@ -402,6 +408,10 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 7.min(cap),
                       "total_tokens": prompt_tokens + 7.min(cap) as u64}
         });
+        let mut body = body;
+        if let Some(c) = s.cached_tokens {
+            body["usage"]["prompt_tokens_details"] = json!({"cached_tokens": c, "audio_tokens": 0});
+        }
         return axum::Json(body).into_response();
     }
     let (pieces, delay): (Vec<&str>, Duration) = match behavior {
@@ -433,12 +443,15 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
     }
     frames.push(chunk(json!({}), json!("stop")));
     if usage_wanted {
-        let u = json!({
+        let mut u = json!({
             "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000,
             "model": format!("{model}-fake"), "choices": [],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": pieces.len(),
                       "total_tokens": prompt_tokens + pieces.len() as u64}
         });
+        if let Some(c) = s.cached_tokens {
+            u["usage"]["prompt_tokens_details"] = json!({"cached_tokens": c, "audio_tokens": 0});
+        }
         frames.push(format!("data: {u}\n\n"));
     }
     frames.push("data: [DONE]\n\n".into());

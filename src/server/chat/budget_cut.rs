@@ -32,10 +32,7 @@ pub fn guard_on(tab: &Tab, s: SseStream, needle: &'static [u8]) -> SseStream {
                 let more = content_deltas(&frame, needle);
                 if more > 0 && price.cost(prompt, sent + more) > limit {
                     tab.close(Close {
-                        usage: Some(Usage {
-                            prompt_tokens: prompt,
-                            completion_tokens: sent,
-                        }),
+                        usage: Some(Usage::new(prompt, sent)),
                         counted: true,
                         status: 200,
                         ending: "budget_cut",

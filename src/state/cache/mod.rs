@@ -60,10 +60,7 @@ pub struct Entry {
 
 impl Entry {
     pub fn usage(&self) -> Usage {
-        Usage {
-            prompt_tokens: self.prompt_tokens,
-            completion_tokens: self.completion_tokens,
-        }
+        Usage::new(self.prompt_tokens, self.completion_tokens)
     }
 
     pub fn body_bytes(&self) -> Bytes {

@@ -90,27 +90,27 @@ impl Account {
                     n => n,
                 };
                 let completion = c.produced.tokens(|t| counter.text(t));
-                let u = Usage {
-                    prompt_tokens: prompt,
-                    completion_tokens: completion,
-                };
-                (u, true)
+                (Usage::new(prompt, completion), true)
             }
             (None, _) => (Usage::default(), false),
         };
         let cost = price.map_or(Nanos::ZERO, |p| {
-            p.cost(usage.prompt_tokens, usage.completion_tokens)
+            p.cost_cached(
+                usage.prompt_tokens,
+                usage.cached_tokens,
+                usage.completion_tokens,
+            )
         });
         let certainty = match (price, estimated) {
             (None, _) if self.model.is_some() && answered => "unpriced",
             (_, true) => "estimated",
             _ => "exact",
         };
-        let baseline = gw
-            .policy
-            .baseline
-            .price
-            .cost(usage.prompt_tokens, usage.completion_tokens);
+        let baseline = gw.policy.baseline.price.cost_cached(
+            usage.prompt_tokens,
+            usage.cached_tokens,
+            usage.completion_tokens,
+        );
         let subject = Subject {
             key: &self.row.key_id,
             team: &self.row.team,
@@ -166,6 +166,7 @@ impl Account {
             _ => 0,
         };
         r.prompt_tokens = usage.prompt_tokens;
+        r.cached_tokens = usage.cached_tokens;
         r.completion_tokens = usage.completion_tokens;
         r.cost = cost;
         r.baseline_cost = baseline;

@@ -172,6 +172,7 @@ impl Tab {
                 Usage {
                     prompt_tokens: a.row.prompt_tokens,
                     completion_tokens: a.row.completion_tokens,
+                    cached_tokens: a.row.cached_tokens,
                 },
                 a.row.cost,
             )
