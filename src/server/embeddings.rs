@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use super::auth::Caller;
 use super::chat::cache::{self, Lookup};
-use super::chat::dispatch::{self, Attempt, Unfit};
+use super::chat::dispatch::{self, Attempt};
 use super::chat::price::Need;
 use super::chat::settle::{Fact, Tab};
 use super::chat::stop::Stop;
@@ -95,10 +95,6 @@ struct Embed {
 impl Attempt for Embed {
     fn serves(&self, backend: &Backend) -> bool {
         passthrough::serves(backend)
-    }
-
-    async fn unfit(&self, _gw: &Gateway, _id: ModelId) -> Option<Unfit> {
-        None
     }
 
     fn need(&self, gw: &Gateway, id: ModelId) -> Need {

@@ -91,12 +91,17 @@ pub struct Finish {
 pub type OnFinish = Box<dyn FnOnce(Finish) + Send>;
 
 /// The generated text of a reply as it arrives: content, refusals,
-/// reasoning and tool-call names and arguments, of every choice. Past
+/// reasoning and tool-call names and arguments, of every choice; as text
+/// (`push`), or as the raw events of a relayed stream (`push_event`),
+/// parsed only if they are ever counted (a reply without usage), so a
+/// stream that ends with its usage pays no second parse per chunk. Past
 /// `Produced::CAP` bytes only the length grows (counted as one token a
 /// byte: never under).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Produced {
     pub text: String,
+    /// Raw OpenAI JSON events, one a line.
+    events: Vec<u8>,
     /// Bytes past the cap, not kept.
     pub overflow: u64,
 }
@@ -104,23 +109,41 @@ pub struct Produced {
 impl Produced {
     pub const CAP: usize = 1 << 20;
 
+    fn room(&self) -> usize {
+        Self::CAP.saturating_sub(self.text.len() + self.events.len())
+    }
+
     pub fn push(&mut self, s: &str) {
-        let room = Self::CAP.saturating_sub(self.text.len());
-        if s.len() <= room {
+        if s.len() <= self.room() {
             self.text.push_str(s);
         } else {
             self.overflow += s.len() as u64;
         }
     }
 
+    /// Keeps one relayed event's JSON (`data`), to read if counted.
+    pub fn push_event(&mut self, data: &[u8]) {
+        if data.len() < self.room() {
+            self.events.extend_from_slice(data);
+            self.events.push(b'\n');
+        } else {
+            self.overflow += data.len() as u64;
+        }
+    }
+
     /// Its tokens by `count` (a model's counter), the bytes past the cap
     /// at one token each.
     pub fn tokens(&self, count: impl Fn(&str) -> u64) -> u64 {
-        count(&self.text).saturating_add(self.overflow)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.text.is_empty() && self.overflow == 0
+        let mut all = Produced {
+            text: self.text.clone(),
+            ..Produced::default()
+        };
+        for line in self.events.split(|b| *b == b'\n') {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) {
+                all.push_json(&v);
+            }
+        }
+        count(&all.text).saturating_add(self.overflow + all.overflow)
     }
 
     /// Adds the generated text of one OpenAI object: a Chat Completions

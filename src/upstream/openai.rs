@@ -306,9 +306,7 @@ impl Relay {
 
     fn on_event(&mut self, data: Vec<u8>) {
         if data != b"[DONE]" {
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) {
-                self.out.produced.push_json(&v);
-            }
+            self.out.produced.push_event(&data);
         }
         if self.wire == Wire::Responses {
             let e = super::responses::rewrite_event(&data, &self.model);

@@ -44,8 +44,11 @@ pub trait Attempt: Sync {
     fn serves(&self, _backend: &Backend) -> bool {
         true
     }
-    /// Why `id` cannot take this request at all (asked once per model).
-    fn unfit(&self, gw: &Gateway, id: ModelId) -> impl Future<Output = Option<Unfit>> + Send;
+    /// Why `id` cannot take this request at all (asked once per model;
+    /// by default it can).
+    fn unfit(&self, _gw: &Gateway, _id: ModelId) -> impl Future<Output = Option<Unfit>> + Send {
+        std::future::ready(None)
+    }
     /// What a reservation on `id` holds.
     fn need(&self, gw: &Gateway, id: ModelId) -> Need;
     /// One call to `id`; a stream closes `tab` when it ends.
