@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+mod learn;
+
 use anyhow::{bail, Context};
 
 use std::sync::atomic::AtomicU64;
@@ -157,6 +159,9 @@ impl Gateway {
                 "the policy has no `keys:` section, so anyone could call it; \
                  add keys (see `tollgate key new`) or pass --allow-anonymous"
             );
+        }
+        for w in policy.warnings() {
+            tracing::warn!("{w}");
         }
         // One HTTP client (connection pool) per provider: the connect
         // timeout is a client setting.

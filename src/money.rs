@@ -101,13 +101,23 @@ pub fn price_from_gpu_hour(gpu_hour: Nanos, prefill_milli: u64, generation_milli
 }
 
 /// A per-token price: nano-dollars per 1M input and output tokens, and
-/// for input the provider served from its prompt cache (`None`: billed
-/// as any input).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// the rates some providers bill parts of them at (`None`: billed as any
+/// input or output): input served from or written to the provider's
+/// prompt cache, and audio in and out. `upstream::Usage::cost` applies it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Price {
+    #[serde(rename = "input")]
     pub input_per_mtok: Nanos,
+    #[serde(rename = "output")]
     pub output_per_mtok: Nanos,
+    #[serde(rename = "cached_input", skip_serializing_if = "Option::is_none")]
     pub cached_input_per_mtok: Option<Nanos>,
+    #[serde(rename = "cache_write", skip_serializing_if = "Option::is_none")]
+    pub cache_write_per_mtok: Option<Nanos>,
+    #[serde(rename = "audio_input", skip_serializing_if = "Option::is_none")]
+    pub audio_input_per_mtok: Option<Nanos>,
+    #[serde(rename = "audio_output", skip_serializing_if = "Option::is_none")]
+    pub audio_output_per_mtok: Option<Nanos>,
 }
 
 impl Price {
@@ -115,20 +125,14 @@ impl Price {
         Price {
             input_per_mtok,
             output_per_mtok,
-            cached_input_per_mtok: None,
+            ..Price::default()
         }
     }
 
-    /// The cost of `prompt` tokens of which `cached` came from the
-    /// provider's prompt cache, and `completion` tokens; rounded up as
-    /// `cost`.
-    pub fn cost_cached(&self, prompt: u64, cached: u64, completion: u64) -> Nanos {
-        let cached = cached.min(prompt);
-        let cached_rate = self.cached_input_per_mtok.unwrap_or(self.input_per_mtok);
-        let total = (prompt - cached) as u128 * self.input_per_mtok.0 as u128
-            + cached as u128 * cached_rate.0 as u128
-            + completion as u128 * self.output_per_mtok.0 as u128;
-        Nanos(u64::try_from(total.div_ceil(1_000_000)).unwrap_or(u64::MAX))
+    /// This price as the ledger keeps it beside a row: nano-dollars per
+    /// 1M tokens, by part (`{"input":..,"output":..,"cached_input":..}`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     /// The cost of a request, rounded up to the next nano-dollar so that a

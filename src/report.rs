@@ -95,6 +95,9 @@ pub struct Report {
     pub to: Millis,
     pub groups: Vec<Group>,
     pub total: Group,
+    /// Models that answered with no known price (charged at the
+    /// baseline's), and their requests.
+    pub unpriced: Vec<(String, u64)>,
 }
 
 pub fn build(
@@ -125,101 +128,42 @@ pub fn build(
         total.cache_saved = total.cache_saved.saturating_add(g.cache_saved);
         total.scored += g.scored;
         total.risk_milli += g.risk_milli;
+        total.cached_tokens += g.cached_tokens;
+        total.prompt_cache_saved = total
+            .prompt_cache_saved
+            .saturating_add(g.prompt_cache_saved);
+        total.reasoning_tokens += g.reasoning_tokens;
+        total.unpriced += g.unpriced;
+        total.estimated += g.estimated;
     }
+    // Never a silent $0: the models answering without a price, by name.
+    let unpriced = if total.unpriced == 0 {
+        Vec::new()
+    } else {
+        let by_model = store.report(&Query {
+            from,
+            to,
+            by: vec![Dim::Model],
+        })?;
+        by_model
+            .into_iter()
+            .filter(|g| g.unpriced > 0)
+            .map(|g| (g.keys.concat(), g.unpriced))
+            .collect()
+    };
     Ok(Report {
         by: by.to_vec(),
         from,
         to,
         groups,
         total,
+        unpriced,
     })
 }
 
-/// Baseline − cost, signed, as USD text.
-pub fn savings(g: &Group) -> String {
-    let s = i128::from(g.baseline_cost.0) - i128::from(g.cost.0);
-    let abs = Nanos(u64::try_from(s.unsigned_abs()).unwrap_or(u64::MAX));
-    if s < 0 {
-        format!("-{abs}")
-    } else {
-        abs.to_string()
-    }
-}
-
-/// Savings as a percentage of the baseline, one decimal ("" when no baseline).
-pub fn savings_pct(g: &Group) -> String {
-    if g.baseline_cost.0 == 0 {
-        return String::new();
-    }
-    let s = i128::from(g.baseline_cost.0) - i128::from(g.cost.0);
-    // Tenths of a percent, rounded half away from zero, in integers.
-    let tenths = (s * 2000 / i128::from(g.baseline_cost.0) + s.signum()) / 2;
-    format!(
-        "{}{}.{}",
-        if tenths < 0 { "-" } else { "" },
-        tenths.abs() / 10,
-        tenths.abs() % 10
-    )
-}
-
-fn hit_rate(g: &Group) -> String {
-    if g.requests == 0 {
-        return String::new();
-    }
-    let tenths = (g.cache_hits * 2000 / g.requests).div_ceil(2);
-    format!("{}.{}", tenths / 10, tenths % 10)
-}
-
-/// USD with at most 6 decimals, for tables people read.
-fn usd(n: Nanos) -> String {
-    let micros = (n.0 + 500) / 1000;
-    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
-}
-
-const HEAD: [&str; 9] = [
-    "requests",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "baseline_usd",
-    "savings_usd",
-    "savings_pct",
-    "cache_hit_pct",
-    "quality_retained_pct",
-];
-
-fn cells(g: &Group, exact: bool) -> Vec<String> {
-    let money = |n: Nanos| if exact { n.to_string() } else { usd(n) };
-    let sv = if exact {
-        savings(g)
-    } else {
-        let s = i128::from(g.baseline_cost.0) - i128::from(g.cost.0);
-        let u = usd(Nanos(u64::try_from(s.unsigned_abs()).unwrap_or(u64::MAX)));
-        if s < 0 {
-            format!("-{u}")
-        } else {
-            u
-        }
-    };
-    vec![
-        g.requests.to_string(),
-        g.prompt_tokens.to_string(),
-        g.completion_tokens.to_string(),
-        money(g.cost),
-        money(g.baseline_cost),
-        sv,
-        savings_pct(g),
-        hit_rate(g),
-        quality_retained(g),
-    ]
-}
-
-/// The router's estimated quality retained against the baseline, one
-/// decimal ("" without scored requests).
-pub fn quality_retained(g: &Group) -> String {
-    g.quality_retained_tenths()
-        .map_or_else(String::new, |t| format!("{}.{}", t / 10, t % 10))
-}
+mod cells;
+pub use cells::{cached_share, caching_saved, quality_retained, savings, savings_pct};
+use cells::{cells, HEAD};
 
 impl Report {
     pub fn render(&self, format: Format) -> String {
@@ -264,6 +208,7 @@ impl Report {
             }
         }
         total.extend(cells(&self.total, false));
+        let notes = self.notes();
         let widths: Vec<usize> = (0..rows[0].len())
             .map(|c| {
                 rows.iter()
@@ -308,6 +253,27 @@ impl Report {
         out.push('\n');
         out.push_str(&line(&total));
         out.push('\n');
+        out.push_str(&notes);
+        out
+    }
+
+    /// What a reader must know about the figures: unpriced models, and
+    /// rows counted locally.
+    fn notes(&self) -> String {
+        let mut out = String::new();
+        for (model, n) in &self.unpriced {
+            let _ = writeln!(
+                out,
+                "\nUNPRICED: {model}: {n} requests with no known price, charged at the baseline's; give the model `price:` in the policy"
+            );
+        }
+        if self.total.estimated > 0 {
+            let _ = writeln!(
+                out,
+                "\n{} requests were charged on locally counted tokens (no usage came back)",
+                self.total.estimated
+            );
+        }
         out
     }
 
@@ -348,6 +314,13 @@ impl Report {
                 "savings_pct": savings_pct(g),
                 "cache_hits": g.cache_hits,
                 "cache_saved_usd": g.cache_saved.to_string(),
+                "cached_tokens": g.cached_tokens,
+                "cached_prompt_pct": cached_share(g),
+                "prompt_cache_saved_usd": g.prompt_cache_saved.to_string(),
+                "caching_saved_usd": caching_saved(g).to_string(),
+                "reasoning_tokens": g.reasoning_tokens,
+                "estimated_requests": g.estimated,
+                "unpriced_requests": g.unpriced,
                 "quality_retained_pct": quality_retained(g),
             });
             for (d, k) in self.by.iter().zip(&g.keys) {
@@ -361,6 +334,7 @@ impl Report {
             "by": self.by.iter().map(|d| d.name()).collect::<Vec<_>>(),
             "groups": self.groups.iter().map(group).collect::<Vec<_>>(),
             "total": group(&self.total),
+            "unpriced": self.unpriced.iter().map(|(m, n)| json!({"model": m, "requests": n})).collect::<Vec<_>>(),
         })
     }
 }

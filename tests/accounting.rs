@@ -85,11 +85,13 @@ async fn setup_with(budgets: &str, clock: Clock, primary: Fake) -> Setup {
     }
 }
 
-/// A gateway for `yaml`, served on a free port.
+/// A gateway for `yaml`, served on a free port, its models' prompt
+/// counts verified already (`support::verified`).
 async fn start_gateway(yaml: &str, opts: Options) -> (String, Arc<Gateway>) {
     let p = tollgate::policy::load_str("acct.yaml", yaml, Path::new("."), &|_| None)
         .unwrap_or_else(|e| panic!("{e}"));
     let gw = Arc::new(Gateway::new(p, &opts).unwrap());
+    support::verified(&gw);
     (format!("http://{}", serve(gw.clone()).await), gw)
 }
 
@@ -631,5 +633,218 @@ async fn cached_prompt_tokens_are_billed_at_the_cached_rate_streamed_or_not() {
         rows,
         [billed.clone(), billed],
         "JSON and stream cost the same"
+    );
+}
+
+/// An upstream that answers every request with the golden fixtures
+/// (`tests/fixtures/usage/golden.json`), as JSON or as SSE.
+async fn golden_upstream() -> String {
+    use axum::extract::State;
+    use axum::response::IntoResponse;
+    let golden: Value = serde_json::from_str(include_str!("fixtures/usage/golden.json")).unwrap();
+    let sse = |events: &Value, done: bool| {
+        let mut body = String::new();
+        for e in events.as_array().unwrap() {
+            match e["type"].as_str() {
+                Some(t) if !done => body.push_str(&format!("event: {t}\ndata: {e}\n\n")),
+                _ => body.push_str(&format!("data: {e}\n\n")),
+            }
+        }
+        if done {
+            body.push_str("data: [DONE]\n\n");
+        }
+        ([("content-type", "text/event-stream")], body).into_response()
+    };
+    let answer = move |golden: &Value, req: &Value, chat: bool| {
+        let stream = req["stream"] == json!(true);
+        let audio = req["model"].as_str().is_some_and(|m| m.contains("audio"));
+        match (chat, stream, audio) {
+            (true, _, true) => axum::Json(golden["chat_audio"].clone()).into_response(),
+            (true, false, _) => axum::Json(golden["chat"].clone()).into_response(),
+            (true, true, _) => sse(&golden["chat_stream"], true),
+            (false, false, _) => axum::Json(golden["responses"].clone()).into_response(),
+            (false, true, _) => sse(&golden["responses_stream"], false),
+        }
+    };
+    let app = axum::Router::new()
+        .route(
+            "/v1/chat/completions",
+            axum::routing::post(
+                move |State(g): State<Arc<Value>>, axum::Json(req): axum::Json<Value>| async move {
+                    answer(&g, &req, true)
+                },
+            ),
+        )
+        .route(
+            "/v1/responses",
+            axum::routing::post(
+                move |State(g): State<Arc<Value>>, axum::Json(req): axum::Json<Value>| async move {
+                    answer(&g, &req, false)
+                },
+            ),
+        )
+        .with_state(Arc::new(golden));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test]
+async fn golden_usage_is_priced_to_the_nano_dollar_streamed_or_not_into_the_ledger() {
+    let upstream = golden_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite").display().to_string();
+    // Both models from the built-in catalog: o4-mini ($1.10/M input,
+    // $0.275/M cached input, $4.40/M output); gpt-4o-audio-preview ($2.50
+    // and $10 for text, $40 and $80 for audio).
+    let yaml = format!(
+        "version: 1\nledger: \"sqlite:{ledger}\"\nproviders:\n  up: {{ kind: openai, base_url: \"{upstream}\", api_key: upstream-secret }}\nmodels:\n  o4-mini: {{ provider: up }}\n  gpt-4o-audio-preview: {{ provider: up }}\nkeys:\n  - {{ id: core-key, team: core, hash: \"{}\" }}\n  - {{ id: ops, team: platform, hash: \"{}\", admin: true }}\n",
+        hash(KEY),
+        hash(ADMIN_KEY)
+    );
+    let (url, gw) = start_gateway(&yaml, Options::default()).await;
+    let client = reqwest::Client::new();
+    let chat = json!({"model": "o4-mini", "messages": [{"role": "user", "content": "What is six times seven?"}]});
+    let responses = json!({"model": "o4-mini", "input": "What is six times seven?"});
+    // 86 × $1.10/M + 1,920 × $0.275/M + 300 × $4.40/M = $0.0019426.
+    let golden_cost = "0.0019426";
+    for (path, body) in [("chat/completions", &chat), ("responses", &responses)] {
+        let res = client
+            .post(format!("{url}/v1/{path}"))
+            .bearer_auth(KEY)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.headers()["x-tollgate-cost-usd"], golden_cost, "{path}");
+        let _ = res.bytes().await.unwrap();
+        let mut streamed = body.clone();
+        streamed["stream"] = json!(true);
+        let text = client
+            .post(format!("{url}/v1/{path}"))
+            .bearer_auth(KEY)
+            .json(&streamed)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(text.contains("42."), "{path}: {text}");
+    }
+    let audio = json!({"model": "gpt-4o-audio-preview", "modalities": ["text", "audio"],
+        "audio": {"voice": "alloy", "format": "wav"},
+        "messages": [{"role": "user", "content": "Say hello"}]});
+    let res = post(&url, KEY, &audio).await;
+    // 20 × $2.50/M + 100 × $40/M + 10 × $10/M + 70 × $80/M = $0.00975.
+    assert_eq!(res.headers()["x-tollgate-cost-usd"], "0.00975");
+    assert!(gw.ledger.as_ref().unwrap().flush(Duration::from_secs(5)));
+    let conn = rusqlite::Connection::open(&ledger).unwrap();
+    // prompt, cached, completion, reasoning, audio in, audio out, cost,
+    // certainty; and the price charged.
+    let mut stmt = conn
+        .prepare(
+            "SELECT printf('%d %d %d %d %d %d %d %s', prompt_tokens, cached_tokens, \
+             completion_tokens, reasoning_tokens, audio_prompt_tokens, audio_completion_tokens, \
+             cost_nanos, certainty), price FROM tollgate_ledger ORDER BY ts, rowid",
+        )
+        .unwrap();
+    let rows: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let price = r#"{"input":1100000000,"output":4400000000,"cached_input":275000000}"#;
+    let golden = (
+        "2006 1920 300 192 0 0 1942600 exact".to_string(),
+        price.to_string(),
+    );
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    for (i, r) in rows[..4].iter().enumerate() {
+        assert_eq!(
+            r, &golden,
+            "row {i}: chat, chat stream, responses, responses stream"
+        );
+    }
+    let audio_price = r#"{"input":2500000000,"output":10000000000,"audio_input":40000000000,"audio_output":80000000000}"#;
+    assert_eq!(
+        rows[4],
+        (
+            "120 0 80 0 100 70 9750000 exact".to_string(),
+            audio_price.to_string()
+        )
+    );
+    // The report shows the provider's prompt cache: 1,920 of 2,006 tokens
+    // cached in each of the four, and what that saved at $0.825/M off.
+    let report = admin_get(&url, "/admin/report?by=model&format=json").await;
+    let r: Value = report.json().await.unwrap();
+    let o4 = r["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["model"] == "o4-mini")
+        .unwrap()
+        .clone();
+    assert_eq!(o4["cached_tokens"], 4 * 1920);
+    assert_eq!(o4["cached_prompt_pct"], "95.7");
+    // 4 × 1,920 × ($1.10 − $0.275)/M = $0.006336.
+    assert_eq!(o4["prompt_cache_saved_usd"], "0.006336");
+    assert_eq!(o4["reasoning_tokens"], 4 * 192);
+}
+
+#[tokio::test]
+async fn a_model_without_a_price_is_charged_at_the_baselines_counted_and_listed() {
+    let up = Fake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite").display().to_string();
+    let yaml = format!(
+        "version: 1\nledger: \"sqlite:{ledger}\"\nproviders:\n  up: {{ kind: openai, base_url: \"{}\", api_key: upstream-secret }}\nmodels:\n  mystery-model: {{ provider: up }}\nkeys:\n  - {{ id: core-key, team: core, hash: \"{}\" }}\n  - {{ id: ops, team: platform, hash: \"{}\", admin: true }}\n",
+        up.base_url(),
+        hash(KEY),
+        hash(ADMIN_KEY)
+    );
+    let p = tollgate::policy::load_str("acct.yaml", &yaml, Path::new("."), &|_| None).unwrap();
+    assert_eq!(p.warnings().len(), 1, "{:?}", p.warnings());
+    let (url, gw) = start_gateway(&yaml, Options::default()).await;
+    let res = post(&url, KEY, &hello("mystery-model")).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let (p, c) = (
+        body["usage"]["prompt_tokens"].as_u64().unwrap(),
+        body["usage"]["completion_tokens"].as_u64().unwrap(),
+    );
+    // Not a silent $0: at gpt-4's $30/$60 per 1M, the baseline.
+    let cost = (p * 30_000 + c * 60_000) as i64;
+    assert!(gw.ledger.as_ref().unwrap().flush(Duration::from_secs(5)));
+    let conn = rusqlite::Connection::open(&ledger).unwrap();
+    let row: (i64, String) = conn
+        .query_row(
+            "SELECT cost_nanos, certainty FROM tollgate_ledger",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(row, (cost, "unpriced".to_string()));
+    let metrics = tollgate::server::metrics_text(&gw).await;
+    assert!(
+        metrics.contains("tollgate_unpriced_requests_total{model=\"mystery-model\"} 1"),
+        "{metrics}"
+    );
+    let r = admin_json(&url, "/admin/report?by=team&format=json").await;
+    assert_eq!(
+        r["unpriced"],
+        json!([{"model": "mystery-model", "requests": 1}])
+    );
+    assert_eq!(r["total"]["unpriced_requests"], 1);
+    let table = admin_get(&url, "/admin/report?by=team")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        table.contains("UNPRICED: mystery-model: 1 requests"),
+        "{table}"
     );
 }

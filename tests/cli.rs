@@ -15,6 +15,14 @@ fn tollgate() -> Command {
 /// A policy with gpt-4 and gpt-3.5-turbo behind `auto`; routes follow.
 const TWO_MODELS: &str = "version: 1\nproviders:\n  up: { kind: openai, api_key: k }\nmodels:\n  gpt-4: { provider: up, price: { input: 30, output: 60 } }\n  gpt-3.5-turbo: { provider: up, price: { input: 0.5, output: 1.5 } }\naliases: { auto: router }\nroutes:\n";
 
+/// Runs `cmd`, which must succeed; its stdout and stderr.
+fn succeeds(cmd: &mut Command) -> (String, String) {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    (String::from_utf8(out.stdout).unwrap(), stderr)
+}
+
 /// Writes `text` to `name` in `dir` and returns its path.
 fn file_in(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.path().join(name);
@@ -108,6 +116,7 @@ fn every_command_explains_itself() {
         &["policy", "check", "--help"],
         &["policy", "test", "--help"],
         &["key", "new", "--help"],
+        &["prices", "--help"],
     ] {
         let out = tollgate().args(args).output().unwrap();
         assert!(out.status.success());
@@ -506,5 +515,103 @@ fn policy_test_shows_routes_costs_and_the_difference_against_another_policy() {
         stdout
             .contains("1 of 2 prompts change model; est. cost 0.00675 -> 0.006514 USD (-0.000236)"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn prices_lists_the_dated_catalog_and_imports_litellms_format() {
+    let (stdout, _) = succeeds(tollgate().args(["prices", "--format", "json"]));
+    let entries: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for name in [
+        "gpt-5",
+        "gpt-4.1-mini",
+        "o3",
+        "o4-mini",
+        "gpt-4o",
+        "claude-sonnet-4-5",
+    ] {
+        let e = entries
+            .iter()
+            .find(|e| e["model"] == name)
+            .unwrap_or_else(|| panic!("{name} is not listed"));
+        assert!(e["cached_input_usd_per_mtok"].is_string(), "{e}");
+        assert!(e["as_of"].as_str().unwrap().starts_with("202"), "{e}");
+        assert!(!e["source"].as_str().unwrap().is_empty(), "{e}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = file_in(
+        &dir,
+        "model_prices_and_context_window.json",
+        r#"{"sample_spec": {"input_cost_per_token": 0},
+            "gpt-9": {"input_cost_per_token": 3e-06, "output_cost_per_token": 1.2e-05,
+                      "cache_read_input_token_cost": 3e-07, "max_input_tokens": 500000,
+                      "litellm_provider": "openai", "mode": "chat"},
+            "dall-e-9": {"mode": "image_generation", "input_cost_per_image": 0.04}}"#,
+    );
+    let (stdout, stderr) = succeeds(tollgate().args(["prices", "import"]).arg(&catalog));
+    assert!(
+        stdout.contains("gpt-9") && stdout.contains("0.3"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("1 entries priced per token, 1 skipped"),
+        "{stderr}"
+    );
+    let sha = hex::encode(Sha256::digest(std::fs::read(&catalog).unwrap()));
+    assert!(stderr.contains(&sha), "{stderr}");
+    // A policy imports it, pinned; its own price wins over the catalog.
+    let policy = file_in(
+        &dir,
+        "p.yaml",
+        &format!(
+            "version: 1\nprices: {{ file: model_prices_and_context_window.json, sha256: {sha} }}\nproviders:\n  up: {{ kind: openai, api_key: k }}\nmodels:\n  gpt-9: {{ provider: up }}\n  gpt-4.1: {{ provider: up, price: {{ input: 1, output: 2 }} }}\n  mystery: {{ provider: up }}\n"
+        ),
+    );
+    let (stdout, _) = succeeds(
+        tollgate()
+            .args(["prices", "--format", "json", "--config"])
+            .arg(&policy),
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let model = |name: &str| {
+        lines
+            .iter()
+            .rev()
+            .find(|e| e["model"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(model("gpt-9")["input_usd_per_mtok"], "3");
+    assert_eq!(model("gpt-9")["context"], 500000);
+    assert_eq!(model("gpt-4.1")["input_usd_per_mtok"], "1");
+    assert_eq!(model("gpt-4.1")["source"], "policy");
+    assert!(model("mystery")["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("UNPRICED"));
+    // `policy check` accepts it and warns about the model without a price.
+    let (_, stderr) = succeeds(tollgate().args(["policy", "check"]).arg(&policy));
+    assert!(
+        stderr.contains("warning: models.mystery: no known price"),
+        "{stderr}"
+    );
+    // A changed file is refused by its pin; a bad entry is named.
+    std::fs::write(&catalog, r#"{"gpt-9": {"input_cost_per_token": "3e-06"}}"#).unwrap();
+    let fails = |cmd: &mut Command| {
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    assert!(fails(tollgate().args(["policy", "check"]).arg(&policy)).contains("SHA-256"));
+    let stderr = fails(tollgate().args(["prices", "import"]).arg(&catalog));
+    assert!(
+        stderr.contains("`gpt-9`") && stderr.contains("input_cost_per_token"),
+        "{stderr}"
     );
 }

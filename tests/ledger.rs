@@ -45,6 +45,12 @@ fn row(i: u64) -> Row {
         strong_milli: if i.is_multiple_of(4) { None } else { Some(300) },
         risk_milli: if i.is_multiple_of(3) { 0 } else { 300 },
         certainty: "exact".into(),
+        cache_write_tokens: 0,
+        audio_prompt_tokens: 0,
+        reasoning_tokens: i % 3,
+        audio_completion_tokens: 0,
+        prompt_cache_saved: Nanos::ZERO,
+        price: r#"{"input":1000,"output":2000}"#.into(),
     }
 }
 
@@ -374,4 +380,85 @@ fn postgres_ledger_over_tls_with_each_sslmode() {
         };
         assert!(e.contains(why), "{params}: {e}");
     }
+}
+
+/// The ledger table as the first release made it, with one row.
+const FIRST_RELEASE: &str = "CREATE TABLE tollgate_ledger (
+    ts BIGINT NOT NULL, day TEXT NOT NULL, request_id TEXT NOT NULL, key_id TEXT NOT NULL,
+    team TEXT NOT NULL, task TEXT NOT NULL, complexity TEXT NOT NULL, route TEXT NOT NULL,
+    requested_model TEXT NOT NULL, model TEXT NOT NULL, prompt_tokens BIGINT NOT NULL,
+    completion_tokens BIGINT NOT NULL, cost_nanos BIGINT NOT NULL, baseline_nanos BIGINT NOT NULL,
+    cache TEXT NOT NULL, status INTEGER NOT NULL, latency_ms BIGINT NOT NULL, ttft_ms BIGINT,
+    ending TEXT NOT NULL);
+  INSERT INTO tollgate_ledger VALUES (1764288000000, '2025-11-28', 'req_old', 'key-0', 'web',
+    'chat', 'low', 'main', 'auto', 'gpt-4', 10, 5, 600000, 600000, 'miss', 200, 40, 10, 'complete')";
+
+/// Opens a ledger made by the first release, adds rows with every count
+/// and the price they were charged at: the old row is still there, with
+/// the new columns at their defaults, and a report sums both.
+fn migrates_in_place(target: LedgerTarget) {
+    let mut store = open(&target).unwrap().unwrap();
+    let mut new = row(1);
+    new.cached_tokens = 7;
+    new.prompt_cache_saved = Nanos(123);
+    store.insert(&[new]).unwrap();
+    let groups = store
+        .report(&Query {
+            from: 0,
+            to: i64::MAX,
+            by: vec![Dim::Model],
+        })
+        .unwrap();
+    let requests: u64 = groups.iter().map(|g| g.requests).sum();
+    assert_eq!(requests, 2, "no row lost: {groups:?}");
+    let total = |f: fn(&tollgate::ledger::Group) -> u64| groups.iter().map(f).sum::<u64>();
+    assert_eq!(total(|g| g.cost.0), 600_000 + row(1).cost.0);
+    assert_eq!(total(|g| g.cached_tokens), 7);
+    assert_eq!(total(|g| g.prompt_cache_saved.0), 123);
+    assert_eq!(total(|g| g.reasoning_tokens), 1);
+    // Opening it again is a no-op.
+    drop(store);
+    open(&target).unwrap().unwrap();
+}
+
+#[test]
+fn a_first_release_sqlite_ledger_migrates_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite").display().to_string();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(FIRST_RELEASE)
+        .unwrap();
+    migrates_in_place(LedgerTarget::Sqlite(path.clone()));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let (certainty, price): (String, String) = conn
+        .query_row(
+            "SELECT certainty, price FROM tollgate_ledger WHERE request_id = 'req_old'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((certainty.as_str(), price.as_str()), ("exact", ""));
+}
+
+#[test]
+fn a_first_release_postgres_ledger_migrates_in_place() {
+    let mut pg = PgSchema::new("tollgate_migrate");
+    pg.admin
+        .batch_execute(&format!("SET search_path TO {}; {FIRST_RELEASE}", pg.name))
+        .unwrap();
+    migrates_in_place(pg.target());
+    let price: String = pg
+        .admin
+        .query_one(
+            &format!(
+                "SELECT price FROM {}.tollgate_ledger WHERE request_id = 'req_1'",
+                pg.name
+            ),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(price, r#"{"input":1000,"output":2000}"#);
+    let _ = pg.admin.batch_execute("SET search_path TO DEFAULT");
 }

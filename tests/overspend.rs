@@ -1,8 +1,11 @@
 //! Budgets hold whatever the upstream counts: an OpenAI-compatible server
 //! whose tokenizer bills twice what cl100k counts (as a Llama model served
-//! by vLLM does for much text), 300 concurrent requests against a $1
-//! budget, in memory, in Redis and across two replicas; and an upstream
-//! that ignores `max_tokens`, charged in full and bounded from then on.
+//! by vLLM does for much text), under a name of its own or under
+//! `gpt-3.5-turbo` (a proxy aliasing a Llama model to it), 300 concurrent
+//! requests against a $1 budget, in memory, in Redis and across two
+//! replicas; an honest upstream's first burst admits about as many as
+//! one whose tokenizer is already verified; and an upstream that ignores
+//! `max_tokens`, charged in full and bounded from then on.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 mod support;
@@ -91,7 +94,7 @@ async fn flood(urls: &[String], max_tokens: u32) -> usize {
     ok
 }
 
-async fn holds(max_tokens: u32, redis: Option<&RedisServer>, replicas: usize) {
+async fn holds(model: &str, max_tokens: u32, redis: Option<&RedisServer>, replicas: usize) {
     let fake = Fake::start_with(FakeOptions {
         prompt_scale: Some(2),
         ..FakeOptions::default()
@@ -107,12 +110,7 @@ async fn holds(max_tokens: u32, redis: Option<&RedisServer>, replicas: usize) {
             .join(format!("ledger{i}.sqlite"))
             .display()
             .to_string();
-        let gw = gateway(&yaml(
-            &fake.base_url(),
-            &ledger,
-            &state,
-            "meta-llama/Llama-3.1-8B-Instruct",
-        ));
+        let gw = gateway(&yaml(&fake.base_url(), &ledger, &state, model));
         urls.push(format!("http://{}", serve(gw.clone()).await));
         gws.push((gw, ledger));
     }
@@ -142,7 +140,7 @@ async fn holds(max_tokens: u32, redis: Option<&RedisServer>, replicas: usize) {
         rows += ok;
     }
     let what = format!(
-        "max_tokens {max_tokens}, redis {}, {replicas} replica(s)",
+        "{model}, max_tokens {max_tokens}, redis {}, {replicas} replica(s)",
         redis.is_some()
     );
     assert!(
@@ -158,20 +156,86 @@ async fn holds(max_tokens: u32, redis: Option<&RedisServer>, replicas: usize) {
     eprintln!("{what}: {answered} answered, spent ${}", total as f64 / 1e9);
 }
 
+const LLAMA: &str = "meta-llama/Llama-3.1-8B-Instruct";
+/// A name whose tokenizer (cl100k) is known, served by an upstream that
+/// bills by another.
+const ALIASED: &str = "gpt-3.5-turbo";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_bills_twice_cl100k_cannot_overspend_in_memory() {
-    holds(1, None, 1).await;
-    holds(16, None, 1).await;
+    holds(LLAMA, 1, None, 1).await;
+    holds(LLAMA, 16, None, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nor_in_redis_nor_across_two_replicas() {
     let redis = RedisServer::start();
-    holds(1, Some(&redis), 1).await;
+    holds(LLAMA, 1, Some(&redis), 1).await;
     let redis = RedisServer::start();
-    holds(16, Some(&redis), 2).await;
+    holds(LLAMA, 16, Some(&redis), 2).await;
     let redis = RedisServer::start();
-    holds(1, Some(&redis), 2).await;
+    holds(LLAMA, 1, Some(&redis), 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nor_under_a_known_name_whose_tokenizer_it_does_not_use() {
+    holds(ALIASED, 1, None, 1).await;
+    holds(ALIASED, 16, None, 1).await;
+    let redis = RedisServer::start();
+    holds(ALIASED, 1, Some(&redis), 1).await;
+    let redis = RedisServer::start();
+    holds(ALIASED, 16, Some(&redis), 2).await;
+}
+
+/// As if settlements had shown `llama`'s prompt count right already.
+fn verify(gw: &Gateway) {
+    let id = gw.policy.model_ids["llama"];
+    gw.bounds.merge(
+        id,
+        &tollgate::state::bounds::Learnt {
+            shape: tollgate::state::bounds::Shape::Plain,
+            prompt_milli: 1000,
+            completion_milli: 0,
+            settled: tollgate::state::bounds::VERIFY_AFTER,
+        },
+    );
+    assert!(gw.bounds.verified(id).0);
+}
+
+/// One burst of 300 on an honest upstream under `gpt-3.5-turbo`; with
+/// `verified`, the gateway starts as if settlements had already shown its
+/// count right (reservations at the cl100k count from the first request).
+async fn honest_burst(verified: bool) -> (usize, i64) {
+    let fake = Fake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite").display().to_string();
+    let gw = gateway(&yaml(&fake.base_url(), &ledger, "", ALIASED));
+    if verified {
+        verify(&gw);
+    }
+    let url = format!("http://{}", serve(gw.clone()).await);
+    let answered = flood(&[url], 1).await;
+    let (total, rows) = spent(&gw, &ledger);
+    assert_eq!(rows as usize, answered);
+    assert!(total <= LIMIT, "spent {total}");
+    (answered, total)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_upstreams_first_burst_admits_about_as_many_as_a_verified_one() {
+    let (fresh, fresh_spent) = honest_burst(false).await;
+    let (verified, verified_spent) = honest_burst(true).await;
+    eprintln!(
+        "first burst: {fresh} answered (${}) unverified, {verified} (${}) verified",
+        fresh_spent as f64 / 1e9,
+        verified_spent as f64 / 1e9
+    );
+    // The first reservations hold the byte bound; the rest of the burst
+    // waits for their settlements instead of being refused.
+    assert!(
+        fresh * 10 >= verified * 9,
+        "{fresh} answered before verification against {verified} after"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,6 +248,9 @@ async fn an_upstream_that_ignores_max_tokens_is_charged_counted_and_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.sqlite").display().to_string();
     let gw = gateway(&yaml(&fake.base_url(), &ledger, "", "gpt-4"));
+    // Its count verified already, so reservations hold gpt-4's count
+    // (before verification the byte bound would cover the overrun).
+    verify(&gw);
     let url = format!("http://{}", serve(gw.clone()).await);
     let client = reqwest::Client::new();
     let ask = || async {
@@ -216,4 +283,48 @@ async fn an_upstream_that_ignores_max_tokens_is_charged_counted_and_bounded() {
     let metrics = tollgate::server::metrics_text(&gw).await;
     let line = format!("tollgate_budget_overrun_usd_total{{model=\"llama\"}} {over}");
     assert!(metrics.contains(&line), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_settlements_taught_survives_a_restart_through_the_ledger() {
+    let fake = Fake::start_with(FakeOptions {
+        prompt_scale: Some(2),
+        ..FakeOptions::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite").display().to_string();
+    let policy = yaml(&fake.base_url(), &ledger, "", ALIASED);
+    let first = gateway(&policy);
+    let id = first.policy.model_ids["llama"];
+    let url = format!("http://{}", serve(first.clone()).await);
+    for _ in 0..tollgate::state::bounds::VERIFY_AFTER {
+        let res = reqwest::Client::new()
+            .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .json(&json!({"model": "llama", "max_tokens": 1,
+                "messages": [{"role": "user", "content": "Hello there, how are you?"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let (verified, ratio) = first.bounds.verified(id);
+    assert!(verified);
+    assert!(ratio >= 1500, "billed about twice the count: {ratio}");
+    first.ledger.as_ref().unwrap().close();
+    // A new process on the same ledger starts verified, with the ratio.
+    let second = gateway(&policy);
+    let mut waited = 0;
+    while !second.bounds.verified(id).0 && waited < 100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        second.absorb_learnt();
+        waited += 1;
+    }
+    assert_eq!(second.bounds.verified(id), (true, ratio));
+    let metrics = tollgate::server::metrics_text(&second).await;
+    assert!(
+        metrics.contains("tollgate_prompt_count_verified{model=\"llama\"} 1"),
+        "{metrics}"
+    );
 }

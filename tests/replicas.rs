@@ -64,6 +64,8 @@ keys:
             ),
         )
         .unwrap();
+        // A deployment that has already seen gpt-4 billed as counted.
+        support::verified_ledger(&ledger.display().to_string(), &[("up", "gpt-4")]);
         let bin = env!("CARGO_BIN_EXE_tollgate");
         let (child, url) = spawn_serve_env(bin, &policy, std::process::Stdio::null(), &[], env);
         urls.push(url);

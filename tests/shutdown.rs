@@ -155,9 +155,9 @@ fn sigterm_finishes_streams_and_flushes_the_ledger() {
     assert_eq!(
         lines,
         [
-            "model,requests,prompt_tokens,completion_tokens,cost_usd,baseline_usd,savings_usd,savings_pct,cache_hit_pct,quality_retained_pct",
-            "gpt-4,35,210,195,0.018,0.018,0,0.0,0.0,100.0",
-            "gpt-3.5-turbo,35,210,195,0.0003975,0.018,0.0176025,97.8,0.0,100.0",
+            "model,requests,prompt_tokens,completion_tokens,cost_usd,baseline_usd,savings_usd,savings_pct,cache_hit_pct,cached_prompt_pct,caching_saved_usd,quality_retained_pct",
+            "gpt-4,35,210,195,0.018,0.018,0,0.0,0.0,0.0,0,100.0",
+            "gpt-3.5-turbo,35,210,195,0.0003975,0.018,0.0176025,97.8,0.0,0.0,0,100.0",
         ]
     );
     let table = tollgate()

@@ -68,6 +68,7 @@ async fn gateway(yaml: &str) -> (String, Arc<Gateway>) {
     let p = tollgate::policy::load_str("state.yaml", yaml, Path::new("."), &|_| None)
         .unwrap_or_else(|e| panic!("{e}"));
     let gw = Arc::new(Gateway::new(p, &Options::default()).unwrap());
+    support::verified(&gw);
     (format!("http://{}", serve(gw.clone()).await), gw)
 }
 

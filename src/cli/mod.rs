@@ -9,6 +9,7 @@ mod key;
 mod logs;
 mod plan;
 mod policy;
+mod prices;
 mod report;
 mod route;
 mod serve;
@@ -46,6 +47,7 @@ enum Command {
     #[command(subcommand)]
     Route(route::RouteCommand),
     Report(report::ReportArgs),
+    Prices(prices::PricesArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -57,5 +59,6 @@ pub fn main() -> ExitCode {
         Command::Key(cmd) => key::run(cmd),
         Command::Route(cmd) => route::run(cmd),
         Command::Report(args) => report::run(args),
+        Command::Prices(args) => prices::run(args),
     }
 }

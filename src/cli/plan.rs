@@ -146,7 +146,7 @@ pub fn plan(
                 });
             };
             let m = &policy.models[first];
-            let (price, estimated) = m.pricing.estimate();
+            let (price, estimated) = policy.estimate(first);
             // Counted as the model's budget reservation counts it.
             let prompt = match &m.counter {
                 Counter::Cl100k => u64::from(class.prompt_tokens),

@@ -71,16 +71,21 @@ fn check(args: CheckArgs) -> ExitCode {
     let mut failed = false;
     for file in &args.files {
         match load_file_offline(file) {
-            Ok(p) => println!(
-                "{}: ok ({} models, {} routes, {})",
-                file.display(),
-                p.models.len(),
-                p.routes.len(),
-                match &p.keys {
-                    Some(k) => format!("{} keys", k.len()),
-                    None => "no keys: needs --allow-anonymous".to_string(),
+            Ok(p) => {
+                println!(
+                    "{}: ok ({} models, {} routes, {})",
+                    file.display(),
+                    p.models.len(),
+                    p.routes.len(),
+                    match &p.keys {
+                        Some(k) => format!("{} keys", k.len()),
+                        None => "no keys: needs --allow-anonymous".to_string(),
+                    }
+                );
+                for w in p.warnings() {
+                    eprintln!("{}: warning: {w}", file.display());
                 }
-            ),
+            }
             Err(e) => {
                 failed = true;
                 eprintln!("{e}");

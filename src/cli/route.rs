@@ -100,7 +100,7 @@ fn calibrate(args: CalibrateArgs) -> ExitCode {
             eprintln!("error: no model `{name}` in {}", args.policy.display());
             return Err(ExitCode::from(2));
         };
-        Ok(Some(policy.models[*id].pricing.estimate().0))
+        Ok(Some(policy.estimate(*id).0))
     };
     let strong_name = args
         .strong

@@ -41,6 +41,25 @@ pub struct Row {
     /// cache (priced at the cached-input rate).
     #[serde(default)]
     pub cached_tokens: u64,
+    /// Of `prompt_tokens`, those written to the provider's prompt cache.
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    /// Of `prompt_tokens`, audio input.
+    #[serde(default)]
+    pub audio_prompt_tokens: u64,
+    /// Of `completion_tokens`, hidden reasoning.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+    /// Of `completion_tokens`, audio output.
+    #[serde(default)]
+    pub audio_completion_tokens: u64,
+    /// What the provider's prompt cache saved against full input price.
+    #[serde(default)]
+    pub prompt_cache_saved: Nanos,
+    /// The price `cost` was charged at (`Price::to_json`; empty when the
+    /// model has none), so a later price change never rewrites history.
+    #[serde(default)]
+    pub price: String,
     pub cost: Nanos,
     pub baseline_cost: Nanos,
     /// `hit`, `miss`, `bypass` or `off`.
@@ -90,6 +109,12 @@ impl Row {
             prompt_tokens: 0,
             completion_tokens: 0,
             cached_tokens: 0,
+            cache_write_tokens: 0,
+            audio_prompt_tokens: 0,
+            reasoning_tokens: 0,
+            audio_completion_tokens: 0,
+            prompt_cache_saved: Nanos::ZERO,
+            price: String::new(),
             cost: Nanos::ZERO,
             baseline_cost: Nanos::ZERO,
             cache: "off".to_string(),
@@ -155,6 +180,7 @@ impl Row {
             &mut self.cache,
             &mut self.ending,
             &mut self.certainty,
+            &mut self.price,
         ] {
             if let std::borrow::Cow::Owned(clean) = clean_text(s) {
                 *s = clean;
@@ -165,6 +191,10 @@ impl Row {
             &mut self.prompt_tokens,
             &mut self.completion_tokens,
             &mut self.cached_tokens,
+            &mut self.cache_write_tokens,
+            &mut self.audio_prompt_tokens,
+            &mut self.reasoning_tokens,
+            &mut self.audio_completion_tokens,
         ] {
             if *n > MAX_TOKENS {
                 *n = MAX_TOKENS;
@@ -265,6 +295,15 @@ pub struct Group {
     /// Rows with a strong_score, and the sum of their `risk_milli`.
     pub scored: u64,
     pub risk_milli: u64,
+    /// Prompt tokens served from the providers' prompt caches, and what
+    /// that saved against full input price.
+    pub cached_tokens: u64,
+    pub prompt_cache_saved: Nanos,
+    pub reasoning_tokens: u64,
+    /// Rows charged without a price of their own, and rows counted
+    /// locally (`Row::certainty`).
+    pub unpriced: u64,
+    pub estimated: u64,
 }
 
 impl Group {
@@ -291,6 +330,10 @@ pub trait Store: Send {
     /// that the store is down: such rows are never going in, and are
     /// moved aside (`writer`) instead of retried.
     fn rejects(&self, e: &anyhow::Error) -> bool;
+    /// Keeps what settlements taught (`learnt`), raising what is there.
+    fn teach(&mut self, taught: &[learnt::Taught]) -> anyhow::Result<()>;
+    /// Everything kept by `teach`, from any process.
+    fn taught(&mut self) -> anyhow::Result<Vec<learnt::Taught>>;
 }
 
 /// Opens (and creates the table of) the store a policy names.
@@ -302,91 +345,10 @@ pub fn open(target: &LedgerTarget) -> anyhow::Result<Option<Box<dyn Store>>> {
     })
 }
 
-/// The SQL both stores share. `p(i)` renders the i-th placeholder.
-fn schema() -> &'static str {
-    "CREATE TABLE IF NOT EXISTS tollgate_ledger (
-        ts BIGINT NOT NULL,
-        day TEXT NOT NULL,
-        request_id TEXT NOT NULL,
-        key_id TEXT NOT NULL,
-        team TEXT NOT NULL,
-        task TEXT NOT NULL,
-        complexity TEXT NOT NULL,
-        route TEXT NOT NULL,
-        requested_model TEXT NOT NULL,
-        model TEXT NOT NULL,
-        prompt_tokens BIGINT NOT NULL,
-        completion_tokens BIGINT NOT NULL,
-        cost_nanos BIGINT NOT NULL,
-        baseline_nanos BIGINT NOT NULL,
-        cache TEXT NOT NULL,
-        status INTEGER NOT NULL,
-        latency_ms BIGINT NOT NULL,
-        ttft_ms BIGINT,
-        ending TEXT NOT NULL,
-        saved_nanos BIGINT NOT NULL DEFAULT 0,
-        strong_milli INTEGER,
-        risk_milli BIGINT NOT NULL DEFAULT 0,
-        certainty TEXT NOT NULL DEFAULT 'exact',
-        cached_tokens BIGINT NOT NULL DEFAULT 0
-    );
-    CREATE INDEX IF NOT EXISTS tollgate_ledger_ts ON tollgate_ledger (ts)"
-}
-
-const COLUMNS: usize = 24;
-
-/// Columns added after the first release, for ledgers made before them.
-const ADDED: [(&str, &str); 5] = [
-    ("saved_nanos", "BIGINT NOT NULL DEFAULT 0"),
-    ("strong_milli", "INTEGER"),
-    ("risk_milli", "BIGINT NOT NULL DEFAULT 0"),
-    ("certainty", "TEXT NOT NULL DEFAULT 'exact'"),
-    ("cached_tokens", "BIGINT NOT NULL DEFAULT 0"),
-];
-
-fn insert_sql(p: fn(usize) -> String) -> String {
-    let params: Vec<String> = (1..=COLUMNS).map(p).collect();
-    format!(
-        "INSERT INTO tollgate_ledger (ts, day, request_id, key_id, team, task, complexity, route, \
-         requested_model, model, prompt_tokens, completion_tokens, cost_nanos, baseline_nanos, \
-         cache, status, latency_ms, ttft_ms, ending, saved_nanos, strong_milli, risk_milli, certainty, \
-         cached_tokens) \
-         VALUES ({})",
-        params.join(", ")
-    )
-}
-
-fn report_sql(q: &Query, p: fn(usize) -> String) -> String {
-    let dims: Vec<&str> = q.by.iter().map(|d| d.column()).collect();
-    let select = dims.iter().map(|d| format!("{d}, ")).collect::<String>();
-    let group = if dims.is_empty() {
-        String::new()
-    } else {
-        format!(" GROUP BY {}", dims.join(", "))
-    };
-    format!(
-        "SELECT {select}COUNT(*), CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(baseline_nanos), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(CASE WHEN cache = 'hit' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(saved_nanos), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(CASE WHEN strong_milli IS NULL THEN 0 ELSE 1 END), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(risk_milli), 0) AS BIGINT) \
-         FROM tollgate_ledger WHERE ts >= {} AND ts < {}{group}",
-        p(1),
-        p(2)
-    )
-}
-
-const SEEN_SQL: &str = "SELECT request_id, ts, key_id FROM tollgate_ledger WHERE ts >= ";
-
-fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
+mod aside;
+pub mod learnt;
+mod sql;
+use sql::{insert_sql, report_sql, schema, to_i64, to_u64, ADDED, SEEN_SQL};
 
 #[cfg(test)]
 mod tests;

@@ -6,8 +6,8 @@ use postgres::{Client, NoTls};
 
 use super::tls;
 use super::{
-    insert_sql, journal, report_sql, schema, to_i64, to_u64, Group, Query, Row, Store, ADDED,
-    SEEN_SQL,
+    insert_sql, journal, learnt, report_sql, schema, to_i64, to_u64, Group, Query, Row, Store,
+    ADDED, SEEN_SQL,
 };
 use crate::money::Nanos;
 
@@ -41,6 +41,7 @@ impl Postgres {
             anyhow::anyhow!("connecting to the PostgreSQL ledger: {why}")
         })?;
         client.batch_execute(schema())?;
+        client.batch_execute(learnt::TABLE)?;
         for (name, ty) in ADDED {
             client.batch_execute(&format!(
                 "ALTER TABLE tollgate_ledger ADD COLUMN IF NOT EXISTS {name} {ty}"
@@ -51,6 +52,43 @@ impl Postgres {
 }
 
 impl Store for Postgres {
+    fn teach(&mut self, taught: &[learnt::Taught]) -> anyhow::Result<()> {
+        let mut tx = self.client.transaction()?;
+        let stmt = tx.prepare(&learnt::upsert("GREATEST", placeholder))?;
+        for t in taught {
+            let l = &t.learnt;
+            tx.execute(
+                &stmt,
+                &[
+                    &t.provider,
+                    &t.model,
+                    &l.shape.name(),
+                    &to_i64(l.prompt_milli),
+                    &to_i64(l.completion_milli),
+                    &to_i64(l.settled),
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn taught(&mut self) -> anyhow::Result<Vec<learnt::Taught>> {
+        let rows = self.client.query(learnt::SELECT, &[])?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.extend(learnt::taught((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get(5)?,
+            )));
+        }
+        Ok(out)
+    }
+
     fn insert(&mut self, rows: &[Row]) -> anyhow::Result<()> {
         let mut tx = self.client.transaction()?;
         let stmt = tx.prepare(&insert_sql(placeholder))?;
@@ -83,6 +121,12 @@ impl Store for Postgres {
                     &to_i64(r.risk_milli),
                     &r.certainty,
                     &to_i64(r.cached_tokens),
+                    &to_i64(r.cache_write_tokens),
+                    &to_i64(r.audio_prompt_tokens),
+                    &to_i64(r.reasoning_tokens),
+                    &to_i64(r.audio_completion_tokens),
+                    &to_i64(r.prompt_cache_saved.0),
+                    &r.price,
                 ],
             )?;
         }
@@ -112,6 +156,11 @@ impl Store for Postgres {
                 cache_saved: Nanos(to_u64(r.try_get(n + 6)?)),
                 scored: to_u64(r.try_get(n + 7)?),
                 risk_milli: to_u64(r.try_get(n + 8)?),
+                cached_tokens: to_u64(r.try_get(n + 9)?),
+                prompt_cache_saved: Nanos(to_u64(r.try_get(n + 10)?)),
+                reasoning_tokens: to_u64(r.try_get(n + 11)?),
+                unpriced: to_u64(r.try_get(n + 12)?),
+                estimated: to_u64(r.try_get(n + 13)?),
             });
         }
         out.retain(|g| g.requests > 0);

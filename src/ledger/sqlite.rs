@@ -3,8 +3,8 @@
 use rusqlite::{params, Connection};
 
 use super::{
-    insert_sql, journal, report_sql, schema, to_i64, to_u64, Group, Query, Row, Store, ADDED,
-    SEEN_SQL,
+    insert_sql, journal, learnt, report_sql, schema, to_i64, to_u64, Group, Query, Row, Store,
+    ADDED, SEEN_SQL,
 };
 use crate::money::Nanos;
 
@@ -25,6 +25,7 @@ impl Sqlite {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(schema())?;
+        conn.execute_batch(learnt::TABLE)?;
         // Ledgers made before a column existed get it.
         for (name, ty) in ADDED {
             let has = conn
@@ -41,6 +42,45 @@ impl Sqlite {
 }
 
 impl Store for Sqlite {
+    fn teach(&mut self, taught: &[learnt::Taught]) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(&learnt::upsert("MAX", placeholder))?;
+            for t in taught {
+                let l = &t.learnt;
+                stmt.execute(params![
+                    t.provider,
+                    t.model,
+                    l.shape.name(),
+                    to_i64(l.prompt_milli),
+                    to_i64(l.completion_milli),
+                    to_i64(l.settled),
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn taught(&mut self) -> anyhow::Result<Vec<learnt::Taught>> {
+        let mut stmt = self.conn.prepare(learnt::SELECT)?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.extend(learnt::taught(r?));
+        }
+        Ok(out)
+    }
+
     fn insert(&mut self, rows: &[Row]) -> anyhow::Result<()> {
         let tx = self.conn.transaction()?;
         {
@@ -71,6 +111,12 @@ impl Store for Sqlite {
                     to_i64(r.risk_milli),
                     r.certainty,
                     to_i64(r.cached_tokens),
+                    to_i64(r.cache_write_tokens),
+                    to_i64(r.audio_prompt_tokens),
+                    to_i64(r.reasoning_tokens),
+                    to_i64(r.audio_completion_tokens),
+                    to_i64(r.prompt_cache_saved.0),
+                    r.price,
                 ])?;
             }
         }
@@ -97,6 +143,11 @@ impl Store for Sqlite {
                 cache_saved: Nanos(to_u64(r.get(n + 6)?)),
                 scored: to_u64(r.get(n + 7)?),
                 risk_milli: to_u64(r.get(n + 8)?),
+                cached_tokens: to_u64(r.get(n + 9)?),
+                prompt_cache_saved: Nanos(to_u64(r.get(n + 10)?)),
+                reasoning_tokens: to_u64(r.get(n + 11)?),
+                unpriced: to_u64(r.get(n + 12)?),
+                estimated: to_u64(r.get(n + 13)?),
             })
         })?;
         let mut out = Vec::new();

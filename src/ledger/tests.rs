@@ -27,6 +27,7 @@ pub fn row(i: u64, team: &str, model: &str, cost: u64) -> Row {
         strong_milli: Some(400),
         risk_milli: if model == "gpt-4" { 0 } else { 400 },
         certainty: "exact".into(),
+        ..Row::opened(0, "", "", "")
     }
 }
 

@@ -11,15 +11,14 @@
 //! at ERROR with its fields (never prompt text: rows hold none). It never
 //! holds back the rows behind it. A store that is down keeps every row.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::journal::{Journal, Line, Recovery};
+use super::learnt::{Board, Taught, RELOAD};
 use super::{open, Row, Store};
 use crate::policy::LedgerTarget;
 
@@ -30,47 +29,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// queued are reported lost.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Rows the stores rejected and moved aside, since start (all ledgers).
-static REJECTED: AtomicU64 = AtomicU64::new(0);
-
-/// Rows the store rejected and the writer moved aside, since start.
-pub fn rejected_rows() -> u64 {
-    REJECTED.load(Ordering::Relaxed)
-}
-
-/// Where rejected rows go: a JSON-lines file (`None`: the error log only).
-pub struct Aside(Option<PathBuf>);
-
-impl Aside {
-    /// Beside a SQLite ledger (`<file>.rejected.jsonl`), else in the
-    /// journal directory when there is one.
-    fn for_target(target: &LedgerTarget, journal: Option<&Path>) -> Aside {
-        Aside(match target {
-            LedgerTarget::Sqlite(path) => Some(PathBuf::from(format!("{path}.rejected.jsonl"))),
-            _ => journal.map(|d| d.join("rejected.jsonl")),
-        })
-    }
-
-    fn put(&self, row: &Row, e: &anyhow::Error) {
-        REJECTED.fetch_add(1, Ordering::Relaxed);
-        let line = serde_json::to_string(row).unwrap_or_default();
-        let saved = self.0.as_ref().map(|p| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()))
-                .map(|()| p.display().to_string())
-        });
-        let file = match saved {
-            Some(Ok(p)) => p,
-            Some(Err(w)) => format!("(not saved: {w})"),
-            None => "(no dead-letter file)".to_string(),
-        };
-        tracing::error!(error = %format!("{e:#}"), row = %line, dead_letter = %file,
-            "the ledger store rejected a row; moved aside so later rows are not held back");
-    }
-}
+pub use super::aside::rejected_rows;
+use super::aside::Aside;
 
 enum Msg {
     Row(Box<Row>),
@@ -78,6 +38,7 @@ enum Msg {
     /// A journal segment whose rows were all sent before this: removed
     /// once they are committed.
     Retire(PathBuf),
+    Teach(Taught),
 }
 
 /// The sending side; one lock orders the channel and the journal.
@@ -94,6 +55,8 @@ pub struct Ledger {
     /// Returns whether every row was committed.
     writer: Mutex<Option<JoinHandle<bool>>>,
     pub target: LedgerTarget,
+    /// What settlements taught, as last read back from the store.
+    pub board: Arc<Board>,
 }
 
 impl Ledger {
@@ -120,15 +83,27 @@ impl Ledger {
         let (tx, rx) = mpsc::channel();
         let t = target.clone();
         let aside = Aside::for_target(&target, journal_dir);
+        let board = Arc::new(Board::default());
+        let b = board.clone();
         let writer = std::thread::Builder::new()
             .name("tollgate-ledger".into())
-            .spawn(move || write_loop(&t, &rx, recovery, &aside))?;
+            .spawn(move || write_loop(&t, &rx, recovery, &aside, &b))?;
         Ok(Some(Arc::new(Ledger {
             journalled: journal.is_some(),
             sending: Mutex::new(Some(Sending { tx, journal })),
             writer: Mutex::new(Some(writer)),
             target,
+            board,
         })))
+    }
+
+    /// Queues what a settlement taught, to keep (`learnt`).
+    pub fn teach(&self, t: Taught) {
+        if let Ok(guard) = self.sending.lock() {
+            if let Some(s) = guard.as_ref() {
+                let _ = s.tx.send(Msg::Teach(t));
+            }
+        }
     }
 
     /// Queues a row; never blocks, never fails the request.
@@ -211,8 +186,10 @@ fn write_loop(
     rx: &mpsc::Receiver<Msg>,
     recovery: Recovery,
     aside: &Aside,
+    board: &Board,
 ) -> bool {
     let mut store: Option<Box<dyn Store>> = None;
+    let mut read_back: Option<Instant> = None;
     let mut recovery = (!recovery.is_empty()).then_some(recovery);
     let mut batch: Vec<Row> = Vec::new();
     let mut waiting = Waiting::default();
@@ -221,10 +198,15 @@ fn write_loop(
     let mut closing_since: Option<Instant> = None;
     loop {
         // Gather: block for the first message when idle, then linger.
+        if read_back.is_none_or(|t| t.elapsed() >= RELOAD) {
+            read_back = Some(Instant::now());
+            learn(target, &mut store, board);
+        }
         if batch.is_empty() && waiting.is_empty() && recovery.is_none() && !closed {
-            match rx.recv() {
+            match rx.recv_timeout(RELOAD) {
                 Ok(m) => take(m, &mut batch, &mut waiting),
-                Err(_) => closed = true,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => closed = true,
             }
         }
         // Linger asleep, not parked on the channel: a receiver waiting in
@@ -246,8 +228,9 @@ fn write_loop(
             std::thread::sleep(LINGER);
             closed |= drain(&mut batch, &mut waiting);
         }
-        if !batch.is_empty() || recovery.is_some() {
-            let result = commit(target, &mut store, &mut recovery, &mut batch, aside);
+        if !batch.is_empty() || recovery.is_some() || !waiting.taught.is_empty() {
+            let result = commit(target, &mut store, &mut recovery, &mut batch, aside)
+                .and_then(|()| teach(&mut store, &mut waiting.taught));
             match result {
                 Ok(()) => {
                     backoff = Duration::from_millis(100);
@@ -276,6 +259,32 @@ fn write_loop(
             return true;
         }
     }
+}
+
+/// Reads back what every process taught (opening the store if needed).
+fn learn(target: &LedgerTarget, store: &mut Option<Box<dyn Store>>, board: &Board) {
+    let s = match store {
+        Some(s) => s,
+        None => match open(target) {
+            Ok(Some(s)) => store.insert(s),
+            _ => return,
+        },
+    };
+    match s.taught() {
+        Ok(rows) => board.put(rows),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot read the learned billing ratios back")
+        }
+    }
+}
+
+/// Keeps what settlements taught, after the rows of the same batch.
+fn teach(store: &mut Option<Box<dyn Store>>, taught: &mut Vec<Taught>) -> anyhow::Result<()> {
+    if let (Some(s), false) = (store.as_mut(), taught.is_empty()) {
+        s.teach(taught)?;
+        taught.clear();
+    }
+    Ok(())
 }
 
 /// Opens the store if needed, replays a recovery, inserts the batch
@@ -334,11 +343,12 @@ fn insert(s: &mut dyn Store, rows: &mut Vec<Row>, aside: &Aside) -> anyhow::Resu
 struct Waiting {
     flushes: Vec<mpsc::Sender<()>>,
     retired: Vec<PathBuf>,
+    taught: Vec<Taught>,
 }
 
 impl Waiting {
     fn is_empty(&self) -> bool {
-        self.flushes.is_empty() && self.retired.is_empty()
+        self.flushes.is_empty() && self.retired.is_empty() && self.taught.is_empty()
     }
 
     fn release(&mut self) {
@@ -358,5 +368,6 @@ fn take(m: Msg, batch: &mut Vec<Row>, waiting: &mut Waiting) {
         Msg::Row(r) => batch.push(*r),
         Msg::Flush(w) => waiting.flushes.push(w),
         Msg::Retire(p) => waiting.retired.push(p),
+        Msg::Teach(t) => waiting.taught.push(t),
     }
 }

@@ -94,6 +94,8 @@ impl LocalModel {
         match self.pricing {
             Pricing::PerToken(p) => p,
             Pricing::GpuHour { per_hour, .. } => price_from_gpu_hour(per_hour, self.rates()),
+            // Local models always have a price (`policy::models`).
+            Pricing::Unknown => Price::default(),
         }
     }
 

@@ -20,14 +20,14 @@ fn cost_rounds_up_per_request() {
     let gpt4 = Price {
         input_per_mtok: Nanos::parse_usd("30").unwrap(),
         output_per_mtok: Nanos::parse_usd("60").unwrap(),
-        cached_input_per_mtok: None,
+        ..Price::default()
     };
     // 1000 prompt tokens at $30/M = $0.03; 500 completion at $60/M = $0.03.
     assert_eq!(gpt4.cost(1000, 500), Nanos(60_000_000));
     let cheap = Price {
         input_per_mtok: Nanos(1),
         output_per_mtok: Nanos(0),
-        cached_input_per_mtok: None,
+        ..Price::default()
     };
     assert_eq!(cheap.cost(1, 0), Nanos(1));
 }
@@ -40,7 +40,7 @@ fn cost_properties_hold_for_random_prices_and_usages() {
         let p = Price {
             input_per_mtok: Nanos(rng.random_range(0..200 * NANOS_PER_USD)),
             output_per_mtok: Nanos(rng.random_range(0..200 * NANOS_PER_USD)),
-            cached_input_per_mtok: None,
+            ..Price::default()
         };
         let (a, b) = (
             rng.random_range(0..200_000u64),
@@ -76,21 +76,4 @@ fn displays_trimmed_usd() {
     assert_eq!(Nanos(60_000_000).to_string(), "0.06");
     assert_eq!(Nanos(3 * NANOS_PER_USD).to_string(), "3");
     assert_eq!(Nanos(1).to_string(), "0.000000001");
-}
-
-#[test]
-fn cached_input_is_billed_at_its_own_rate() {
-    // gpt-4o: $2.5/M input, $1.25/M cached, $10/M output; 2,006 prompt
-    // tokens of which 1,920 cached, 300 completion tokens.
-    let p = Price {
-        input_per_mtok: Nanos(2_500_000_000),
-        output_per_mtok: Nanos(10_000_000_000),
-        cached_input_per_mtok: Some(Nanos(1_250_000_000)),
-    };
-    // 86 × 2.5 + 1920 × 1.25 + 300 × 10 = 215 + 2400 + 3000 = 5615 µ$.
-    assert_eq!(p.cost_cached(2006, 1920, 300), Nanos(5_615_000));
-    assert_eq!(p.cost_cached(2006, 0, 300), p.cost(2006, 300));
-    // Without a cached rate, cached input is billed as input.
-    let plain = Price::new(p.input_per_mtok, p.output_per_mtok);
-    assert_eq!(plain.cost_cached(2006, 1920, 300), plain.cost(2006, 300));
 }

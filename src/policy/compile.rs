@@ -19,6 +19,33 @@ const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// Beyond any model's context today: an absurd `max_tokens` is a 400.
 const DEFAULT_MAX_TOKENS: u32 = 1 << 20;
 
+/// The catalog a policy's `prices:` imports over the built-in one.
+fn prices(
+    raw: Option<super::raw::RawPrices>,
+    base: &Path,
+    errs: &mut Errors,
+) -> super::catalog::Catalog {
+    let Some(p) = raw else {
+        return super::catalog::Catalog::default();
+    };
+    let path = super::fields::resolve(base, &p.file);
+    let read = std::fs::read(&path)
+        .map_err(|e| vec![format!("cannot read `{path}`: {e}")])
+        .and_then(|b| super::catalog::import(&b, &path, p.sha256.as_deref()));
+    match read {
+        Ok(i) => super::catalog::Catalog::with(i),
+        Err(list) => {
+            for e in list.iter().take(20) {
+                errs.add("prices", e);
+            }
+            if list.len() > 20 {
+                errs.add("prices", format!("and {} more", list.len() - 20));
+            }
+            super::catalog::Catalog::default()
+        }
+    }
+}
+
 /// Compiles a raw policy. Returns every error found, as `(path, message)`.
 pub fn compile(
     raw: RawPolicy,
@@ -91,6 +118,7 @@ pub fn compile(
         }
     }
 
+    let catalog = prices(raw.prices, base, &mut errs);
     let mut models = Vec::new();
     let mut model_ids = HashMap::new();
     for (name, m) in raw.models {
@@ -102,7 +130,7 @@ pub fn compile(
             &provider_ids,
             &provider_names,
             &providers,
-            base,
+            (base, &catalog),
             &mut errs,
         ) {
             model_ids.insert(name, models.len());
@@ -213,7 +241,7 @@ pub fn compile(
             .unwrap_or(Duration::from_millis(50)),
     };
 
-    let baseline = spend::baseline(raw.baseline, &models, &model_ids, &mut errs);
+    let baseline = spend::baseline(raw.baseline, &models, &model_ids, &catalog, &mut errs);
     let ledger = spend::ledger(raw.ledger, env, &mut errs);
     let ledger_journal = spend::journal(raw.ledger_journal, &ledger, env, &mut errs);
     let budgets = spend::budgets(raw.budgets, &declared, &mut errs);
@@ -261,6 +289,7 @@ pub fn compile(
         cache,
         state,
         circuit,
+        catalog,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod catalog;
 mod compile;
 mod engine;
 pub mod env;
+mod estimate;
 mod fields;
 mod load;
 mod models;
@@ -62,6 +63,8 @@ pub struct Policy {
     pub cache: Option<CacheConfig>,
     pub state: StateConfig,
     pub circuit: crate::circuit::Config,
+    /// The built-in price catalog with what `prices:` imported.
+    pub catalog: catalog::Catalog,
 }
 
 /// Where budgets, rate limits and the cache keep their state.
@@ -270,6 +273,9 @@ pub enum Pricing {
         per_hour: Nanos,
         expected: Throughput,
     },
+    /// No price in the policy or any catalog: charged at the baseline's
+    /// price, marked `unpriced`, and warned about.
+    Unknown,
 }
 
 /// Tokens per second a local model is expected to reach (milli-tokens, so
@@ -295,6 +301,7 @@ impl Pricing {
     pub fn estimate(&self) -> (Price, bool) {
         match *self {
             Pricing::PerToken(p) => (p, false),
+            Pricing::Unknown => (Price::default(), true),
             Pricing::GpuHour { per_hour, expected } => (
                 crate::money::price_from_gpu_hour(
                     per_hour,

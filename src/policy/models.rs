@@ -114,7 +114,7 @@ pub(super) fn compile_model(
     provider_ids: &HashMap<String, usize>,
     provider_names: &HashSet<String>,
     providers: &[Provider],
-    base: &Path,
+    (base, cat): (&Path, &catalog::Catalog),
     errs: &mut Errors,
 ) -> Option<Model> {
     let path = format!("models.{name}");
@@ -135,17 +135,18 @@ pub(super) fn compile_model(
     let known = if local {
         None
     } else {
-        catalog::lookup(&upstream_model)
+        cat.lookup(&upstream_model)
     };
-    let pricing = match (m.price, known) {
+    let pricing = match (m.price, &known) {
         (Some(p), _) => compile_price(p, &format!("{path}.price"), local, errs),
         (None, Some(k)) => Some(Pricing::PerToken(k.price)),
+        // Loads, with a warning (`Policy::warnings`): its answers are
+        // charged at the baseline's price and marked `unpriced`.
+        (None, None) if !local => Some(Pricing::Unknown),
         (None, None) => {
             errs.add(
                 format!("{path}.price"),
-                "every model needs a price (use `{ input: 0, output: 0 }` for free; \
-                 OpenAI's gpt-4, gpt-4-32k, gpt-3.5-turbo, gpt-3.5-turbo-16k, gpt-4o and \
-                 gpt-4o-mini have their list prices built in)",
+                "a local model needs a price (`{ input: 0, output: 0 }` for free, or `gpu_hour`)",
             );
             None
         }
@@ -214,13 +215,13 @@ pub(super) fn compile_model(
         provider: provider?,
         upstream_model,
         pricing: pricing?,
-        context: m.context.or(known.map(|k| k.context)),
+        context: m.context.or(known.as_ref().and_then(|k| k.context)),
         file,
         chat_template,
         max_concurrency: m.max_concurrency.unwrap_or(4),
         max_queue: m.max_queue.unwrap_or(64),
         counter: counter?,
-        max_output: m.max_output,
+        max_output: m.max_output.or(known.and_then(|k| k.max_output)),
         kv_cache,
         prefix_cache: m.prefix_cache.unwrap_or(16),
     })
@@ -238,11 +239,30 @@ pub(super) fn compile_price(
     let input = usd("input", p.input);
     let output = usd("output", p.output);
     let cached = usd("cached_input", p.cached_input);
+    let write = usd("cache_write", p.cache_write);
+    let audio_in = usd("audio_input", p.audio_input);
+    let audio_out = usd("audio_output", p.audio_output);
     let gpu_hour = usd("gpu_hour", p.gpu_hour);
-    if cached.is_some() && input.is_none() {
-        errs.add(format!("{path}.cached_input"), "goes with `input`");
+    for (field, v) in [
+        ("cached_input", &cached),
+        ("cache_write", &write),
+        ("audio_input", &audio_in),
+    ] {
+        if v.is_some() && input.is_none() {
+            errs.add(format!("{path}.{field}"), "goes with `input`");
+        }
     }
-    let cached = cached.flatten();
+    if audio_out.is_some() && output.is_none() {
+        errs.add(format!("{path}.audio_output"), "goes with `output`");
+    }
+    let parts = |input_per_mtok: Nanos, output_per_mtok: Nanos| Price {
+        input_per_mtok,
+        output_per_mtok,
+        cached_input_per_mtok: cached.flatten(),
+        cache_write_per_mtok: write.flatten(),
+        audio_input_per_mtok: audio_in.flatten(),
+        audio_output_per_mtok: audio_out.flatten(),
+    };
     let mut rate = |field: &str, n: Option<serde_json::Number>, default: u64| -> Option<u64> {
         let Some(n) = n else { return Some(default) };
         match n.as_f64().filter(|v| v.is_finite() && *v > 0.0 && *v < 1e9) {
@@ -278,17 +298,9 @@ pub(super) fn compile_price(
         errs.add(path, "prefill_per_s and generation_per_s go with gpu_hour");
     }
     match (input, output, gpu_hour) {
-        (Some(i), Some(o), None) => Some(Pricing::PerToken(Price {
-            input_per_mtok: i?,
-            output_per_mtok: o?,
-            cached_input_per_mtok: cached,
-        })),
+        (Some(i), Some(o), None) => Some(Pricing::PerToken(parts(i?, o?))),
         // Embedding models bill input tokens only.
-        (Some(i), None, None) => Some(Pricing::PerToken(Price {
-            input_per_mtok: i?,
-            output_per_mtok: Nanos::ZERO,
-            cached_input_per_mtok: cached,
-        })),
+        (Some(i), None, None) => Some(Pricing::PerToken(parts(i?, Nanos::ZERO))),
         (None, None, Some(g)) if local => Some(Pricing::GpuHour {
             per_hour: g?,
             expected: expected?,

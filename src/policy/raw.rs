@@ -42,6 +42,16 @@ pub struct RawPolicy {
     pub state: Option<RawState>,
     #[serde(default)]
     pub circuit_breaker: RawCircuit,
+    /// A price catalog to import (LiteLLM's format), over the built-in one.
+    pub prices: Option<RawPrices>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrices {
+    pub file: String,
+    /// The file's SHA-256 (hex); a file that differs is refused.
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -200,6 +210,11 @@ pub struct RawPrice {
     pub output: Option<serde_json::Number>,
     /// Input the provider served from its prompt cache (default: `input`).
     pub cached_input: Option<serde_json::Number>,
+    /// Input written to the provider's prompt cache (default: `input`).
+    pub cache_write: Option<serde_json::Number>,
+    /// Audio in and out (default: `input` and `output`).
+    pub audio_input: Option<serde_json::Number>,
+    pub audio_output: Option<serde_json::Number>,
     pub gpu_hour: Option<serde_json::Number>,
     /// With gpu_hour: the tokens per second expected, for offline estimates.
     pub prefill_per_s: Option<serde_json::Number>,

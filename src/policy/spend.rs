@@ -22,6 +22,7 @@ pub(super) fn baseline(
     name: Option<String>,
     models: &[Model],
     ids: &HashMap<String, ModelId>,
+    cat: &catalog::Catalog,
     errs: &mut Errors,
 ) -> Baseline {
     let name = name.unwrap_or_else(|| "gpt-4".to_string());
@@ -34,7 +35,14 @@ pub(super) fn baseline(
             );
             None
         }
-        None => match catalog::lookup(&name) {
+        Some(Pricing::Unknown) => {
+            errs.add(
+                "baseline",
+                format!("`{name}` has no price; the baseline needs one"),
+            );
+            None
+        }
+        None => match cat.lookup(&name) {
             Some(k) => Some(k.price),
             None => {
                 errs.add(

@@ -1,5 +1,6 @@
 //! Unit tests of `report`.
 
+use super::cells::hit_rate;
 use super::*;
 
 fn g(cost: u64, baseline: u64) -> Group {

@@ -92,6 +92,17 @@ th:first-child,td:first-child,th.l,td.l{{text-align:left}} th{{color:#5b6475;fon
         esc(d.baseline)
     );
     kpis(&mut html, t, d.baseline);
+    if !d.by_key.unpriced.is_empty() {
+        html.push_str(r#"<section class="card wide"><h2 class="bad">Unpriced models</h2><div>"#);
+        for (m, n) in &d.by_key.unpriced {
+            let _ = write!(
+                html,
+                "{}: {n} requests charged at the baseline's price (no known price; give it <code>price:</code>). ",
+                esc(m)
+            );
+        }
+        html.push_str("</div></section>");
+    }
     spend_per_day(&mut html, d.by_day_model, &color);
     savings_per_day(&mut html, d.by_day, d.baseline);
     route_mix(&mut html, d.by_task_model, &color);
@@ -122,6 +133,8 @@ fn kpis(html: &mut String, t: &Group, baseline: &str) {
 <div class="kpi"><b>{}</b><span>requests</span></div>
 <div class="kpi"><b>{}</b><span>tokens in / out</span></div>
 <div class="kpi"><b>{hit:.1}%</b><span>cache hits</span></div>
+<div class="kpi"><b>{}%</b><span>prompt tokens cached by the provider</span></div>
+<div class="kpi"><b class="good">{}</b><span>saved by caching (gateway cache and provider prompt cache)</span></div>
 <div class="kpi"><b>{}</b><span>quality retained vs {} (router's estimate)</span></div>
 </div></section>"#,
         money(t.cost),
@@ -136,6 +149,11 @@ fn kpis(html: &mut String, t: &Group, baseline: &str) {
         },
         t.requests,
         format_args!("{} / {}", t.prompt_tokens, t.completion_tokens),
+        match crate::report::cached_share(t).as_str() {
+            "" => "0.0".to_string(),
+            c => c.to_string(),
+        },
+        money(crate::report::caching_saved(t)),
         match crate::report::quality_retained(t).as_str() {
             "" => "–".to_string(),
             q => format!("{q}%"),

@@ -143,6 +143,42 @@ async fn budgets(gw: &Gateway, out: &mut String) {
             "tollgate_budget_overrun_usd_total{{model=\"{name}\"}} {over}"
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_unpriced_requests_total Answers of a model with no known price, charged at the baseline's price (ledger certainty `unpriced`).\n# TYPE tollgate_unpriced_requests_total counter"
+    );
+    for (id, name) in gw.model_names.iter().enumerate() {
+        let n = gw.bounds.unpriced_count(id);
+        let _ = writeln!(
+            out,
+            "tollgate_unpriced_requests_total{{model=\"{name}\"}} {n}"
+        );
+    }
+    gw.absorb_learnt();
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_prompt_count_verified Whether settlements have verified the model's prompt count (1: reservations hold the count times the highest billed ratio; 0: the byte bound).\n# TYPE tollgate_prompt_count_verified gauge"
+    );
+    let mut ratios = String::new();
+    for (id, name) in gw.model_names.iter().enumerate() {
+        let (verified, milli) = gw.bounds.verified(id);
+        let _ = writeln!(
+            out,
+            "tollgate_prompt_count_verified{{model=\"{name}\"}} {}",
+            u8::from(verified)
+        );
+        let _ = writeln!(
+            ratios,
+            "tollgate_prompt_billing_ratio{{model=\"{name}\"}} {}.{:03}",
+            milli / 1000,
+            milli % 1000
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_prompt_billing_ratio Highest billed prompt tokens over the gateway's count seen (0: none yet).\n# TYPE tollgate_prompt_billing_ratio gauge\n{}",
+        ratios.trim_end()
+    );
     let status = gw.budgets.status().await.unwrap_or_default();
     if status.is_empty() {
         return;

@@ -3,11 +3,15 @@
 //!
 //! Per model and request shape (`Shape`), two ratios only ever rise:
 //! billed prompt tokens over the count the reservation was based on, and
-//! billed completion tokens over the reserved output bound. A model
-//! counted with the byte bound (`classify::counting`) reserves `cl100k ×
-//! the prompt ratio` once one settlement has been seen (never more than
-//! the byte bound); a model counted exactly reserves its count, raised by
-//! the ratio when an upstream has billed more than it. A settlement over
+//! billed completion tokens over the reserved output bound. No tokenizer
+//! is trusted before `VERIFY_AFTER` settlements of the model and shape:
+//! until then the prompt is held at its byte bound (`classify::counting`),
+//! since an upstream may serve a known name (`gpt-3.5-turbo`) and bill by
+//! another tokenizer. Then a model counted with a tokenizer reserves its
+//! count times the highest ratio seen (at least one), and a model counted
+//! with the byte bound reserves `cl100k × the prompt ratio` (never more
+//! than the byte bound). What was learned is kept in the ledger's
+//! database (`Learnt`), so restarts and replicas start from it. A settlement over
 //! its reservation (an upstream that ignores `max_tokens`, say) is charged
 //! in full, counted as an overrun, logged once per model and day, and
 //! raises the ratios at once.
@@ -34,7 +38,15 @@ struct Learned {
     prompt: AtomicU64,
     /// Highest billed/bound completion ratio above one (0: none).
     completion: AtomicU64,
+    /// Settlements seen (counted up to `VERIFY_AFTER`).
+    settled: AtomicU64,
 }
+
+/// Settlements of a model and shape before its prompt count is trusted
+/// (times the highest ratio seen); until then a reservation holds the
+/// prompt's byte bound, whatever tokenizer the model's name implies: an
+/// upstream may serve a known name and bill by another tokenizer.
+pub const VERIFY_AFTER: u64 = 3;
 
 /// The kind of request a ratio is learned from and applied to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -62,9 +74,57 @@ struct PerModel {
     overrun: AtomicU64,
     /// The last day (since the epoch) an overrun was logged.
     logged_day: AtomicI64,
+    /// Answers charged without a price of the model's own, and the last
+    /// day one was logged.
+    unpriced: AtomicU64,
+    unpriced_day: AtomicI64,
+    /// Woken by every settlement, for reservations waiting on the first.
+    settled: tokio::sync::Notify,
+    /// Reservations held at the byte bound before verification, open now.
+    unverified: AtomicU64,
 }
 
-pub struct Bounds(Vec<PerModel>);
+/// Per model; and the generation of the ledger's `learnt::Board` last
+/// merged.
+pub struct Bounds(Vec<PerModel>, AtomicU64);
+
+/// What settlements showed of one model and shape: kept in the ledger's
+/// database so restarts and replicas start from it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Learnt {
+    pub shape: Shape,
+    pub prompt_milli: u64,
+    pub completion_milli: u64,
+    pub settled: u64,
+}
+
+impl Shape {
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Plain => "plain",
+            Shape::Rich => "rich",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Shape> {
+        match s {
+            "plain" => Some(Shape::Plain),
+            "rich" => Some(Shape::Rich),
+            _ => None,
+        }
+    }
+}
+
+/// What a settlement showed (`Bounds::settle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    /// Charged over the reservation.
+    pub over: Nanos,
+    /// The first overrun of the day for the model: log it.
+    pub log: bool,
+    /// A ratio or the settlement count rose: keep it.
+    pub learned: bool,
+}
 
 /// What a reservation holds, in tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -74,6 +134,22 @@ pub struct Hold {
     pub basis: u64,
     pub completion: u64,
     pub shape: Shape,
+    /// Before verification (`VERIFY_AFTER`): the prompt this would hold
+    /// once verified (0: verified). A budget that fits that but not the
+    /// byte bound waits for the first settlements (`Bounds::settled`).
+    pub trusted: u64,
+}
+
+impl Hold {
+    /// The prompt to charge when no usage comes back: what it would hold
+    /// once verified (the count, raised by what was billed), else what it
+    /// holds.
+    pub fn estimate(&self) -> u64 {
+        match self.trusted {
+            0 => self.prompt,
+            t => t,
+        }
+    }
 }
 
 /// What a reservation is asked for, before learning.
@@ -106,9 +182,21 @@ impl Bounds {
                     shapes: Default::default(),
                     overrun: AtomicU64::new(0),
                     logged_day: AtomicI64::new(0),
+                    unpriced: AtomicU64::new(0),
+                    unpriced_day: AtomicI64::new(i64::MIN),
+                    settled: tokio::sync::Notify::new(),
+                    unverified: AtomicU64::new(0),
                 })
                 .collect(),
+            AtomicU64::new(0),
         )
+    }
+
+    /// Marks `generation` of what the ledger read back as merged;
+    /// whether it was new.
+    pub fn absorbed(&self, generation: u64) -> bool {
+        self.1.load(Ordering::Relaxed) != generation
+            && self.1.swap(generation, Ordering::Relaxed) != generation
     }
 
     /// The tokens to reserve on `id` for `w`.
@@ -116,11 +204,18 @@ impl Bounds {
         let l = &self.0[id].shapes[w.shape.slot()];
         let p = l.prompt.load(Ordering::Relaxed);
         let c = l.completion.load(Ordering::Relaxed);
-        let (prompt, basis) = match (w.bytes, p) {
-            (true, 0) => (w.counted, w.cl100k),
-            (true, p) => (scaled(w.cl100k, p).min(w.counted), w.cl100k),
-            (false, p) if p > ONE => (scaled(w.counted, p), w.counted),
-            (false, _) => (w.counted, w.counted),
+        let verified = p > 0 && l.settled.load(Ordering::Relaxed) >= VERIFY_AFTER;
+        let (prompt, basis) = match (w.bytes, verified) {
+            (true, false) => (w.counted, w.cl100k),
+            (true, true) => (scaled(w.cl100k, p).min(w.counted), w.cl100k),
+            // A tokenizer not yet verified: the byte bound.
+            (false, false) => (w.counted.max(w.prompt_cap), w.counted),
+            (false, true) => (scaled(w.counted, p.max(ONE)), w.counted),
+        };
+        // What it would hold once verified, if the ratio stays as seen.
+        let trusted = match w.bytes {
+            true => scaled(w.cl100k, p.max(ONE)).min(w.counted),
+            false => scaled(w.counted, p.max(ONE)),
         };
         let prompt = match w.shape {
             Shape::Plain => prompt.min(w.prompt_cap.max(w.counted)),
@@ -136,12 +231,14 @@ impl Bounds {
             basis,
             completion,
             shape: w.shape,
+            trusted: if verified { 0 } else { trusted.min(prompt) },
         }
     }
 
     /// Learns from a settlement of `hold` on `id`; returns the overrun
-    /// (what `cost` is over `reserved`), counted, and whether it is the
-    /// first of `day` for this model (to log).
+    /// (what `cost` is over `reserved`), counted, whether it is the
+    /// first of `day` for this model (to log), and whether anything was
+    /// learned (to keep: `learned`).
     pub fn settle(
         &self,
         id: ModelId,
@@ -150,27 +247,117 @@ impl Bounds {
         cost: Nanos,
         reserved: Nanos,
         day: i64,
-    ) -> (Nanos, bool) {
+    ) -> Settled {
         let m = &self.0[id];
+        m.settled.notify_waiters();
         let l = &m.shapes[hold.shape.slot()];
+        let mut learned = false;
         if hold.basis > 0 {
             let r = usage.prompt_tokens.saturating_mul(ONE).div_ceil(hold.basis);
-            l.prompt.fetch_max(r.max(1), Ordering::Relaxed);
+            learned |= l.prompt.fetch_max(r.max(1), Ordering::Relaxed) < r.max(1);
+            learned |= l
+                .settled
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < VERIFY_AFTER).then_some(n + 1)
+                })
+                .is_ok();
         }
         if hold.completion > 0 && usage.completion_tokens > hold.completion {
             let r = usage
                 .completion_tokens
                 .saturating_mul(ONE)
                 .div_ceil(hold.completion);
-            l.completion.fetch_max(r, Ordering::Relaxed);
+            learned |= l.completion.fetch_max(r, Ordering::Relaxed) < r;
         }
         let over = cost.0.saturating_sub(reserved.0);
         if over == 0 {
-            return (Nanos::ZERO, false);
+            return Settled {
+                over: Nanos::ZERO,
+                log: false,
+                learned,
+            };
         }
         m.overrun.fetch_add(over, Ordering::Relaxed);
-        let first = m.logged_day.swap(day, Ordering::Relaxed) != day;
-        (Nanos(over), first)
+        Settled {
+            over: Nanos(over),
+            log: m.logged_day.swap(day, Ordering::Relaxed) != day,
+            learned,
+        }
+    }
+
+    /// A reservation held at the byte bound before verification opened
+    /// on `id` (`ended` closes it).
+    pub fn opened(&self, id: ModelId) {
+        self.0[id].unverified.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn ended(&self, id: ModelId) {
+        let m = &self.0[id];
+        let _ = m
+            .unverified
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        m.settled.notify_waiters();
+    }
+
+    /// Whether reservations held before verification are open on `id`:
+    /// their settlements are coming.
+    pub fn verifying(&self, id: ModelId) -> bool {
+        self.0[id].unverified.load(Ordering::Relaxed) > 0
+    }
+
+    /// Waits until the next settlement on `id`, or `at_most`.
+    pub async fn next_settlement(&self, id: ModelId, at_most: std::time::Duration) {
+        let _ = tokio::time::timeout(at_most, self.0[id].settled.notified()).await;
+    }
+
+    /// Counts an answer of `id` charged without a price of its own;
+    /// whether it is the first of `day` (to warn).
+    pub fn unpriced(&self, id: ModelId, day: i64) -> bool {
+        let m = &self.0[id];
+        m.unpriced.fetch_add(1, Ordering::Relaxed);
+        m.unpriced_day.swap(day, Ordering::Relaxed) != day
+    }
+
+    /// Answers of `id` charged without a price of its own, since start.
+    pub fn unpriced_count(&self, id: ModelId) -> u64 {
+        self.0[id].unpriced.load(Ordering::Relaxed)
+    }
+
+    /// Whether `id`'s plain-text prompt counts are verified by settlements
+    /// (`VERIFY_AFTER`), and the highest billed/counted ratio seen, in
+    /// thousandths.
+    pub fn verified(&self, id: ModelId) -> (bool, u64) {
+        let l = &self.0[id].shapes[Shape::Plain.slot()];
+        let p = l.prompt.load(Ordering::Relaxed);
+        (
+            p > 0 && l.settled.load(Ordering::Relaxed) >= VERIFY_AFTER,
+            p,
+        )
+    }
+
+    /// What `id` has learned, per shape, to keep across restarts.
+    pub fn learned(&self, id: ModelId) -> [Learnt; 2] {
+        let l = |s: Shape| {
+            let l = &self.0[id].shapes[s.slot()];
+            Learnt {
+                shape: s,
+                prompt_milli: l.prompt.load(Ordering::Relaxed),
+                completion_milli: l.completion.load(Ordering::Relaxed),
+                settled: l.settled.load(Ordering::Relaxed),
+            }
+        };
+        [l(Shape::Plain), l(Shape::Rich)]
+    }
+
+    /// Merges what was learned elsewhere (an earlier run, another
+    /// replica): ratios and counts only ever rise.
+    pub fn merge(&self, id: ModelId, k: &Learnt) {
+        let l = &self.0[id].shapes[k.shape.slot()];
+        l.prompt.fetch_max(k.prompt_milli, Ordering::Relaxed);
+        l.completion
+            .fetch_max(k.completion_milli, Ordering::Relaxed);
+        l.settled
+            .fetch_max(k.settled.min(VERIFY_AFTER), Ordering::Relaxed);
     }
 
     /// Money charged over reservations on `id`, since start.
@@ -180,95 +367,4 @@ impl Bounds {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn usage(p: u64, c: u64) -> Usage {
-        Usage::new(p, c)
-    }
-
-    fn want(bytes: bool, counted: u64, cl100k: u64, completion: u64) -> Want {
-        Want {
-            shape: Shape::Plain,
-            bytes,
-            counted,
-            cl100k,
-            completion,
-            prompt_cap: if bytes { counted } else { u64::MAX },
-            completion_cap: u64::MAX,
-        }
-    }
-
-    #[test]
-    fn the_byte_bound_tightens_to_what_was_billed_and_never_below() {
-        let b = Bounds::new(1);
-        let first = b.hold(0, want(true, 400, 100, 16));
-        assert_eq!((first.prompt, first.basis), (400, 100));
-        // Billed 2× cl100k: later holds reserve exactly that.
-        b.settle(0, &first, usage(200, 16), Nanos(10), Nanos(20), 1);
-        assert_eq!(b.hold(0, want(true, 400, 50, 16)).prompt, 100);
-        // A lower ratio later does not loosen it.
-        b.settle(0, &first, usage(120, 16), Nanos(10), Nanos(20), 1);
-        assert_eq!(b.hold(0, want(true, 400, 50, 16)).prompt, 100);
-        // Never above the byte bound.
-        assert_eq!(b.hold(0, want(true, 150, 100, 16)).prompt, 150);
-    }
-
-    #[test]
-    fn an_overrun_is_counted_logged_once_a_day_and_raises_the_bounds() {
-        let b = Bounds::new(2);
-        let h = b.hold(1, want(false, 10, 10, 1));
-        assert_eq!(
-            h,
-            Hold {
-                prompt: 10,
-                basis: 10,
-                completion: 1,
-                shape: Shape::Plain,
-            }
-        );
-        // An upstream that ignored max_tokens: 7 billed for 1 reserved.
-        let (over, log) = b.settle(1, &h, usage(10, 7), Nanos(170), Nanos(110), 5);
-        assert_eq!((over, log), (Nanos(60), true));
-        let (_, log) = b.settle(1, &h, usage(10, 7), Nanos(170), Nanos(110), 5);
-        assert!(!log, "once a day");
-        assert!(b.settle(1, &h, usage(10, 7), Nanos(170), Nanos(110), 6).1);
-        assert_eq!(b.overrun(1), Nanos(180));
-        assert_eq!(b.hold(1, want(false, 10, 10, 1)).completion, 7);
-        assert_eq!(b.hold(1, want(false, 10, 10, 3)).completion, 21);
-        // An exact counter billed over: raised by the ratio.
-        b.settle(1, &h, usage(15, 1), Nanos(0), Nanos(0), 6);
-        assert_eq!(b.hold(1, want(false, 20, 20, 1)).prompt, 30);
-        assert_eq!(b.overrun(0), Nanos::ZERO);
-    }
-
-    #[test]
-    fn a_rich_request_never_raises_plain_text_holds_and_caps_hold() {
-        let b = Bounds::new(1);
-        // An image billed 800 tokens on a 10-token text prompt, and four
-        // choices billed where one was bounded.
-        let rich = Want {
-            shape: Shape::Rich,
-            ..want(false, 10, 10, 5)
-        };
-        let h = b.hold(0, rich);
-        b.settle(0, &h, usage(800, 20), Nanos(0), Nanos(0), 1);
-        assert_eq!(b.hold(0, rich).prompt, 800, "rich requests learn");
-        let plain = Want {
-            prompt_cap: 60,
-            completion_cap: 100,
-            ..want(false, 10, 10, 5)
-        };
-        assert_eq!(
-            (b.hold(0, plain).prompt, b.hold(0, plain).completion),
-            (10, 5),
-            "plain text is untouched"
-        );
-        // Plain billing itself past the byte bound or the model's output
-        // can still only raise holds up to those caps.
-        let h = b.hold(0, plain);
-        b.settle(0, &h, usage(10_000, 5_000), Nanos(0), Nanos(0), 1);
-        let after = b.hold(0, plain);
-        assert_eq!((after.prompt, after.completion), (60, 100));
-    }
-}
+mod tests;

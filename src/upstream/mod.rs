@@ -13,6 +13,9 @@ pub mod openai;
 mod responses;
 mod rewrite;
 pub mod sse;
+mod usage;
+
+pub use usage::Usage;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -22,46 +25,6 @@ use bytes::Bytes;
 use futures::Stream;
 
 use crate::error::ApiError;
-
-/// Token counts as reported by the model server.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    /// Of `prompt_tokens`, those the provider served from its prompt
-    /// cache (billed at the model's cached-input rate).
-    pub cached_tokens: u64,
-}
-
-impl Usage {
-    pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Usage {
-        Usage {
-            prompt_tokens,
-            completion_tokens,
-            cached_tokens: 0,
-        }
-    }
-
-    /// Reads an OpenAI `usage` object: Chat Completions' names, or the
-    /// Responses API's (`input_tokens`, `output_tokens`, which include
-    /// reasoning tokens), with the cached part of the prompt from
-    /// `prompt_tokens_details` or `input_tokens_details` (never more than
-    /// the prompt).
-    pub fn from_json(v: &serde_json::Value) -> Option<Usage> {
-        let n = |a: &str, b: &str| v.get(a).or_else(|| v.get(b))?.as_u64();
-        let prompt_tokens = n("prompt_tokens", "input_tokens")?;
-        let cached = v
-            .get("prompt_tokens_details")
-            .or_else(|| v.get("input_tokens_details"))
-            .and_then(|d| d.get("cached_tokens")?.as_u64())
-            .unwrap_or(0);
-        Some(Usage {
-            prompt_tokens,
-            completion_tokens: n("completion_tokens", "output_tokens")?,
-            cached_tokens: cached.min(prompt_tokens),
-        })
-    }
-}
 
 /// A stream of SSE frames ready for the client (`data: ...\n\n`).
 pub type SseStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;

@@ -243,6 +243,7 @@ pub async fn stack(yaml: impl FnOnce(&str, &str, &str) -> String) -> Stack {
     let p = tollgate::policy::load_str("stack.yaml", &text, Path::new("."), &|_| None)
         .unwrap_or_else(|e| panic!("{e}"));
     let gw = Arc::new(Gateway::new(p, &Options::default()).unwrap());
+    verified(&gw);
     let url = format!("http://{}", serve(gw.clone()).await);
     Stack {
         url,
@@ -305,4 +306,44 @@ impl Stack {
         .map(Result::unwrap)
         .collect()
     }
+}
+
+/// As if settlements had already verified every model's prompt count
+/// (`state::bounds`: billed as counted, `VERIFY_AFTER` seen), for tests of
+/// what reservations do afterwards; `tests/overspend.rs` covers before.
+pub fn verified(gw: &Gateway) {
+    use tollgate::state::bounds::{Learnt, Shape, VERIFY_AFTER};
+    for id in 0..gw.policy.models.len() {
+        gw.bounds.merge(
+            id,
+            &Learnt {
+                shape: Shape::Plain,
+                prompt_milli: 1000,
+                completion_milli: 0,
+                settled: VERIFY_AFTER,
+            },
+        );
+    }
+}
+
+/// The same kept in the SQLite ledger at `path`, for gateways about to
+/// start on it: `(provider, upstream model)` pairs.
+pub fn verified_ledger(path: &str, pairs: &[(&str, &str)]) {
+    use tollgate::state::bounds::{Learnt, Shape, VERIFY_AFTER};
+    let target = tollgate::policy::LedgerTarget::Sqlite(path.to_string());
+    let mut store = tollgate::ledger::open(&target).unwrap().unwrap();
+    let taught: Vec<_> = pairs
+        .iter()
+        .map(|(provider, model)| tollgate::ledger::learnt::Taught {
+            provider: provider.to_string(),
+            model: model.to_string(),
+            learnt: Learnt {
+                shape: Shape::Plain,
+                prompt_milli: 1000,
+                completion_milli: 0,
+                settled: VERIFY_AFTER,
+            },
+        })
+        .collect();
+    store.teach(&taught).unwrap();
 }

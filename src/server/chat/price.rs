@@ -19,8 +19,14 @@ pub fn price_of(gw: &Gateway, id: ModelId) -> Option<Price> {
         #[cfg(feature = "local")]
         (crate::gateway::Backend::Local(m), _) => Some(m.price()),
         (_, Pricing::PerToken(p)) => Some(p),
-        (_, Pricing::GpuHour { .. }) => None,
+        (_, Pricing::GpuHour { .. } | Pricing::Unknown) => None,
     }
+}
+
+/// The price `id` is charged and reserved at: its own, else (a model with
+/// no known price) the baseline's, so that budgets still hold.
+pub fn charge_price(gw: &Gateway, id: ModelId) -> Price {
+    price_of(gw, id).unwrap_or(gw.policy.baseline.price)
 }
 
 /// What a request asks of a model, for its reservation.
@@ -60,8 +66,9 @@ pub fn worst_case(gw: &Gateway, id: ModelId, cl100k: u32, need: Need) -> (Nanos,
         prompt_cap: need.prompt_cap,
         completion_cap: u64::from(most).saturating_mul(choices),
     };
+    gw.absorb_learnt();
     let hold = gw.bounds.hold(id, want);
-    let cost = price_of(gw, id).map_or(Nanos::ZERO, |p| p.cost(hold.prompt, hold.completion));
+    let cost = charge_price(gw, id).cost(hold.prompt, hold.completion);
     (cost, hold)
 }
 
@@ -168,7 +175,8 @@ mod tests {
         let gw = Gateway::new(p, &opts).unwrap();
         let need = |max, choices| Need {
             counted: 20,
-            prompt_cap: 1000,
+            // The byte bound, held until settlements verify the count.
+            prompt_cap: 20,
             max_tokens: max,
             choices,
             shape: Shape::Plain,

@@ -262,19 +262,33 @@ impl BudgetGuard {
         tasks: &tokio_util::task::TaskTracker,
         on_alert: impl Fn(Alert) + Send + 'static,
     ) {
+        self.settle_then(r, actual, tasks, on_alert, || {});
+    }
+
+    /// `settle_now_or_later`, then `then` once the money is back in the
+    /// store (at once in memory, after the write in Redis).
+    pub fn settle_then(
+        self: &Arc<Self>,
+        r: Reservation,
+        actual: Nanos,
+        tasks: &tokio_util::task::TaskTracker,
+        on_alert: impl Fn(Alert) + Send + 'static,
+        then: impl FnOnce() + Send + 'static,
+    ) {
         use futures::FutureExt;
         if r.is_empty() {
-            return;
+            return then();
         }
         if self.store.is_local() {
             if let Some(alerts) = self.settle(r, actual).now_or_never() {
                 alerts.into_iter().for_each(on_alert);
             }
-            return;
+            return then();
         }
         let me = self.clone();
         tasks.spawn(async move {
             me.settle(r, actual).await.into_iter().for_each(on_alert);
+            then();
         });
     }
 
@@ -287,6 +301,12 @@ impl BudgetGuard {
         }
         let keys = self.keys_for(s);
         self.store.remaining(&keys).now_or_never()?.ok().flatten()
+    }
+
+    /// The tightest budget's money left for `s` (`None`: no budget, or
+    /// the store cannot say).
+    pub async fn remaining(&self, s: Subject<'_>) -> Option<Nanos> {
+        self.store.remaining(&self.keys_for(s)).await.ok().flatten()
     }
 
     pub async fn status(&self) -> Result<Vec<Status>, Unavailable> {

@@ -85,7 +85,7 @@ impl Account {
                     .usage_estimated
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let counter = &gw.policy.models[id].counter;
-                let prompt = match self.hold.prompt {
+                let prompt = match self.hold.estimate() {
                     0 => u64::from(self.prompt_estimate),
                     n => n,
                 };
@@ -94,23 +94,26 @@ impl Account {
             }
             (None, _) => (Usage::default(), false),
         };
-        let cost = price.map_or(Nanos::ZERO, |p| {
-            p.cost_cached(
-                usage.prompt_tokens,
-                usage.cached_tokens,
-                usage.completion_tokens,
-            )
-        });
-        let certainty = match (price, estimated) {
-            (None, _) if self.model.is_some() && answered => "unpriced",
+        // A model without a price is charged at the baseline's, so no
+        // answer is ever a silent $0, and marked `unpriced` (counted,
+        // warned about once a day, listed by `report`).
+        let unpriced = price.is_none() && self.model.is_some() && answered;
+        let charged = match (price, unpriced) {
+            (Some(p), _) => Some(p),
+            (None, true) => {
+                super::unpriced(&gw, self.model);
+                Some(gw.policy.baseline.price)
+            }
+            (None, false) => None,
+        };
+        let cost = charged.map_or(Nanos::ZERO, |p| usage.cost(&p));
+        let certainty = match (unpriced, estimated) {
+            (true, _) => "unpriced",
             (_, true) => "estimated",
             _ => "exact",
         };
-        let baseline = gw.policy.baseline.price.cost_cached(
-            usage.prompt_tokens,
-            usage.cached_tokens,
-            usage.completion_tokens,
-        );
+        let baseline = usage.cost(&gw.policy.baseline.price);
+        let then = self.then();
         let subject = Subject {
             key: &self.row.key_id,
             team: &self.row.team,
@@ -120,24 +123,30 @@ impl Account {
             (self.model, reported, &self.reservation, c.counted)
         {
             let day = gw.clock.now().div_euclid(86_400_000);
-            let (over, first) = gw.bounds.settle(id, &self.hold, u, cost, r.amount(), day);
-            if first {
-                tracing::warn!(model = %gw.model_names[id], over_usd = %over, "the upstream billed more than the budget reserved; charged in full, the model's bound is raised");
+            let s = gw.bounds.settle(id, &self.hold, u, cost, r.amount(), day);
+            if s.log {
+                tracing::warn!(model = %gw.model_names[id], over_usd = %s.over, "the upstream billed more than the budget reserved; charged in full, the model's bound is raised");
+            }
+            if s.learned {
+                gw.teach(id, self.hold.shape);
             }
         }
         let remaining = match self.reservation.take() {
             Some(r) => {
                 let g = gw.clone();
-                gw.budgets
-                    .settle_now_or_later(r, cost, &gw.tasks, move |alert| {
-                        g.counters
-                            .budget_alerts
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        alert.log();
-                    });
+                let alert = move |alert: crate::state::budgets::Alert| {
+                    g.counters
+                        .budget_alerts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    alert.log();
+                };
+                gw.budgets.settle_then(r, cost, &gw.tasks, alert, then);
                 gw.budgets.remaining_now(subject)
             }
-            None => None,
+            None => {
+                then();
+                None
+            }
         };
         // Rate limits take the tokens not counted at admission.
         if let Some(u) =
@@ -167,6 +176,12 @@ impl Account {
         };
         r.prompt_tokens = usage.prompt_tokens;
         r.cached_tokens = usage.cached_tokens;
+        r.cache_write_tokens = usage.cache_write_tokens;
+        r.audio_prompt_tokens = usage.audio_prompt_tokens;
+        r.reasoning_tokens = usage.reasoning_tokens;
+        r.audio_completion_tokens = usage.audio_completion_tokens;
+        r.prompt_cache_saved = charged.map_or(Nanos::ZERO, |p| usage.cache_saving(&p));
+        r.price = charged.map(|p| p.to_json()).unwrap_or_default();
         r.completion_tokens = usage.completion_tokens;
         r.cost = cost;
         r.baseline_cost = baseline;
@@ -183,6 +198,8 @@ impl Account {
             status = r.status,
             prompt_tokens = r.prompt_tokens,
             completion_tokens = r.completion_tokens,
+            cached_tokens = r.cached_tokens,
+            reasoning_tokens = r.reasoning_tokens,
             certainty,
             cost_usd = %r.cost,
             baseline_usd = %r.baseline_cost,

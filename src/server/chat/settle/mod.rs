@@ -31,12 +31,16 @@ use crate::state::bounds::Hold;
 use crate::state::budgets::{Refusal, Reservation};
 use crate::state::cache::Entry;
 
-use super::price::{price_of, worst_case, Need};
+use super::price::{charge_price, worst_case, Need};
 use crate::telemetry::Sample;
 use crate::upstream::{Ending, Finish, Usage};
 
 mod close;
 pub use close::Close;
+
+/// The longest a reservation waits for the first settlements of a model
+/// whose prompt count is not yet verified (`state::bounds`).
+const VERIFY_WAIT: Duration = Duration::from_secs(5);
 
 struct Account {
     gw: Arc<Gateway>,
@@ -52,6 +56,9 @@ struct Account {
     /// Time spent waiting on upstream attempts (for the overhead metric).
     upstream: Duration,
     closed: bool,
+    /// The model whose reservation is held before verification
+    /// (`Bounds::opened`), until it is released or settled.
+    verifying: Option<ModelId>,
 }
 
 /// A shared handle: the handler and a stream's finish callback both hold it.
@@ -86,6 +93,7 @@ impl Tab {
             first_byte: None,
             upstream: Duration::ZERO,
             closed: false,
+            verifying: None,
         })))
     }
 
@@ -126,38 +134,60 @@ impl Tab {
         caller: &Caller,
         need: Need,
     ) -> Result<Option<Nanos>, Refusal> {
-        let Some((gw, amount)) = self.with(|a| {
-            a.release();
-            let gw = a.gw.clone();
-            let (amount, hold) = worst_case(&gw, id, a.prompt_estimate, need);
-            if let Some(l) = gw.ledger.as_ref().filter(|l| l.journalled()) {
-                let baseline = gw.policy.baseline.price.cost(hold.prompt, hold.completion);
-                let tokens = (hold.prompt, hold.completion);
-                l.provisional(
-                    a.row
-                        .interrupted(&gw.model_names[id], tokens, amount, baseline),
-                );
+        let started = Instant::now();
+        loop {
+            let Some((gw, amount, hold)) = self.with(|a| {
+                a.release();
+                let gw = a.gw.clone();
+                let (amount, hold) = worst_case(&gw, id, a.prompt_estimate, need);
+                if let Some(l) = gw.ledger.as_ref().filter(|l| l.journalled()) {
+                    let baseline = gw.policy.baseline.price.cost(hold.prompt, hold.completion);
+                    let tokens = (hold.prompt, hold.completion);
+                    l.provisional(
+                        a.row
+                            .interrupted(&gw.model_names[id], tokens, amount, baseline),
+                    );
+                }
+                a.hold = hold;
+                (gw, amount, hold)
+            }) else {
+                return Ok(None);
+            };
+            if gw.budgets.is_empty() {
+                self.with(|a| a.model = Some(id));
+                return Ok(None);
             }
-            a.hold = hold;
-            (gw, amount)
-        }) else {
-            return Ok(None);
-        };
-        if gw.budgets.is_empty() {
-            self.with(|a| a.model = Some(id));
-            return Ok(None);
+            let subject = Subject {
+                key: &caller.key_id,
+                team: &caller.team,
+                model: Some(&gw.model_names[id]),
+            };
+            let refused = match gw.budgets.reserve(subject, amount).await {
+                Ok((r, remaining)) => {
+                    self.with(|a| {
+                        a.model = Some(id);
+                        a.reservation = Some(r);
+                        if hold.trusted > 0 && hold.trusted < hold.prompt {
+                            gw.bounds.opened(id);
+                            a.verifying = Some(id);
+                        }
+                    });
+                    return Ok(remaining);
+                }
+                Err(refused) => refused,
+            };
+            // Refused while reservations held at the byte bound before
+            // verification are out: wait for their settlements (the money
+            // they give back, then the verified count) instead of refusing
+            // a burst for arriving before any.
+            let waited = started.elapsed();
+            if waited >= VERIFY_WAIT || !gw.bounds.verifying(id) {
+                return Err(refused);
+            }
+            gw.bounds
+                .next_settlement(id, (VERIFY_WAIT - waited).min(Duration::from_millis(200)))
+                .await;
         }
-        let subject = Subject {
-            key: &caller.key_id,
-            team: &caller.team,
-            model: Some(&gw.model_names[id]),
-        };
-        let (r, remaining) = gw.budgets.reserve(subject, amount).await?;
-        self.with(|a| {
-            a.model = Some(id);
-            a.reservation = Some(r);
-        });
-        Ok(remaining)
     }
 
     /// The attempt on the reserved model failed: nothing was spent.
@@ -173,6 +203,10 @@ impl Tab {
                     prompt_tokens: a.row.prompt_tokens,
                     completion_tokens: a.row.completion_tokens,
                     cached_tokens: a.row.cached_tokens,
+                    cache_write_tokens: a.row.cache_write_tokens,
+                    audio_prompt_tokens: a.row.audio_prompt_tokens,
+                    reasoning_tokens: a.row.reasoning_tokens,
+                    audio_completion_tokens: a.row.audio_completion_tokens,
                 },
                 a.row.cost,
             )
@@ -239,8 +273,8 @@ impl Tab {
     pub fn stream_limit(&self) -> Option<(Nanos, Price, u64)> {
         self.with(|a| {
             let r = a.reservation.as_ref().filter(|r| !r.is_empty())?;
-            let price = price_of(&a.gw, a.model?)?;
-            Some((r.amount(), price, a.hold.prompt))
+            let price = charge_price(&a.gw, a.model?);
+            Some((r.amount(), price, a.hold.estimate()))
         })
         .flatten()
     }
@@ -266,12 +300,41 @@ impl Tab {
     }
 }
 
+/// Counts an answer of `model` charged without a price of its own, and
+/// warns once a day per model.
+fn unpriced(gw: &Gateway, model: Option<ModelId>) {
+    let Some(id) = model else { return };
+    let day = gw.clock.now().div_euclid(86_400_000);
+    if gw.bounds.unpriced(id, day) {
+        tracing::warn!(model = %gw.model_names[id], baseline = %gw.policy.baseline.name,
+            "a model with no known price answered: charged at the baseline's price and marked \
+             `unpriced` in the ledger; give it `price:` in the policy");
+    }
+}
+
 impl Account {
+    /// What to run once this reservation's money is back: end a
+    /// reservation held before verification (`Bounds::opened`), so the
+    /// requests waiting on it retry.
+    fn then(&mut self) -> impl FnOnce() + Send + 'static {
+        let open = self.verifying.take();
+        let bounds = self.gw.bounds.clone();
+        move || {
+            if let Some(id) = open {
+                bounds.ended(id);
+            }
+        }
+    }
+
     fn release(&mut self) {
-        if let Some(r) = self.reservation.take() {
-            let gw = &self.gw;
-            gw.budgets
-                .settle_now_or_later(r, Nanos::ZERO, &gw.tasks, |_| {});
+        let then = self.then();
+        match self.reservation.take() {
+            Some(r) => {
+                let gw = &self.gw;
+                gw.budgets
+                    .settle_then(r, Nanos::ZERO, &gw.tasks, |_| {}, then);
+            }
+            None => then(),
         }
     }
 }
