@@ -181,6 +181,7 @@ impl Gateway {
                     connect_timeout,
                     total_timeout,
                     chat_only,
+                    anthropic,
                 } => {
                     let http = match clients.get(&model.provider) {
                         Some(c) => reqwest::Client::clone(c),
@@ -195,9 +196,18 @@ impl Gateway {
                             c
                         }
                     };
-                    match OpenAiUpstream::new(http, base_url, key, *timeout, *total_timeout)
-                        .map(|u| u.chat_only(*chat_only))
-                    {
+                    let made = match anthropic {
+                        Some(version) => OpenAiUpstream::anthropic(
+                            http,
+                            base_url,
+                            key,
+                            version,
+                            (*timeout, *total_timeout),
+                        ),
+                        None => OpenAiUpstream::new(http, base_url, key, *timeout, *total_timeout)
+                            .map(|u| u.chat_only(*chat_only)),
+                    };
+                    match made {
                         Ok(u) => Backend::OpenAi(Box::new(u)),
                         Err(why) => bail!("provider `{}`: {why}", provider.name),
                     }

@@ -102,7 +102,7 @@ pub fn run(args: PricesArgs) -> ExitCode {
         })
         .collect();
     if args.format == Format::Table {
-        println!("\nmodels of {}:", path.display());
+        out(&format!("\nmodels of {}:\n", path.display()));
     }
     print(&models, args.format);
     for w in policy.warnings() {
@@ -149,12 +149,26 @@ fn per_m(n: Option<Nanos>) -> String {
     n.map(|n| n.to_string()).unwrap_or_default()
 }
 
+/// Writes to stdout, quietly stopping when the reader has gone (`| head`).
+fn out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 fn print(entries: &[Known], format: Format) {
+    let mut text = String::new();
+    render(&mut text, entries, format);
+    out(&text);
+}
+
+fn render(s: &mut String, entries: &[Known], format: Format) {
+    use std::fmt::Write;
     match format {
         Format::Json => {
             for k in entries {
                 let p: &Price = &k.price;
-                println!(
+                let _ = writeln!(
+                    s,
                     "{}",
                     json!({
                         "model": k.name, "provider": k.provider,
@@ -171,7 +185,8 @@ fn print(entries: &[Known], format: Format) {
             }
         }
         Format::Table => {
-            println!(
+            let _ = writeln!(
+                s,
                 "{:<28} {:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}  {:<10} source",
                 "model",
                 "provider",
@@ -187,7 +202,8 @@ fn print(entries: &[Known], format: Format) {
             );
             for k in entries {
                 let p = &k.price;
-                println!(
+                let _ = writeln!(
+                    s,
                     "{:<28} {:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}  {:<10} {}",
                     k.name,
                     k.provider,

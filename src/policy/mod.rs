@@ -211,6 +211,9 @@ pub enum ProviderKind {
         total_timeout: Duration,
         /// Speaks Chat Completions but not the Responses API.
         chat_only: bool,
+        /// `kind: anthropic`: speaks Anthropic's Messages API, with this
+        /// `anthropic-version`.
+        anthropic: Option<String>,
     },
     Local {
         device: Device,

@@ -33,9 +33,18 @@ pub(super) fn compile_provider(
         }
     };
     match p.kind.as_str() {
-        "openai" => {
-            not_for(errs, "device", p.device.is_some(), "openai");
+        kind @ ("openai" | "anthropic") => {
+            not_for(errs, "device", p.device.is_some(), kind);
+            let anthropic = kind == "anthropic";
+            not_for(errs, "chat_only", anthropic && p.chat_only.is_some(), kind);
+            not_for(
+                errs,
+                "anthropic_version",
+                !anthropic && p.anthropic_version.is_some(),
+                kind,
+            );
             let base_url = match p.base_url {
+                None if anthropic => Some("https://api.anthropic.com".to_string()),
                 None => Some("https://api.openai.com/v1".to_string()),
                 Some(u) => errs
                     .ok(format!("{path}.base_url"), expand(&u, env))
@@ -67,7 +76,11 @@ pub(super) fn compile_provider(
                 timeout: timeout?,
                 connect_timeout: connect_timeout?,
                 total_timeout: total_timeout?,
-                chat_only: p.chat_only.unwrap_or(false),
+                chat_only: p.chat_only.unwrap_or(false) || anthropic,
+                anthropic: anthropic.then(|| {
+                    p.anthropic_version
+                        .unwrap_or_else(|| "2023-06-01".to_string())
+                }),
             })
         }
         "local" => {
@@ -82,6 +95,12 @@ pub(super) fn compile_provider(
             );
             not_for(errs, "total_timeout", p.total_timeout.is_some(), "local");
             not_for(errs, "chat_only", p.chat_only.is_some(), "local");
+            not_for(
+                errs,
+                "anthropic_version",
+                p.anthropic_version.is_some(),
+                "local",
+            );
             let device = match p.device.as_deref() {
                 None | Some("auto") => Some(Device::Auto),
                 Some("cpu") => Some(Device::Cpu),
@@ -101,7 +120,7 @@ pub(super) fn compile_provider(
         other => {
             errs.add(
                 format!("{path}.kind"),
-                format!("unknown provider kind `{other}` (expected openai or local)"),
+                format!("unknown provider kind `{other}` (expected openai, anthropic or local)"),
             );
             None
         }

@@ -162,6 +162,9 @@ pub struct RawProvider {
     /// For `kind: openai`: the server speaks Chat Completions but not the
     /// Responses API (`/v1/responses` is translated for it).
     pub chat_only: Option<bool>,
+    /// For `kind: anthropic`: the `anthropic-version` header (default
+    /// 2023-06-01).
+    pub anthropic_version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

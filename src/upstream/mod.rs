@@ -8,6 +8,7 @@
 //! client yet for a JSON reply; for a stream, the first event has arrived)
 //! or a `Failure` telling the caller whether to try the next model.
 
+pub mod anthropic;
 mod errors;
 pub mod openai;
 mod responses;

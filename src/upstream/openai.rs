@@ -26,18 +26,23 @@ use super::{into_sse, Ending, Failure, OnFinish, Outbox, Pull, Reply, RetryReaso
 use crate::error::ApiError;
 use crate::secret::Secret;
 
+mod messages;
+
 pub struct OpenAiUpstream {
-    http: reqwest::Client,
-    url: reqwest::Url,
-    embeddings_url: reqwest::Url,
-    completions_url: reqwest::Url,
+    pub(super) http: reqwest::Client,
+    pub(super) url: reqwest::Url,
+    pub(super) embeddings_url: reqwest::Url,
+    pub(super) completions_url: reqwest::Url,
     /// `None` for a server marked `chat_only`.
-    responses_url: Option<reqwest::Url>,
-    headers: HeaderMap,
+    pub(super) responses_url: Option<reqwest::Url>,
+    pub(super) headers: HeaderMap,
     /// Until the first byte of the answer (headers, or the first event).
-    timeout: Duration,
+    pub(super) timeout: Duration,
     /// For the whole answer, streams included.
-    total: Duration,
+    pub(super) total: Duration,
+    /// Speaks Anthropic's Messages API (`upstream::anthropic`): chat
+    /// requests are translated to it and its answers back.
+    pub(super) anthropic: bool,
 }
 
 impl OpenAiUpstream {
@@ -80,6 +85,7 @@ impl OpenAiUpstream {
             headers,
             timeout,
             total,
+            anthropic: false,
         })
     }
 
@@ -114,6 +120,11 @@ impl OpenAiUpstream {
             &self.url
         };
         let options = (stream, client_wants_usage);
+        if self.anthropic {
+            let body = self.messages_body(legacy, &body)?;
+            let wire = if stream { Wire::Anthropic } else { Wire::Chat };
+            return self.relay(url, wire, body, options, model, on_finish).await;
+        }
         self.relay(url, Wire::Chat, body, options, model, on_finish)
             .await
     }
@@ -152,6 +163,8 @@ impl OpenAiUpstream {
                 upstream: Box::pin(resp.bytes_stream()),
                 parser: SseParser::default(),
                 wire,
+                translator: (wire == Wire::Anthropic)
+                    .then(|| super::anthropic::stream::Translator::new(&model, client_wants_usage)),
                 model,
                 client_wants_usage,
                 out: Outbox::default(),
@@ -172,6 +185,12 @@ impl OpenAiUpstream {
                 Ok(Err(e)) => return Err(Failure::Retry(RetryReason::Connect(error_chain(&e)))),
                 Ok(Ok(b)) => b,
             };
+            if self.anthropic {
+                let (body, usage) = super::anthropic::reply(&bytes, &model)
+                    .map_err(|e| Failure::Retry(RetryReason::Malformed(e)))?;
+                let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+                return Ok(Reply::Json { body, usage });
+            }
             let (body, usage) = rewrite(&bytes, &model, false)
                 .map_err(|e| Failure::Retry(RetryReason::Malformed(e)))?;
             let body =
@@ -236,6 +255,8 @@ impl OpenAiUpstream {
 enum Wire {
     Chat,
     Responses,
+    /// Anthropic's Messages events, translated to chat chunks.
+    Anthropic,
 }
 
 /// Relays an upstream SSE stream frame by frame: rewrites `model`, keeps
@@ -245,6 +266,7 @@ struct Relay {
     upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     parser: SseParser,
     wire: Wire,
+    translator: Option<super::anthropic::stream::Translator>,
     model: Arc<str>,
     client_wants_usage: bool,
     out: Outbox,
@@ -305,6 +327,27 @@ impl Relay {
     }
 
     fn on_event(&mut self, data: Vec<u8>) {
+        if let Some(t) = &mut self.translator {
+            let step = t.event(&data);
+            for c in step.chunks {
+                self.out.produced.push_event(&c);
+                self.out.ready.push_back(frame(&c));
+            }
+            if let Some(u) = t.usage() {
+                self.out.usage = Some(u);
+            }
+            match step.end {
+                Some(true) => {
+                    self.out
+                        .ready
+                        .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+                    self.out.ending = Some(Ending::Complete);
+                }
+                Some(false) => self.broke(),
+                None => {}
+            }
+            return;
+        }
         if data != b"[DONE]" {
             self.out.produced.push_event(&data);
         }

@@ -6,6 +6,7 @@
     clippy::disallowed_methods
 )]
 
+pub mod fake_anthropic;
 pub mod fake_openai;
 pub mod pg;
 

@@ -15,6 +15,11 @@ use crate::responses::Ask;
 use crate::state::bounds::Shape;
 use crate::upstream::{Failure, Reply, RetryReason};
 
+/// What a request Chat Completions cannot carry to the model needs.
+const RESPONSES: &str = "a model whose provider speaks the Responses API";
+/// What a request Anthropic's Messages API cannot carry needs.
+const NOT_MESSAGES: &str = "a model whose provider speaks OpenAI's API (not Anthropic's Messages)";
+
 pub struct Chat<'a> {
     pub chat: &'a ChatRequest,
     /// The classifier's (cl100k) count of the prompt.
@@ -46,7 +51,16 @@ impl Attempt for Chat<'_> {
             .translated(gw, id)
             .and_then(|a| a.upstream_only.clone())
         {
-            return Some(Unfit::Cannot(what, field));
+            return Some(Unfit::Cannot(what, field, RESPONSES));
+        }
+        if let Backend::OpenAi(up) = &gw.backends[id] {
+            if up.speaks_messages() {
+                if let Some((what, field)) =
+                    crate::upstream::anthropic::untranslatable(&self.chat.body)
+                {
+                    return Some(Unfit::Cannot(what, field, NOT_MESSAGES));
+                }
+            }
         }
         overflow(gw, id, self.chat, self.prompt_tokens)
             .await

@@ -67,8 +67,9 @@ pub trait Attempt: Sync {
 /// Why a model cannot take a request at all.
 pub enum Unfit {
     TooSmall(Overflow),
-    /// A Responses feature Chat Completions cannot carry: what, and its field.
-    Cannot(String, String),
+    /// A feature the model's API cannot carry: what, its field, and the
+    /// kind of model that could.
+    Cannot(String, String, &'static str),
     /// The model cannot serve this endpoint (the local engine: chat only).
     Endpoint,
 }
@@ -292,13 +293,10 @@ fn nothing_answered(
     if !down.is_empty() {
         return Stop::Unavailable(down);
     }
-    if let Some(Skip::Unfit(Unfit::Cannot(what, field))) =
+    if let Some(Skip::Unfit(Unfit::Cannot(what, field, needs))) =
         skips().find(|s| matches!(s, Skip::Unfit(Unfit::Cannot(..))))
     {
-        let message = format!(
-            "{what} needs a model whose provider speaks the Responses API; \
-             no model of this request's route does."
-        );
+        let message = format!("{what} needs {needs}; no model of this request's route is one.");
         return Stop::Invalid(crate::request::Invalid::new(message, Some(field)));
     }
     // Every model is one that cannot serve this endpoint at all: retrying
@@ -337,8 +335,8 @@ fn notes(gw: &Gateway, chain: &[ModelId], slots: &[Slot]) -> Vec<String> {
                 format!("{name} skipped: budget {} exhausted (downgrade)", e.budget)
             }
             Some(Skip::Limited(_)) => format!("{name} skipped: rate limited"),
-            Some(Skip::Unfit(Unfit::Cannot(what, _))) => {
-                format!("{name} skipped: cannot honour {what} (no Responses API)")
+            Some(Skip::Unfit(Unfit::Cannot(what, _, needs))) => {
+                format!("{name} skipped: cannot honour {what} (needs {needs})")
             }
             Some(Skip::Unfit(Unfit::Endpoint)) => format!("{name} skipped: {CHAT_ONLY}"),
         });

@@ -1,0 +1,173 @@
+//! Claude models behind the gateway: Chat Completions (and Responses)
+//! requests answered by an `anthropic` provider (the fake Anthropic
+//! upstream in `support::fake_anthropic`), translated both ways, JSON and
+//! streamed, with every usage part priced into the ledger, budgets that
+//! refuse, and what Messages cannot carry refused with a clear 400.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::fake_anthropic::{FakeAnthropic, KEY as ANTHROPIC_KEY};
+use support::{hash, serve, sse_chunks};
+use tollgate::gateway::{Gateway, Options};
+
+const KEY: &str = "tg_claude_key";
+
+async fn gateway(up: &FakeAnthropic, ledger: &str, budgets: &str) -> (String, Arc<Gateway>) {
+    let yaml = format!(
+        "version: 1\nledger: \"sqlite:{ledger}\"\nproviders:\n  claude: {{ kind: anthropic, base_url: \"{}\", api_key: {ANTHROPIC_KEY} }}\nmodels:\n  sonnet: {{ provider: claude, upstream_model: claude-sonnet-4-5-20250929 }}\nkeys:\n  - {{ id: k, team: agents, hash: \"{}\" }}\n{budgets}\n",
+        up.base_url(),
+        hash(KEY)
+    );
+    let p = tollgate::policy::load_str("claude.yaml", &yaml, Path::new("."), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        p.warnings().is_empty(),
+        "priced from the catalog: {:?}",
+        p.warnings()
+    );
+    let gw = Arc::new(Gateway::new(p, &Options::default()).unwrap());
+    (format!("http://{}", serve(gw.clone()).await), gw)
+}
+
+async fn post(url: &str, path: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/v1/{path}"))
+        .bearer_auth(KEY)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn ask() -> Value {
+    json!({"model": "sonnet", "max_tokens": 50, "messages": [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Say hello to the whole team please"}]})
+}
+
+#[tokio::test]
+async fn chat_requests_are_answered_by_claude_and_priced_in_full() {
+    // 13 input tokens at the fake's count (3 of system, 7 words + 3 for
+    // the message): 8 read from the cache, 4 written, 1 plain.
+    let up = FakeAnthropic::start(8, 4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite").display().to_string();
+    let (url, gw) = gateway(&up, &ledger, "").await;
+    let res = post(&url, "chat/completions", &ask()).await;
+    assert_eq!(res.status(), 200);
+    // claude-sonnet-4-5: $3/M input, $0.30 cache read, $3.75 cache write,
+    // $15 output: 1 × 3 + 8 × 0.3 + 4 × 3.75 + 3 × 15 = 65.4 µ$.
+    assert_eq!(res.headers()["x-tollgate-cost-usd"], "0.0000654");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["model"], "sonnet");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "Hello from Claude."
+    );
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert_eq!(body["usage"]["prompt_tokens"], 13);
+    assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 8);
+    // What went upstream: Messages, with the key and version, never ours.
+    let (headers, sent) = up.requests().pop().unwrap();
+    assert_eq!(headers["x-api-key"], ANTHROPIC_KEY);
+    assert_eq!(headers["anthropic-version"], "2023-06-01");
+    assert!(headers.get("authorization").is_none());
+    assert_eq!(sent["model"], "claude-sonnet-4-5-20250929");
+    assert_eq!(sent["system"][0]["text"], "You are terse.");
+    assert_eq!(sent["max_tokens"], 50);
+    // Streamed: chat chunks, the usage chunk, [DONE]; the same cost.
+    let mut streamed = ask();
+    streamed["stream"] = json!(true);
+    streamed["stream_options"] = json!({"include_usage": true});
+    let text = post(&url, "chat/completions", &streamed)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let (chunks, content) = sse_chunks(&text);
+    assert_eq!(content, "Hello from Claude.");
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 3);
+    // A tool call, both ways.
+    let mut tools = ask();
+    tools["tools"] = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let body: Value = post(&url, "chat/completions", &tools)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let call = &body["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert_eq!(call["function"]["arguments"], "{\"city\":\"Paris\"}");
+    tools["stream"] = json!(true);
+    let text = post(&url, "chat/completions", &tools)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let (chunks, _) = sse_chunks(&text);
+    let args: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(args, "{\"city\": \"Paris\"}");
+    // Responses ingress, translated through chat.
+    let res = post(
+        &url,
+        "responses",
+        &json!({"model": "sonnet", "input": "Say hello", "max_output_tokens": 20}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let r: Value = res.json().await.unwrap();
+    assert_eq!(r["output"][0]["content"][0]["text"], "Hello from Claude.");
+    // Every row: the usage parts and the price charged.
+    assert!(gw.ledger.as_ref().unwrap().flush(Duration::from_secs(5)));
+    let conn = rusqlite::Connection::open(&ledger).unwrap();
+    let rows: Vec<(i64, i64, i64, i64, String)> = conn
+        .prepare("SELECT prompt_tokens, cached_tokens, cache_write_tokens, cost_nanos, certainty FROM tollgate_ledger ORDER BY ts, rowid")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert_eq!(rows[0], (13, 8, 4, 65_400, "exact".to_string()));
+    assert_eq!(rows[1], rows[0], "streamed and not cost the same");
+}
+
+#[tokio::test]
+async fn what_messages_cannot_carry_is_a_400_and_budgets_refuse() {
+    let up = FakeAnthropic::start(0, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite").display().to_string();
+    let budgets = "budgets:\n  - { scope: { team: agents }, limit_usd: 0.0001, period: day }";
+    let (url, _gw) = gateway(&up, &ledger, budgets).await;
+    let mut two = ask();
+    two["n"] = json!(2);
+    let res = post(&url, "chat/completions", &two).await;
+    assert_eq!(res.status(), 400);
+    let e: Value = res.json().await.unwrap();
+    assert_eq!(e["error"]["param"], "n", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("several choices"),
+        "{e}"
+    );
+    assert!(up.requests().is_empty(), "refused before any call");
+    // $0.0001 cannot cover 50 output tokens at $15/M plus the prompt.
+    let res = post(&url, "chat/completions", &ask()).await;
+    assert_eq!(res.status(), 429);
+    let e: Value = res.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "insufficient_quota", "{e}");
+}
