@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod ledger;
 #[cfg(feature = "local")]
 pub mod local;
+pub mod messages;
 pub mod money;
 pub mod policy;
 pub mod report;

@@ -171,3 +171,134 @@ async fn what_messages_cannot_carry_is_a_400_and_budgets_refuse() {
     let e: Value = res.json().await.unwrap();
     assert_eq!(e["error"]["code"], "insufficient_quota", "{e}");
 }
+
+async fn messages(url: &str, key: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/v1/messages"))
+        .header("x-api-key", key)
+        .header("anthropic-version", "2023-06-01")
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn messages_ingress_reaches_claude_priced_and_in_anthropics_shapes() {
+    let up = FakeAnthropic::start(8, 4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite").display().to_string();
+    let budgets = "budgets:\n  - { scope: { team: agents }, limit_usd: 1, period: day }";
+    let (url, gw) = gateway(&up, &ledger, budgets).await;
+    support::verified(&gw);
+    let ask = json!({"model": "sonnet", "max_tokens": 50, "system": "You are terse.",
+        "messages": [{"role": "user", "content": "Say hello to the whole team please"}]});
+    let res = messages(&url, KEY, &ask).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tollgate-cost-usd"], "0.0000654");
+    let m: Value = res.json().await.unwrap();
+    assert_eq!(m["type"], "message");
+    assert_eq!(m["model"], "sonnet");
+    assert_eq!(
+        m["content"],
+        json!([{"type": "text", "text": "Hello from Claude."}])
+    );
+    assert_eq!(m["stop_reason"], "end_turn");
+    assert_eq!(m["usage"]["cache_read_input_tokens"], 8);
+    assert_eq!(m["usage"]["input_tokens"], 5);
+    // Our key went nowhere; Anthropic's went upstream.
+    let (headers, _) = up.requests().pop().unwrap();
+    assert_eq!(headers["x-api-key"], ANTHROPIC_KEY);
+    // Streamed: Anthropic's event sequence.
+    let mut streamed = ask.clone();
+    streamed["stream"] = json!(true);
+    let text = messages(&url, KEY, &streamed).await.text().await.unwrap();
+    let kinds: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "message_start",
+            "ping",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ],
+        "{text}"
+    );
+    assert!(text.contains(r#""output_tokens":3"#), "{text}");
+    // Errors in Anthropic's shape: a bad key, an unknown model, no max_tokens.
+    let e = messages(&url, "tg_wrong", &ask).await;
+    assert_eq!(e.status(), 401);
+    let e: Value = e.json().await.unwrap();
+    assert_eq!(e["type"], "error");
+    assert_eq!(e["error"]["type"], "authentication_error");
+    let mut unknown = ask.clone();
+    unknown["model"] = json!("claude-9");
+    let e = messages(&url, KEY, &unknown).await;
+    assert_eq!(e.status(), 404);
+    assert_eq!(
+        e.json::<Value>().await.unwrap()["error"]["type"],
+        "not_found_error"
+    );
+    let mut no_max = ask.clone();
+    no_max.as_object_mut().unwrap().remove("max_tokens");
+    let e = messages(&url, KEY, &no_max).await;
+    assert_eq!(e.status(), 400);
+    assert_eq!(
+        e.json::<Value>().await.unwrap()["error"]["type"],
+        "invalid_request_error"
+    );
+    // count_tokens, without calling anything.
+    let calls = up.requests().len();
+    let n: Value = reqwest::Client::new()
+        .post(format!("{url}/v1/messages/count_tokens"))
+        .header("x-api-key", KEY)
+        .json(&json!({"model": "sonnet", "messages": ask["messages"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(n["input_tokens"].as_u64().unwrap() > 0, "{n}");
+    assert_eq!(up.requests().len(), calls);
+    // The rows: the same cost for both answers, the parts apart.
+    assert!(gw.ledger.as_ref().unwrap().flush(Duration::from_secs(5)));
+    let conn = rusqlite::Connection::open(&ledger).unwrap();
+    let rows: Vec<(i64, i64, i64, String)> = conn
+        .prepare("SELECT cached_tokens, cache_write_tokens, cost_nanos, ending FROM tollgate_ledger WHERE status = 200 ORDER BY ts, rowid")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows, vec![(8, 4, 65_400, "complete".to_string()); 2]);
+}
+
+#[tokio::test]
+async fn an_exhausted_budget_is_anthropics_rate_limit_error() {
+    let up = FakeAnthropic::start(0, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite").display().to_string();
+    let budgets = "budgets:\n  - { scope: { team: agents }, limit_usd: 0.0000001, period: day }";
+    let (url, _gw) = gateway(&up, &ledger, budgets).await;
+    let ask = json!({"model": "sonnet", "max_tokens": 50,
+        "messages": [{"role": "user", "content": "Hello"}]});
+    let res = messages(&url, KEY, &ask).await;
+    assert_eq!(res.status(), 429);
+    let e: Value = res.json().await.unwrap();
+    assert_eq!(e["type"], "error");
+    assert_eq!(e["error"]["type"], "rate_limit_error", "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("Budget"),
+        "{e}"
+    );
+    assert!(up.requests().is_empty());
+}

@@ -684,3 +684,50 @@ async fn tensor_types_without_simd_are_named_at_load_and_in_readyz() {
         assert!(!text.trim().is_empty(), "{file}: {body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_clients_are_answered_by_the_local_engine() {
+    let _g = serial().await;
+    let s = setup(4, 8).await;
+    let client = reqwest::Client::new();
+    let body = json!({"model": "smollm2", "max_tokens": 12, "temperature": 0,
+        "system": "You are a helpful assistant.",
+        "messages": [{"role": "user", "content": "Name three colors."}]});
+    let res = client
+        .post(format!("{}/v1/messages", s.url))
+        .header("anthropic-version", "2023-06-01")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tollgate-model"], "smollm2");
+    let m: Value = res.json().await.unwrap();
+    assert_eq!(m["type"], "message");
+    assert_eq!(m["stop_reason"], "max_tokens", "{m}");
+    assert_eq!(m["usage"]["output_tokens"], 12);
+    let text = m["content"][0]["text"].as_str().unwrap().to_string();
+    assert!(!text.is_empty());
+    // Streamed, the same answer (temperature 0), as Anthropic's events.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let sse = client
+        .post(format!("{}/v1/messages", s.url))
+        .json(&streamed)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut joined = String::new();
+    for line in sse.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let e: Value = serde_json::from_str(line).unwrap();
+        if e["type"] == "content_block_delta" {
+            joined.push_str(e["delta"]["text"].as_str().unwrap());
+        }
+    }
+    assert_eq!(joined, text);
+    assert!(sse.contains("event: message_stop"), "{sse}");
+    assert_eq!(s.cloud.hits(), 0);
+}

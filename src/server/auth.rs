@@ -68,15 +68,18 @@ pub async fn authenticate(
         },
         Some(keys) => {
             let browser = req.uri().path() == "/dashboard";
-            let Some(token) = bearer(&req, browser) else {
-                let e = ApiError::unauthorized(
+            // Anthropic's clients send the key as `x-api-key`, and read
+            // errors in Anthropic's shape.
+            let messages = req.uri().path().starts_with("/v1/messages");
+            let refuse = |e: ApiError| match (browser, messages) {
+                (true, _) => basic_challenge(e),
+                (_, true) => crate::messages::reply::anthropic_error(&e),
+                _ => e.into_response(),
+            };
+            let Some(token) = bearer(&req, browser).or_else(|| api_key(&req, messages)) else {
+                return refuse(ApiError::unauthorized(
                     "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
-                );
-                return if browser {
-                    basic_challenge(e)
-                } else {
-                    e.into_response()
-                };
+                ));
             };
             let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
             let mut found = None;
@@ -91,14 +94,7 @@ pub async fn authenticate(
                     team: Arc::from(keys[i].team.as_str()),
                     key: Some(i),
                 },
-                None => {
-                    let e = ApiError::unauthorized("Incorrect API key provided.");
-                    return if browser {
-                        basic_challenge(e)
-                    } else {
-                        e.into_response()
-                    };
-                }
+                None => return refuse(ApiError::unauthorized("Incorrect API key provided.")),
             }
         }
     };
@@ -108,6 +104,12 @@ pub async fn authenticate(
 
 /// The key: `Bearer <key>`, or for a `browser` path HTTP Basic with the
 /// key as the password.
+/// `x-api-key`, on the Messages endpoints only.
+fn api_key(req: &Request, messages: bool) -> Option<String> {
+    let v = req.headers().get("x-api-key")?.to_str().ok()?.trim();
+    (messages && !v.is_empty()).then(|| v.to_string())
+}
+
 fn bearer(req: &Request, browser: bool) -> Option<String> {
     use base64::Engine;
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;

@@ -19,6 +19,7 @@ mod completions;
 mod dashboard;
 mod embeddings;
 pub mod listen;
+mod messages;
 mod metrics;
 pub use metrics::text as metrics_text;
 mod models;
@@ -142,6 +143,8 @@ pub fn app_live(live: Arc<Live>) -> Router {
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/completions", post(completions::completions))
         .route("/v1/responses", post(chat::responses))
+        .route("/v1/messages", post(messages::messages))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::retrieve))
         .route("/healthz", get(healthz))
