@@ -6,12 +6,19 @@
 //! answer comes back as a Messages object (`reply`), event stream
 //! (`stream`) or error (`error`).
 //!
-//! What Chat Completions cannot carry is refused with a 400 naming the
-//! field, never dropped: `top_k`, extended thinking, documents, server
-//! tools (web search, code execution), container and MCP options.
+//! A model on a provider that speaks Messages (`kind: anthropic`) gets
+//! the client's body as sent, its model name aside, and its answer is
+//! passed back as it came (`Ask::body`). What Chat Completions cannot
+//! carry (`top_k`, extended thinking, documents and other block types,
+//! server tools, container and MCP options) can only go there:
+//! `Ask::upstream_only` names it, any other model is passed over, and with
+//! none left the answer is a 400 naming the field, never a silent drop.
 
+mod blocks;
 pub mod reply;
 pub mod stream;
+
+use blocks::{tools, turn};
 
 use serde_json::{json, Map, Value};
 
@@ -21,6 +28,24 @@ pub struct Ask {
     /// The model name as the client sent it.
     pub model: String,
     pub stream: bool,
+    /// The body as sent, for a provider that speaks Messages.
+    pub body: std::sync::Arc<Map<String, Value>>,
+    /// The first feature only a Messages provider can carry: what it is,
+    /// and its field.
+    pub upstream_only: Option<(String, &'static str)>,
+    /// The client's `anthropic-version` and `anthropic-beta`, passed on to
+    /// a Messages provider in place of its own.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Ask {
+    /// The body for a Messages upstream: the client's, with the
+    /// upstream's model name.
+    pub fn upstream_body(&self, upstream_model: &str) -> bytes::Bytes {
+        let mut b = (*self.body).clone();
+        b.insert("model".into(), Value::String(upstream_model.to_string()));
+        bytes::Bytes::from(serde_json::to_vec(&b).unwrap_or_default())
+    }
 }
 
 /// A Messages request as a chat request body, or the reason (and field)
@@ -36,17 +61,15 @@ pub fn to_chat(v: &Value) -> Result<(Value, Ask), (String, &'static str)> {
     let Some(max_tokens) = o.get("max_tokens").and_then(Value::as_u64) else {
         return Err(("max_tokens: Field required".into(), "max_tokens"));
     };
+    let mut only: Option<(String, &'static str)> = None;
     for (field, what) in [
         ("top_k", "`top_k`"),
         ("thinking", "extended thinking"),
         ("container", "containers"),
         ("mcp_servers", "MCP servers"),
     ] {
-        if o.get(field).is_some_and(|v| !v.is_null()) {
-            return Err((
-                format!("{what} cannot be routed through this gateway"),
-                field,
-            ));
+        if only.is_none() && o.get(field).is_some_and(|v| !v.is_null()) {
+            only = Some((what.to_string(), field));
         }
     }
     let mut messages = Vec::new();
@@ -70,7 +93,7 @@ pub fn to_chat(v: &Value) -> Result<(Value, Ask), (String, &'static str)> {
                 "messages",
             ));
         }
-        turn(role, &m["content"], &mut messages)?;
+        turn(role, &m["content"], &mut messages, &mut only)?;
     }
     let mut chat = Map::new();
     chat.insert("model".into(), Value::String(model.clone()));
@@ -97,127 +120,15 @@ pub fn to_chat(v: &Value) -> Result<(Value, Ask), (String, &'static str)> {
     {
         chat.insert("user".into(), Value::String(u.into()));
     }
-    tools(o, &mut chat)?;
-    Ok((Value::Object(chat), Ask { model, stream }))
-}
-
-/// One Messages turn as chat messages: text and images as content parts,
-/// `tool_use` as the assistant's tool calls, `tool_result` as tool
-/// messages.
-fn turn(role: &str, content: &Value, out: &mut Vec<Value>) -> Result<(), (String, &'static str)> {
-    let blocks = match content {
-        Value::String(s) => {
-            out.push(json!({"role": role, "content": s}));
-            return Ok(());
-        }
-        Value::Array(b) => b,
-        _ => {
-            return Err((
-                "messages: content must be a string or blocks".into(),
-                "messages",
-            ))
-        }
+    tools(o, &mut chat, &mut only);
+    let ask = Ask {
+        model,
+        stream,
+        body: std::sync::Arc::new(o.clone()),
+        upstream_only: only,
+        headers: Vec::new(),
     };
-    let mut parts = Vec::new();
-    let mut calls = Vec::new();
-    for b in blocks {
-        match b["type"].as_str() {
-            Some("text") => parts.push(json!({"type": "text", "text": b["text"]})),
-            Some("image") => {
-                let s = &b["source"];
-                let url = match s["type"].as_str() {
-                    Some("base64") => format!(
-                        "data:{};base64,{}",
-                        s["media_type"].as_str().unwrap_or("image/png"),
-                        s["data"].as_str().unwrap_or("")
-                    ),
-                    _ => s["url"].as_str().unwrap_or("").to_string(),
-                };
-                parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
-            }
-            Some("tool_use") => calls.push(json!({"id": b["id"], "type": "function",
-                "function": {"name": b["name"], "arguments": b["input"].to_string()}})),
-            Some("tool_result") => {
-                let text = match &b["content"] {
-                    Value::String(s) => s.clone(),
-                    Value::Array(a) => a
-                        .iter()
-                        .filter_map(|c| c["text"].as_str())
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                    _ => String::new(),
-                };
-                out.push(
-                    json!({"role": "tool", "tool_call_id": b["tool_use_id"], "content": text}),
-                );
-            }
-            other => {
-                return Err((
-                    format!(
-                        "content blocks of type `{}` cannot be routed through this gateway",
-                        other.unwrap_or("?")
-                    ),
-                    "messages",
-                ))
-            }
-        }
-    }
-    if parts.is_empty() && calls.is_empty() {
-        return Ok(());
-    }
-    let content = match (parts.len(), parts.first()) {
-        (1, Some(p)) if p["type"] == "text" => p["text"].clone(),
-        (0, _) => Value::Null,
-        _ => Value::Array(parts),
-    };
-    let mut m = json!({"role": role, "content": content});
-    if !calls.is_empty() {
-        m["tool_calls"] = Value::Array(calls);
-    }
-    out.push(m);
-    Ok(())
-}
-
-fn tools(
-    o: &Map<String, Value>,
-    chat: &mut Map<String, Value>,
-) -> Result<(), (String, &'static str)> {
-    if let Some(Value::Array(tools)) = o.get("tools") {
-        let mut out = Vec::new();
-        for t in tools {
-            if t.get("type")
-                .and_then(Value::as_str)
-                .is_some_and(|k| k != "custom")
-            {
-                return Err((
-                    "server tools cannot be routed through this gateway".into(),
-                    "tools",
-                ));
-            }
-            let mut f = json!({"name": t["name"],
-                "parameters": t.get("input_schema").cloned().unwrap_or(json!({"type": "object"}))});
-            if let Some(d) = t.get("description") {
-                f["description"] = d.clone();
-            }
-            out.push(json!({"type": "function", "function": f}));
-        }
-        if !out.is_empty() {
-            chat.insert("tools".into(), Value::Array(out));
-        }
-    }
-    if let Some(c) = o.get("tool_choice") {
-        let choice = match c["type"].as_str() {
-            Some("any") => json!("required"),
-            Some("none") => json!("none"),
-            Some("tool") => json!({"type": "function", "function": {"name": c["name"]}}),
-            _ => json!("auto"),
-        };
-        chat.insert("tool_choice".into(), choice);
-        if c["disable_parallel_tool_use"] == json!(true) {
-            chat.insert("parallel_tool_calls".into(), Value::Bool(false));
-        }
-    }
-    Ok(())
+    Ok((Value::Object(chat), ask))
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ pub struct Events {
     finish: Option<String>,
     usage: Value,
     done: bool,
+    /// The frames are a Messages provider's own events (passed on with
+    /// their `event:` lines), not chat chunks; known from the first.
+    raw: Option<bool>,
 }
 
 fn event(kind: &str, data: &Value) -> Bytes {
@@ -46,6 +49,7 @@ impl Events {
             finish: None,
             usage: json!({}),
             done: false,
+            raw: None,
         }
     }
 
@@ -100,6 +104,16 @@ impl Events {
         let Ok(c) = serde_json::from_slice::<Value>(data) else {
             return;
         };
+        let raw = *self.raw.get_or_insert_with(|| c["type"] == "message_start");
+        if raw && c.get("error").is_none_or(|_| c["type"] == "error") {
+            let kind = c["type"].as_str().unwrap_or("message_delta").to_string();
+            self.done = kind == "message_stop" || kind == "error";
+            out.push(Bytes::from(format!(
+                "event: {kind}\ndata: {}\n\n",
+                String::from_utf8_lossy(data)
+            )));
+            return;
+        }
         if let Some(e) = c.get("error") {
             let (_, kind) = super::reply::error_kind(502);
             let message = e["message"].as_str().unwrap_or("the upstream failed");

@@ -45,10 +45,19 @@ fn a_messages_request_becomes_a_chat_request() {
     );
     let no_max = json!({"model": "m", "messages": []});
     assert_eq!(to_chat(&no_max).unwrap_err().1, "max_tokens");
+    // What only a Messages provider can take is named, not dropped.
     let top_k = json!({"model": "m", "max_tokens": 1, "top_k": 5, "messages": []});
-    assert_eq!(to_chat(&top_k).unwrap_err().1, "top_k");
+    assert_eq!(to_chat(&top_k).unwrap().1.upstream_only.unwrap().1, "top_k");
     let doc = json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "document"}]}]});
-    assert!(to_chat(&doc).unwrap_err().0.contains("document"));
+    assert!(to_chat(&doc)
+        .unwrap()
+        .1
+        .upstream_only
+        .unwrap()
+        .0
+        .contains("document"));
+    assert_eq!(ask.upstream_only, None);
+    assert_eq!(ask.body["system"][0]["text"], "Be brief.");
 }
 
 #[test]

@@ -73,6 +73,7 @@ async fn handle(
         class: None,
         task: "completion",
         needle: b"\"text\":\"",
+        messages: false,
     };
     let plan = match cache::run(
         gw,

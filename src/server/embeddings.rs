@@ -59,6 +59,7 @@ async fn handle(
         class: None,
         task: "embedding",
         needle: b"\"content\":\"",
+        messages: false,
     };
     let plan = match cache::run(
         gw,

@@ -69,13 +69,17 @@ pub async fn messages(
         }
     };
     let body = Body::from(serde_json::to_vec(&chat).unwrap_or_default());
-    let answer = super::chat::chat_completions(
-        Extension(gw),
-        Extension(caller),
-        Request::from_parts(parts, body),
-    )
-    .await;
-    translate(answer, &ask.model).await
+    let model = ask.model.clone();
+    let mut ask = ask;
+    for name in ["anthropic-version", "anthropic-beta"] {
+        if let Some(v) = parts.headers.get(name).and_then(|v| v.to_str().ok()) {
+            ask.headers.push((name, v.to_string()));
+        }
+    }
+    let mut req = Request::from_parts(parts, body);
+    req.extensions_mut().insert(Arc::new(ask));
+    let answer = super::chat::chat_completions(Extension(gw), Extension(caller), req).await;
+    translate(answer, &model).await
 }
 
 /// The chat path's response as Messages': JSON, stream or error.
@@ -112,6 +116,10 @@ async fn translate(res: Response, model: &str) -> Response {
         return Response::from_parts(parts, Body::from(v.to_string()));
     }
     let chat: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    // A Messages provider's answer came through as it was.
+    if chat["type"] == "message" {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
     Response::from_parts(parts, Body::from(reply::message(&chat, model).to_string()))
 }
 

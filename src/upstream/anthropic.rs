@@ -255,6 +255,25 @@ pub fn reply(bytes: &[u8], model: &str) -> Result<(Value, Option<Usage>), String
     Ok((out, usage))
 }
 
+/// A Messages answer passed on: `model` renamed, its usage read.
+pub fn renamed(bytes: &[u8], model: &str) -> Result<(bytes::Bytes, Option<Usage>), String> {
+    let mut v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let usage = usage(&v["usage"]);
+    v["model"] = Value::String(model.to_string());
+    Ok((bytes::Bytes::from(v.to_string()), usage))
+}
+
+/// A `message_start` event with `model` renamed (`None`: any other event,
+/// passed on as it is).
+pub fn renamed_event(data: &[u8], model: &str) -> Option<Vec<u8>> {
+    if !data.windows(15).any(|w| w == b"\"message_start\"") {
+        return None;
+    }
+    let mut v: Value = serde_json::from_slice(data).ok()?;
+    v["message"]["model"] = Value::String(model.to_string());
+    serde_json::to_vec(&v).ok()
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

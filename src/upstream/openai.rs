@@ -28,6 +28,7 @@ use crate::secret::Secret;
 
 mod messages;
 
+#[derive(Clone)]
 pub struct OpenAiUpstream {
     pub(super) http: reqwest::Client,
     pub(super) url: reqwest::Url,
@@ -163,7 +164,7 @@ impl OpenAiUpstream {
                 upstream: Box::pin(resp.bytes_stream()),
                 parser: SseParser::default(),
                 wire,
-                translator: (wire == Wire::Anthropic)
+                translator: matches!(wire, Wire::Anthropic | Wire::AnthropicRaw)
                     .then(|| super::anthropic::stream::Translator::new(&model, client_wants_usage)),
                 model,
                 client_wants_usage,
@@ -185,6 +186,11 @@ impl OpenAiUpstream {
                 Ok(Err(e)) => return Err(Failure::Retry(RetryReason::Connect(error_chain(&e)))),
                 Ok(Ok(b)) => b,
             };
+            if wire == Wire::AnthropicRaw {
+                let (body, usage) = super::anthropic::renamed(&bytes, &model)
+                    .map_err(|e| Failure::Retry(RetryReason::Malformed(e)))?;
+                return Ok(Reply::Json { body, usage });
+            }
             if self.anthropic {
                 let (body, usage) = super::anthropic::reply(&bytes, &model)
                     .map_err(|e| Failure::Retry(RetryReason::Malformed(e)))?;
@@ -257,6 +263,8 @@ enum Wire {
     Responses,
     /// Anthropic's Messages events, translated to chat chunks.
     Anthropic,
+    /// Anthropic's Messages, passed on as they come (the model renamed).
+    AnthropicRaw,
 }
 
 /// Relays an upstream SSE stream frame by frame: rewrites `model`, keeps
@@ -327,26 +335,8 @@ impl Relay {
     }
 
     fn on_event(&mut self, data: Vec<u8>) {
-        if let Some(t) = &mut self.translator {
-            let step = t.event(&data);
-            for c in step.chunks {
-                self.out.produced.push_event(&c);
-                self.out.ready.push_back(frame(&c));
-            }
-            if let Some(u) = t.usage() {
-                self.out.usage = Some(u);
-            }
-            match step.end {
-                Some(true) => {
-                    self.out
-                        .ready
-                        .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
-                    self.out.ending = Some(Ending::Complete);
-                }
-                Some(false) => self.broke(),
-                None => {}
-            }
-            return;
+        if self.translator.is_some() {
+            return self.anthropic_event(&data);
         }
         if data != b"[DONE]" {
             self.out.produced.push_event(&data);

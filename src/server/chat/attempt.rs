@@ -17,6 +17,8 @@ use crate::upstream::{Failure, Reply, RetryReason};
 
 /// What a request Chat Completions cannot carry to the model needs.
 const RESPONSES: &str = "a model whose provider speaks the Responses API";
+/// What a Messages request only a Messages provider can carry needs.
+const MESSAGES: &str = "a model whose provider speaks Anthropic's Messages API";
 /// What a request Anthropic's Messages API cannot carry needs.
 const NOT_MESSAGES: &str = "a model whose provider speaks OpenAI's API (not Anthropic's Messages)";
 
@@ -26,6 +28,8 @@ pub struct Chat<'a> {
     pub prompt_tokens: u32,
     /// For `/v1/responses`: the client's request, for models that speak it.
     pub responses: Option<&'a Arc<Ask>>,
+    /// For `/v1/messages`: the client's request, for models that speak it.
+    pub messages: Option<&'a Arc<crate::messages::Ask>>,
     shape: Shape,
 }
 
@@ -35,8 +39,15 @@ impl<'a> Chat<'a> {
             chat,
             prompt_tokens,
             responses,
+            messages: None,
             shape: shape_of(chat, responses.map(|a| &**a)),
         }
+    }
+
+    /// A `/v1/messages` request: passed as it is to a Messages provider.
+    pub fn speaking_messages(mut self, ask: Option<&'a Arc<crate::messages::Ask>>) -> Self {
+        self.messages = ask;
+        self
     }
 
     /// The Responses request, when it must be translated for `id`.
@@ -53,14 +64,21 @@ impl Attempt for Chat<'_> {
         {
             return Some(Unfit::Cannot(what, field, RESPONSES));
         }
-        if let Backend::OpenAi(up) = &gw.backends[id] {
-            if up.speaks_messages() {
+        let speaks = matches!(&gw.backends[id], Backend::OpenAi(up) if up.speaks_messages());
+        match (self.messages, speaks) {
+            (Some(ask), false) => {
+                if let Some((what, field)) = &ask.upstream_only {
+                    return Some(Unfit::Cannot(what.clone(), field.to_string(), MESSAGES));
+                }
+            }
+            (None, true) => {
                 if let Some((what, field)) =
                     crate::upstream::anthropic::untranslatable(&self.chat.body)
                 {
                     return Some(Unfit::Cannot(what, field, NOT_MESSAGES));
                 }
             }
+            _ => {}
         }
         overflow(gw, id, self.chat, self.prompt_tokens)
             .await
@@ -79,6 +97,13 @@ impl Attempt for Chat<'_> {
         let mut on_finish = Some(tab.on_finish());
         let name = gw.model_names[id].clone();
         let backend = &gw.backends[id];
+        if let (Some(ask), Backend::OpenAi(up)) = (self.messages, backend) {
+            if up.speaks_messages() {
+                let body = ask.upstream_body(&gw.policy.models[id].upstream_model);
+                let up = up.with_headers(&ask.headers);
+                return up.messages(body, ask.stream, name, &mut on_finish).await;
+            }
+        }
         if let (Some(ask), Backend::OpenAi(up)) = (self.responses, backend) {
             if up.speaks_responses() {
                 let body = ask.upstream_body(&gw.policy.models[id].upstream_model);

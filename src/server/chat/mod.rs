@@ -54,6 +54,8 @@ async fn handle(
     req: Request,
     endpoint: Endpoint,
 ) -> Result<Response, Stop> {
+    // `/v1/messages` (`server::messages`): the client's Messages request.
+    let messages = req.extensions().get::<Arc<crate::messages::Ask>>().cloned();
     let parse::Parsed {
         chat,
         headers,
@@ -66,9 +68,10 @@ async fn handle(
     tab.note(Fact::Class(&class, prompt_tokens));
     let decision = route::run(gw, &chat.model, &class, prompt_tokens)?;
     tab.note(Fact::Route(&decision.rule));
-    let (body, kind) = match &responses {
-        Some(ask) => (&ask.body, "responses"),
-        None => (&chat.body, ""),
+    let (body, kind) = match (&responses, &messages) {
+        (Some(ask), _) => (&ask.body, "responses"),
+        (None, Some(ask)) => (&*ask.body, "messages"),
+        (None, None) => (&chat.body, ""),
     };
     let directive = Directive::of(&headers, body);
     let how = Answered {
@@ -79,13 +82,15 @@ async fn handle(
             Some(_) => b"\"delta\":\"",
             None => b"\"content\":\"",
         },
+        messages: messages.is_some(),
     };
     let plan = match cache::run(gw, &caller.team, &decision.chain, directive, body, kind).await {
         Lookup::Hit(e) => return Ok(replay(tab, &e, &how, &limits)),
         Lookup::Miss(plan) => plan,
     };
     tab.note(Fact::Cache(plan.state));
-    let attempt = attempt::Chat::new(&chat, prompt_tokens, responses.as_ref());
+    let attempt = attempt::Chat::new(&chat, prompt_tokens, responses.as_ref())
+        .speaking_messages(messages.as_ref());
     let job = dispatch::Job {
         attempt: &attempt,
         prompt_tokens,
@@ -105,6 +110,8 @@ pub(super) struct Answered<'a> {
     pub task: &'static str,
     /// What starts a text delta in a stream's frames (`budget_cut`).
     pub needle: &'static [u8],
+    /// A `/v1/messages` request (passed as it is to a Messages provider).
+    pub messages: bool,
 }
 
 /// A cache hit, replayed, every endpoint's: it costs nothing, and the
@@ -182,7 +189,14 @@ pub(super) fn respond(
             reply::json(body, &t)
         }
         Reply::Stream(s) => {
-            let mut s = budget_cut::guard_on(tab, s, how.needle);
+            // A Messages provider's own events carry text as `"text":"`.
+            let needle = match &gw.backends[model] {
+                crate::gateway::Backend::OpenAi(up) if up.speaks_messages() && how.messages => {
+                    b"\"text\":\"".as_slice()
+                }
+                _ => how.needle,
+            };
+            let mut s = budget_cut::guard_on(tab, s, needle);
             if let Some(key) = plan.store {
                 s = cache::capture(gw, key, name.to_string(), tab.clone(), s);
             }

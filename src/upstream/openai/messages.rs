@@ -5,10 +5,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use serde_json::{Map, Value};
 
-use super::OpenAiUpstream;
+use super::{OpenAiUpstream, Wire};
 use crate::error::ApiError;
 use crate::secret::Secret;
-use crate::upstream::{Failure, RetryReason};
+use crate::upstream::sse::frame;
+use crate::upstream::{Ending, Failure, RetryReason};
 
 impl OpenAiUpstream {
     /// Whether the server speaks Anthropic's Messages API.
@@ -53,6 +54,53 @@ impl OpenAiUpstream {
         })
     }
 
+    /// This upstream with `headers` in place of its own (the client's
+    /// `anthropic-version` and `anthropic-beta`); invalid values are left out.
+    pub fn with_headers(&self, headers: &[(&'static str, String)]) -> std::borrow::Cow<'_, Self> {
+        if headers.is_empty() {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut h = self.headers.clone();
+        for (name, v) in headers {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                h.insert(*name, v);
+            }
+        }
+        std::borrow::Cow::Owned(OpenAiUpstream {
+            http: self.http.clone(),
+            url: self.url.clone(),
+            embeddings_url: self.embeddings_url.clone(),
+            completions_url: self.completions_url.clone(),
+            responses_url: self.responses_url.clone(),
+            headers: h,
+            timeout: self.timeout,
+            total: self.total,
+            anthropic: self.anthropic,
+        })
+    }
+
+    /// One Messages request passed on as it is (`body`: the client's,
+    /// with the upstream model's name), JSON or SSE; the answer comes back
+    /// as it came, `model` renamed to the policy's, its usage read.
+    pub async fn messages(
+        &self,
+        body: Bytes,
+        stream: bool,
+        model: std::sync::Arc<str>,
+        on_finish: &mut Option<crate::upstream::OnFinish>,
+    ) -> Result<crate::upstream::Reply, Failure> {
+        let url = self.url.clone();
+        self.relay(
+            &url,
+            Wire::AnthropicRaw,
+            body,
+            (stream, true),
+            model,
+            on_finish,
+        )
+        .await
+    }
+
     /// A chat request's body as Messages (`request`).
     pub(super) fn messages_body(&self, legacy: bool, body: &[u8]) -> Result<Bytes, Failure> {
         if legacy {
@@ -69,5 +117,45 @@ impl OpenAiUpstream {
         let out = crate::upstream::anthropic::request(&v, model, bound)
             .map_err(|e| Failure::Final(ApiError::invalid_request(e, Some("messages"))))?;
         Ok(Bytes::from(serde_json::to_vec(&out).unwrap_or_default()))
+    }
+}
+
+impl super::Relay {
+    /// One Messages event: translated to chat chunks, or (passed on as it
+    /// is) with `model` renamed; its usage kept, its chunks counted for a
+    /// stream cut before its usage.
+    pub(super) fn anthropic_event(&mut self, data: &[u8]) {
+        let Some(t) = &mut self.translator else {
+            return;
+        };
+        let step = t.event(data);
+        let raw = self.wire == Wire::AnthropicRaw;
+        for c in step.chunks {
+            self.out.produced.push_event(&c);
+            if !raw {
+                self.out.ready.push_back(frame(&c));
+            }
+        }
+        if raw {
+            let event = crate::upstream::anthropic::renamed_event(data, &self.model);
+            self.out
+                .ready
+                .push_back(frame(event.as_deref().unwrap_or(data)));
+        }
+        if let Some(u) = t.usage() {
+            self.out.usage = Some(u);
+        }
+        match step.end {
+            Some(true) => {
+                if !raw {
+                    self.out
+                        .ready
+                        .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+                }
+                self.out.ending = Some(Ending::Complete);
+            }
+            Some(false) => self.broke(),
+            None => {}
+        }
     }
 }
