@@ -31,6 +31,10 @@ import sys
 import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 
+# Where docs/router-card.md's `route fit` section starts (written by hand
+# from scripts/route-fit-card's tables; retraining keeps it).
+ROUTE_FIT_HEADING = "## route fit on a deployment's own outcomes"
+
 TASKS = ["code", "math", "reasoning", "summarization", "extraction", "classification",
          "translation", "creative_writing", "brainstorming", "open_qa", "closed_qa",
          "roleplay", "chat"]
@@ -647,8 +651,15 @@ def main():
                     f"{100 * pooled('zh', 'head'):.1f}% on Chinese held out)" if zh_rules else "")
                  + ". The keyword classifier's rules were written looking at four fifths of these "
                  "rows, so its column is not a held-out figure.\n")
+    # The `route fit` section is scripts/route-fit-card's: kept as it is.
+    kept = ""
+    if os.path.exists(args.card):
+        with open(args.card) as f:
+            old = f.read()
+        at = old.find(ROUTE_FIT_HEADING)
+        kept = old[at:] if at >= 0 else ""
     with open(args.card, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))
     print("\n".join(lines))
 
 

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 mod learn;
+mod router;
 
 use anyhow::{bail, Context};
 
@@ -97,6 +98,9 @@ pub struct Gateway {
     /// Work that outlives a request (budget settlements in Redis, cache
     /// stores, token corrections); graceful shutdown waits for it.
     pub tasks: TaskTracker,
+    /// The learned router in use: `Options::router` with the policy's
+    /// `router: { heads }` when it names some.
+    router: Option<Arc<crate::classify::Router>>,
     opts: Options,
     /// The loaded local engines, reused by a reload.
     #[cfg(feature = "local")]
@@ -130,7 +134,7 @@ pub struct Options {
 impl Gateway {
     /// The learned router, when one is loaded.
     pub fn router(&self) -> Option<&crate::classify::Router> {
-        self.opts.router.as_deref()
+        self.router.as_deref()
     }
 
     pub fn new(policy: Policy, opts: &Options) -> anyhow::Result<Gateway> {
@@ -163,6 +167,7 @@ impl Gateway {
         for w in policy.warnings() {
             tracing::warn!("{w}");
         }
+        let router = router::router_for(&policy, opts)?;
         // One HTTP client (connection pool) per provider: the connect
         // timeout is a client setting.
         let mut clients = std::collections::HashMap::new();
@@ -326,6 +331,7 @@ impl Gateway {
             requests: prev.map_or_else(Arc::default, |p| p.requests.clone()),
             breakers,
             tasks: prev.map_or_else(TaskTracker::new, |p| p.tasks.clone()),
+            router,
             opts: opts.clone(),
             #[cfg(feature = "local")]
             registry: std::sync::Mutex::new(locals),

@@ -1,7 +1,8 @@
 //! The learned router: linear heads over the prompt's embedding and the
 //! keyword classifier's cues, trained on public per-model outcomes by
 //! `scripts/train-router` (weights in `router.json`, model card in
-//! `docs/router-card.md`).
+//! `docs/router-card.md`), or on a deployment's own outcomes by
+//! `tollgate route fit` (`heads`, `fit`).
 //!
 //! - `strong_score`: a calibrated probability that the weak model's answer
 //!   is worse than the strong model's.
@@ -13,14 +14,13 @@
 //!   percentiles of the training prompts.
 
 use std::path::{Path, PathBuf};
-
-use serde::Deserialize;
+use std::sync::Arc;
 
 use super::embed::{bounded_text, Embedder, DIM};
 use super::{rules, Class, Complexity, Conversation, Task};
+use heads::{dot, Heads};
 
-/// The shipped heads (written by `scripts/train-router`).
-const HEADS: &str = include_str!("router.json");
+pub mod heads;
 
 /// Cue features after the embedding: see [`Router::features`].
 const EXTRA: usize = 6 + 13;
@@ -44,46 +44,12 @@ pub const COLUMNS: [(&str, usize); 7] = [
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const TABLE_FILE: &str = "l2_supercat_256.safetensors";
 
-#[derive(Deserialize)]
-struct Heads {
-    features: usize,
-    strong: Linear,
-    /// Platt scaling of the strong head's output: sigmoid(a·x + c).
-    platt: [f32; 2],
-    /// Plain difficulty (the share of models that lose), for complexity.
-    difficulty: Linear,
-    task: TaskHead,
-    complexity: Cuts,
-    /// Prompts with more CJK characters than this share keep the keyword
-    /// classifier's task; `null` never.
-    rules_task_above_cjk: Option<f32>,
-    /// Tasks the head had too few examples of: when the keyword classifier
-    /// says one of these, its answer stands.
-    keep_rules_tasks: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct Linear {
-    w: Vec<f32>,
-    b: f32,
-}
-
-#[derive(Deserialize)]
-struct TaskHead {
-    labels: Vec<String>,
-    w: Vec<Vec<f32>>,
-    b: Vec<f32>,
-}
-
-#[derive(Deserialize)]
-struct Cuts {
-    medium: f64,
-    high: f64,
-}
-
+/// The embedding (loaded once, shared) and the heads in use. A policy's
+/// `router: { heads }` swaps the heads, never the embedding.
+#[derive(Clone)]
 pub struct Router {
-    embedder: Embedder,
-    heads: Heads,
+    embedder: Arc<Embedder>,
+    heads: Arc<Heads>,
     tasks: Vec<Task>,
 }
 
@@ -92,36 +58,26 @@ impl Router {
     /// `l2_supercat_256.safetensors`) and the shipped heads.
     pub fn load(dir: &Path) -> Result<Router, String> {
         let embedder = Embedder::load(&dir.join(TOKENIZER_FILE), &dir.join(TABLE_FILE))?;
-        Router::with_heads(embedder, HEADS)
+        Router::with(Arc::new(embedder), Arc::new(Heads::shipped()?))
     }
 
-    fn with_heads(embedder: Embedder, heads: &str) -> Result<Router, String> {
-        let heads: Heads = serde_json::from_str(heads).map_err(|e| format!("router heads: {e}"))?;
-        let width_ok = |w: &[f32]| w.len() == FEATURES;
-        if heads.features != FEATURES
-            || !width_ok(&heads.strong.w)
-            || !width_ok(&heads.difficulty.w)
-            || !heads.task.w.iter().all(|w| width_ok(w))
-            || heads.task.w.len() != heads.task.labels.len()
-            || heads.task.b.len() != heads.task.labels.len()
-        {
-            return Err(format!(
-                "router heads: built for {} features, this build computes {FEATURES}",
-                heads.features
-            ));
-        }
-        let tasks = heads
-            .task
-            .labels
-            .iter()
-            .map(|l| l.parse::<Task>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("router heads: {e}"))?;
+    fn with(embedder: Arc<Embedder>, heads: Arc<Heads>) -> Result<Router, String> {
+        let tasks = heads.tasks()?;
         Ok(Router {
             embedder,
             heads,
             tasks,
         })
+    }
+
+    /// The same embedding with other heads (a `route fit` file).
+    pub fn with_heads(&self, heads: Arc<Heads>) -> Result<Router, String> {
+        Router::with(self.embedder.clone(), heads)
+    }
+
+    /// The heads in use.
+    pub fn heads(&self) -> &Heads {
+        &self.heads
     }
 
     /// The default directory, `models/wordllama`.
@@ -173,9 +129,8 @@ impl Router {
 
     pub fn classify(&self, c: &Conversation<'_>) -> Class {
         let (f, mut class, cjk_share) = self.features(c);
-        let h = &self.heads;
-        let x = dot(&h.strong.w, &f) + h.strong.b;
-        let strong = 1.0 / (1.0 + (-(h.platt[0] * x + h.platt[1])).exp());
+        let h = &*self.heads;
+        let strong = h.strong_score(h.strong_raw(&f));
         let keep_rules_task = h.rules_task_above_cjk.is_some_and(|t| cjk_share > t)
             || h.keep_rules_tasks.iter().any(|t| t == class.task.as_str());
         if !keep_rules_task {
@@ -192,7 +147,6 @@ impl Router {
                 class.task = self.tasks[i];
             }
         }
-        let strong = f64::from(strong);
         let difficulty = f64::from(dot(&h.difficulty.w, &f) + h.difficulty.b);
         let size = difficulty + length_term(c, class.prompt_tokens);
         class.complexity = if size >= h.complexity.high {
@@ -219,23 +173,5 @@ fn length_term(c: &Conversation<'_>, prompt_tokens: u32) -> f64 {
         0..=300 => 0.0,
         301..=1500 => 0.1,
         _ => 0.2,
-    }
-}
-
-fn dot(w: &[f32], f: &[f32]) -> f32 {
-    w.iter().zip(f).map(|(a, b)| a * b).sum()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shipped_heads_match_the_features() {
-        let h: Heads = serde_json::from_str(HEADS).unwrap();
-        assert_eq!(h.features, FEATURES);
-        assert_eq!(h.strong.w.len(), FEATURES);
-        assert_eq!(h.task.labels.len(), 13);
-        assert!(h.complexity.medium < h.complexity.high);
     }
 }

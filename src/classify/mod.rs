@@ -6,6 +6,7 @@
 
 pub mod counting;
 pub mod embed;
+pub mod fit;
 pub mod learned;
 mod rules;
 pub mod tokens;
@@ -131,7 +132,7 @@ impl Texts {
 }
 
 /// The text of a message's content: a string, or its text parts joined.
-fn content_text(v: &Value) -> String {
+pub fn content_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Array(parts) => parts

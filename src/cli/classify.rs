@@ -52,7 +52,7 @@ pub fn run(args: ClassifyArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let router = match args.router.load() {
+    let router = match args.router.load_for(&policy) {
         Ok(r) => r,
         Err(code) => return code,
     };

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use serde_json::{json, Value};
 
 use crate::classify::counting::Counter;
+use crate::classify::learned::heads::Heads;
 use crate::classify::{classify_with, load_router, tokens, Class, Router, RouterLoad, Texts};
 use crate::money::Nanos;
 use crate::policy::Policy;
@@ -18,8 +19,9 @@ use crate::route::{route, Facts};
 #[derive(clap::Args)]
 pub struct RouterArgs {
     /// The learned router's directory (tokenizer.json and
-    /// l2_supercat_256.safetensors, from scripts/fetch-test-model), or
-    /// `off` for the keyword classifier.
+    /// l2_supercat_256.safetensors, from scripts/fetch-test-model), a heads
+    /// file written by `tollgate route fit` (its embedding is read from
+    /// models/wordllama), or `off` for the keyword classifier.
     #[arg(
         long = "router",
         env = "TOLLGATE_ROUTER",
@@ -35,16 +37,54 @@ impl RouterArgs {
         if self.dir.as_os_str() == "off" {
             return Ok(None);
         }
-        match load_router(&self.dir) {
-            RouterLoad::Loaded(r) => Ok(Some(*r)),
-            RouterLoad::Missing(msg) => {
+        let heads_file = self.dir.is_file().then_some(&self.dir);
+        let dir = match heads_file {
+            Some(_) => Router::default_dir(),
+            None => self.dir.clone(),
+        };
+        let router = match load_router(&dir) {
+            RouterLoad::Loaded(r) => *r,
+            RouterLoad::Missing(msg) if heads_file.is_none() => {
                 eprintln!("note: {msg}");
-                Ok(None)
+                return Ok(None);
             }
-            RouterLoad::Broken(msg) => {
+            RouterLoad::Missing(msg) | RouterLoad::Broken(msg) => {
                 eprintln!("error: {msg}");
-                Err(ExitCode::from(2))
+                return Err(ExitCode::from(2));
             }
+        };
+        let Some(file) = heads_file else {
+            return Ok(Some(router));
+        };
+        Heads::read(file)
+            .and_then(|h| router.with_heads(std::sync::Arc::new(h)))
+            .map(Some)
+            .map_err(|e| {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            })
+    }
+
+    /// The router for a policy: its `router: { heads }` in place of the
+    /// loaded heads when it names some and `--router` is the default.
+    pub fn load_for(&self, policy: &Policy) -> Result<Option<Router>, ExitCode> {
+        self.for_policy(self.load()?, policy)
+    }
+
+    /// `router` (from [`RouterArgs::load`]) as `load_for` gives it.
+    pub fn for_policy(
+        &self,
+        router: Option<Router>,
+        policy: &Policy,
+    ) -> Result<Option<Router>, ExitCode> {
+        match (&policy.router_heads, router) {
+            (Some(h), Some(r)) if !self.dir.is_file() => {
+                r.with_heads(h.heads.clone()).map(Some).map_err(|e| {
+                    eprintln!("error: {}: {e}", h.path);
+                    ExitCode::from(2)
+                })
+            }
+            (_, r) => Ok(r),
         }
     }
 }

@@ -127,17 +127,29 @@ fn test(args: TestArgs) -> ExitCode {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let router = match args.router.load() {
+    // Each policy classifies with its own `router: { heads }`.
+    let loaded = match args.router.load() {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let router = router.as_ref();
+    let router = match args.router.for_policy(loaded.clone(), &policy) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let other_router = match other
+        .as_ref()
+        .map(|o| args.router.for_policy(loaded, o))
+        .transpose()
+    {
+        Ok(r) => r.flatten(),
+        Err(code) => return code,
+    };
     let mut rows = Vec::new();
     for (n, line) in input_lines(&text) {
-        let a = plan(&policy, router, &args.model, line);
+        let a = plan(&policy, router.as_ref(), &args.model, line);
         let b = other
             .as_ref()
-            .map(|o| plan(o, router, &args.model, line))
+            .map(|o| plan(o, other_router.as_ref(), &args.model, line))
             .transpose();
         match (a, b) {
             (Ok(a), Ok(b)) => rows.push((a, b)),

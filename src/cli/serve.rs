@@ -59,11 +59,23 @@ fn load_router(dir: &std::path::Path) -> anyhow::Result<Option<Arc<crate::classi
         tracing::info!("learned router off: the keyword classifier routes");
         return Ok(None);
     }
+    // `--router HEADS.json`: the embedding from the default directory with
+    // that file's heads.
+    let heads = match dir.is_file() {
+        true => Some(
+            crate::classify::learned::heads::Heads::read(dir)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        false => None,
+    };
     let started = std::time::Instant::now();
     // On a thread of its own: the loader's temporary buffers (the parsed
     // tokenizer JSON) go back to the OS with that thread's heap.
     let load = {
-        let dir = dir.to_path_buf();
+        let dir = match heads {
+            Some(_) => crate::classify::Router::default_dir(),
+            None => dir.to_path_buf(),
+        };
         std::thread::spawn(move || crate::classify::load_router(&dir))
             .join()
             .map_err(|_| anyhow::anyhow!("loading the learned router panicked"))?
@@ -71,7 +83,16 @@ fn load_router(dir: &std::path::Path) -> anyhow::Result<Option<Arc<crate::classi
     match load {
         RouterLoad::Loaded(r) => {
             tracing::info!(dir = %dir.display(), took = ?started.elapsed(), "learned router loaded");
-            Ok(Some(Arc::from(r)))
+            match heads {
+                Some(h) => Ok(Some(Arc::new(
+                    r.with_heads(Arc::new(h))
+                        .map_err(|e| anyhow::anyhow!("{e}"))?,
+                ))),
+                None => Ok(Some(Arc::from(r))),
+            }
+        }
+        RouterLoad::Missing(msg) if heads.is_some() => {
+            anyhow::bail!("--router names a heads file, but {msg}")
         }
         RouterLoad::Missing(msg) => {
             tracing::warn!("{msg}");
@@ -183,12 +204,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reloads the policy on SIGHUP and when the file changes (checked every
-/// 2 s). An invalid policy is logged, error by error, and the running one
-/// stays. Never returns.
+/// Reloads the policy on SIGHUP and when the file changes, or the router
+/// heads file it names does (checked every 2 s). An invalid policy is
+/// logged, error by error, and the running one stays. Never returns.
 async fn watch_policy(live: Arc<Live>, path: PathBuf) {
-    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let mut last = modified(&path);
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let stamp = |live: &Live| {
+        let heads = live
+            .load()
+            .policy
+            .router_heads
+            .as_ref()
+            .map(|h| h.path.clone());
+        (
+            modified(&path),
+            heads.and_then(|h| modified(std::path::Path::new(&h))),
+        )
+    };
+    let mut last = stamp(&live);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -207,16 +240,18 @@ async fn watch_policy(live: Arc<Live>, path: PathBuf) {
         let why = tokio::select! {
             () = hangup => "SIGHUP",
             _ = tick.tick() => {
-                let now = modified(&path);
-                if now == last {
+                if stamp(&live) == last {
                     continue;
                 }
                 "the file changed"
             }
         };
-        last = modified(&path);
+        last = stamp(&live);
         match crate::server::reload_policy(&live, &path).await {
-            Ok(()) => tracing::info!(policy = %path.display(), trigger = why, "policy reloaded"),
+            Ok(()) => {
+                last = stamp(&live);
+                tracing::info!(policy = %path.display(), trigger = why, "policy reloaded");
+            }
             Err(errors) => {
                 for line in errors.lines() {
                     tracing::error!(policy = %path.display(), trigger = why, "policy reload rejected: {line}");

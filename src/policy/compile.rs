@@ -119,6 +119,19 @@ pub fn compile(
     }
 
     let catalog = prices(raw.prices, base, &mut errs);
+    let router_heads = raw.router.and_then(|r| {
+        let path = super::fields::resolve(base, &r.heads);
+        match crate::classify::learned::heads::Heads::read(Path::new(&path)) {
+            Ok(h) => Some(super::RouterHeads {
+                path,
+                heads: std::sync::Arc::new(h),
+            }),
+            Err(e) => {
+                errs.add("router.heads", e);
+                None
+            }
+        }
+    });
     let mut models = Vec::new();
     let mut model_ids = HashMap::new();
     for (name, m) in raw.models {
@@ -290,6 +303,7 @@ pub fn compile(
         state,
         circuit,
         catalog,
+        router_heads,
     })
 }
 

@@ -65,6 +65,16 @@ pub struct Policy {
     pub circuit: crate::circuit::Config,
     /// The built-in price catalog with what `prices:` imported.
     pub catalog: catalog::Catalog,
+    /// `router: { heads }`: the learned router's heads from that file.
+    pub router_heads: Option<RouterHeads>,
+}
+
+/// A heads file the policy names, read and checked when it compiles (so
+/// a reload picks up a refitted file, and a bad one keeps the old policy).
+#[derive(Debug, Clone)]
+pub struct RouterHeads {
+    pub path: String,
+    pub heads: std::sync::Arc<crate::classify::learned::heads::Heads>,
 }
 
 /// Where budgets, rate limits and the cache keep their state.

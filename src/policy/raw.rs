@@ -44,6 +44,15 @@ pub struct RawPolicy {
     pub circuit_breaker: RawCircuit,
     /// A price catalog to import (LiteLLM's format), over the built-in one.
     pub prices: Option<RawPrices>,
+    /// The learned router's heads, in place of the shipped ones.
+    pub router: Option<RawRouter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouter {
+    /// A heads file written by `tollgate route fit`.
+    pub heads: String,
 }
 
 #[derive(Debug, Deserialize)]
