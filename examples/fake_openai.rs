@@ -6,6 +6,8 @@
 //! Prints `fake-openai listening on http://ADDR` and serves until killed.
 //! Expects `Authorization: Bearer upstream-secret` (or `--api-key`).
 //! `--fail-every N` answers every Nth request with a 500 (a flapping upstream).
+//! `--judge` answers every chat request as router learning's judge would
+//! (`{"A": …, "B": …}`), for bench/shadow.sh.
 
 #[path = "../tests/support/fake_openai.rs"]
 mod fake_openai;
@@ -29,9 +31,10 @@ async fn main() -> std::io::Result<()> {
                 opts.chunk_delay = Duration::from_millis(value().parse().unwrap_or(0))
             }
             "--fail-every" => opts.fail_every = value().parse().ok(),
+            "--judge" => opts.judge = Some(("fake upstream".into(), "poem".into())),
             other => {
                 eprintln!(
-                    "unknown argument {other}; use --listen ADDR --api-key KEY --chunk-delay-ms N --fail-every N"
+                    "unknown argument {other}; use --listen ADDR --api-key KEY --chunk-delay-ms N --fail-every N --judge"
                 );
                 std::process::exit(2);
             }

@@ -118,6 +118,9 @@ pub struct Counters {
     pub cache_misses: AtomicU64,
     /// Requests charged on a local count: no valid usage came back.
     pub usage_estimated: AtomicU64,
+    /// Router learning: outcomes written, sampled requests without one.
+    pub shadow_outcomes: AtomicU64,
+    pub shadow_failures: AtomicU64,
     /// Requests admitted unchecked or refused because Redis was down.
     pub outages: Outages,
 }

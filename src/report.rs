@@ -98,6 +98,9 @@ pub struct Report {
     /// Models that answered with no known price (charged at the
     /// baseline's), and their requests.
     pub unpriced: Vec<(String, u64)>,
+    /// Router learning's shadow and judge calls (key `router-learning`),
+    /// included above and shown apart.
+    pub learning: Option<Group>,
 }
 
 pub fn build(
@@ -151,6 +154,14 @@ pub fn build(
             .map(|g| (g.keys.concat(), g.unpriced))
             .collect()
     };
+    let learning = store
+        .report(&Query {
+            from,
+            to,
+            by: vec![Dim::Key],
+        })?
+        .into_iter()
+        .find(|g| g.keys.concat() == crate::policy::shadow::KEY);
     Ok(Report {
         by: by.to_vec(),
         from,
@@ -158,6 +169,7 @@ pub fn build(
         groups,
         total,
         unpriced,
+        learning,
     })
 }
 
@@ -267,6 +279,15 @@ impl Report {
                 "\nUNPRICED: {model}: {n} requests with no known price, charged at the baseline's; give the model `price:` in the policy"
             );
         }
+        if let Some(l) = &self.learning {
+            let _ = writeln!(
+                out,
+                "\nROUTER LEARNING: {} shadow and judge calls, ${} (key {}, under the shadow budget; included above)",
+                l.requests,
+                l.cost,
+                crate::policy::shadow::KEY
+            );
+        }
         if self.total.estimated > 0 {
             let _ = writeln!(
                 out,
@@ -335,6 +356,7 @@ impl Report {
             "groups": self.groups.iter().map(group).collect::<Vec<_>>(),
             "total": group(&self.total),
             "unpriced": self.unpriced.iter().map(|(m, n)| json!({"model": m, "requests": n})).collect::<Vec<_>>(),
+            "router_learning": self.learning.as_ref().map(|l| json!({"requests": l.requests, "cost_usd": l.cost.to_string(), "cost_nanos": l.cost.0})),
         })
     }
 }

@@ -257,7 +257,19 @@ pub fn compile(
     let baseline = spend::baseline(raw.baseline, &models, &model_ids, &catalog, &mut errs);
     let ledger = spend::ledger(raw.ledger, env, &mut errs);
     let ledger_journal = spend::journal(raw.ledger_journal, &ledger, env, &mut errs);
-    let budgets = spend::budgets(raw.budgets, &declared, &mut errs);
+    let mut budgets = spend::budgets(raw.budgets, &declared, &mut errs);
+    let key_ids: Vec<String> = keys.iter().flatten().map(|k| k.id.clone()).collect();
+    let (shadow, shadow_budget) =
+        super::shadow::compile(raw.shadow, &model_ids, &baseline.name, &key_ids, &mut errs);
+    if let Some(b) = shadow_budget {
+        if budgets.iter().any(|o| o.name == b.name) {
+            errs.add(
+                "shadow",
+                format!("a budget for {} is already declared", b.name),
+            );
+        }
+        budgets.push(b);
+    }
     let rate_limits = spend::rate_limits(raw.rate_limits, &declared, &mut errs);
     let cache = spend::cache(raw.cache, &mut errs);
     let state = spend::state(raw.state, env, &mut errs);
@@ -304,6 +316,7 @@ pub fn compile(
         circuit,
         catalog,
         router_heads,
+        shadow,
     })
 }
 

@@ -17,6 +17,7 @@ mod fields;
 mod load;
 mod models;
 pub mod raw;
+pub mod shadow;
 mod spend;
 pub mod yaml;
 
@@ -67,6 +68,8 @@ pub struct Policy {
     pub catalog: catalog::Catalog,
     /// `router: { heads }`: the learned router's heads from that file.
     pub router_heads: Option<RouterHeads>,
+    /// `shadow:`, router learning; its budget is among `budgets`.
+    pub shadow: Option<shadow::Shadow>,
 }
 
 /// A heads file the policy names, read and checked when it compiles (so

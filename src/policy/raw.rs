@@ -46,6 +46,25 @@ pub struct RawPolicy {
     pub prices: Option<RawPrices>,
     /// The learned router's heads, in place of the shipped ones.
     pub router: Option<RawRouter>,
+    /// Router learning from live traffic (`policy::shadow`).
+    pub shadow: Option<RawShadow>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// `shadow:` (compiled by `shadow`).
+pub struct RawShadow {
+    /// The share of routed requests sampled, in [0, 1].
+    pub sample: f64,
+    /// Default: the policy's baseline model.
+    pub strong: Option<String>,
+    pub weak: String,
+    pub judge: String,
+    pub budget_usd: f64,
+    /// day (default), week, month or total.
+    pub period: Option<String>,
+    /// The JSON lines file outcomes are appended to. It holds the prompts.
+    pub outcomes: String,
 }
 
 #[derive(Debug, Deserialize)]

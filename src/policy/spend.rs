@@ -131,19 +131,10 @@ pub(super) fn budgets(
             format!("{path}.limit_usd"),
             Nanos::parse_usd(&b.limit_usd.to_string()),
         );
-        let period = match b.period.as_deref() {
-            None | Some("month") => Some(Period::Month),
-            Some("day") => Some(Period::Day),
-            Some("week") => Some(Period::Week),
-            Some("total") => Some(Period::Total),
-            Some(other) => {
-                errs.add(
-                    format!("{path}.period"),
-                    format!("unknown period `{other}` (expected day, week, month or total)"),
-                );
-                None
-            }
-        };
+        let period = errs.ok(
+            format!("{path}.period"),
+            period(b.period.as_deref(), Period::Month),
+        );
         let on_exhausted = match b.on_exhausted.as_deref() {
             None | Some("reject") => Some(OnExhausted::Reject),
             Some("downgrade") => Some(OnExhausted::Downgrade),
@@ -226,6 +217,20 @@ fn scope(s: RawScope, path: &str, models: &HashSet<String>, errs: &mut Errors) -
             errs.add(format!("{path}.global"), "must be true");
             None
         }
+    }
+}
+
+/// A budget period's name, or `default` when none is given.
+pub(super) fn period(name: Option<&str>, default: Period) -> Result<Period, String> {
+    match name {
+        None => Ok(default),
+        Some("day") => Ok(Period::Day),
+        Some("week") => Ok(Period::Week),
+        Some("month") => Ok(Period::Month),
+        Some("total") => Ok(Period::Total),
+        Some(other) => Err(format!(
+            "unknown period `{other}` (expected day, week, month or total)"
+        )),
     }
 }
 

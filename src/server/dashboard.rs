@@ -103,6 +103,15 @@ th:first-child,td:first-child,th.l,td.l{{text-align:left}} th{{color:#5b6475;fon
         }
         html.push_str("</div></section>");
     }
+    if let Some(l) = &d.by_key.learning {
+        let _ = write!(
+            html,
+            r#"<section class="card wide"><h2>Router learning</h2><div>{} shadow and judge calls, ${} (key <code>{}</code>, under the shadow budget; included above).</div></section>"#,
+            l.requests,
+            l.cost,
+            crate::policy::shadow::KEY
+        );
+    }
     spend_per_day(&mut html, d.by_day_model, &color);
     savings_per_day(&mut html, d.by_day, d.baseline);
     route_mix(&mut html, d.by_task_model, &color);

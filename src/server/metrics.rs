@@ -126,6 +126,16 @@ async fn budgets(gw: &Gateway, out: &mut String) {
             "Requests charged on locally counted tokens: the upstream sent no valid usage (a cut stream, a missing or absurd usage object).",
             c.usage_estimated.load(Relaxed),
         ),
+        (
+            "tollgate_router_learning_outcomes_total",
+            "Router learning: judged outcomes appended to the shadow outcomes file.",
+            c.shadow_outcomes.load(Relaxed),
+        ),
+        (
+            "tollgate_router_learning_failures_total",
+            "Router learning: sampled requests that gave no outcome (budget, upstream or judge failure).",
+            c.shadow_failures.load(Relaxed),
+        ),
     ] {
         let _ = writeln!(
             out,

@@ -46,6 +46,8 @@ pub enum Behavior {
     },
     /// Answer with this `usage` value (JSON replies; `null`: none at all).
     Usage(Value),
+    /// Answer (JSON) with this message content instead of the greeting.
+    Content(String),
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +73,8 @@ struct Shared {
     prompt_scale: Option<u64>,
     ignore_max_tokens: bool,
     cached_tokens: Option<u64>,
+    greeting: Option<String>,
+    judge: Option<(String, String)>,
     /// Chat tokens answered (prompt, completion): what this upstream bills.
     billed: Mutex<(u64, u64)>,
 }
@@ -90,6 +94,12 @@ pub struct Options {
     /// Chat usage reports this many of the prompt tokens as served from
     /// the prompt cache (`prompt_tokens_details.cached_tokens`).
     pub cached_tokens: Option<u64>,
+    /// The JSON chat answer's text, instead of the greeting.
+    pub greeting: Option<String>,
+    /// Answer every chat request as a judge would: `(marker, hard)` grades
+    /// the answer containing `marker` 9 and the other 2 when the request
+    /// contains `hard`, and both 8 otherwise, as `{"A": a, "B": b}`.
+    pub judge: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -102,6 +112,8 @@ impl Default for Options {
             prompt_scale: None,
             ignore_max_tokens: false,
             cached_tokens: None,
+            greeting: None,
+            judge: None,
         }
     }
 }
@@ -123,6 +135,8 @@ impl Fake {
             prompt_scale: opts.prompt_scale,
             ignore_max_tokens: opts.ignore_max_tokens,
             cached_tokens: opts.cached_tokens,
+            greeting: opts.greeting,
+            judge: opts.judge,
             billed: Mutex::new((0, 0)),
         });
         let addr = listener.local_addr().unwrap();
@@ -315,6 +329,19 @@ async fn embeddings(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byte
     .into_response()
 }
 
+/// A judge's grades for the two answers in a router-learning request.
+fn judged(req: &Value, marker: &str, hard: &str) -> String {
+    let user = req["messages"][1]["content"].as_str().unwrap_or("");
+    let (request, answers) = user.split_once("## Answer A\n").unwrap_or((user, ""));
+    let (a, b) = answers.split_once("## Answer B\n").unwrap_or((answers, ""));
+    let grade = |answer: &str| match (request.contains(hard), answer.contains(marker)) {
+        (false, _) => 8,
+        (true, true) => 9,
+        (true, false) => 2,
+    };
+    json!({"A": grade(a), "B": grade(b)}).to_string()
+}
+
 async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let n = s.hits.fetch_add(1, Ordering::SeqCst) + 1;
     let req = match accept(&s, &headers, &body) {
@@ -397,8 +424,16 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
             json!({"role": "assistant", "content": null, "tool_calls": [{
                 "id": "call_1", "type": "function",
                 "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]})
+        } else if let Behavior::Content(text) = &behavior {
+            json!({"role": "assistant", "content": text})
+        } else if let Some((marker, hard)) = &s.judge {
+            json!({"role": "assistant", "content": judged(&req, marker, hard)})
         } else {
-            json!({"role": "assistant", "content": "Hello from the fake upstream."})
+            let text = s
+                .greeting
+                .as_deref()
+                .unwrap_or("Hello from the fake upstream.");
+            json!({"role": "assistant", "content": text})
         };
         let body = json!({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_700_000_000,

@@ -22,6 +22,7 @@ pub(super) mod price;
 pub(super) mod reply;
 mod route;
 pub(super) mod settle;
+mod shadow;
 pub(super) mod stop;
 
 use std::sync::Arc;
@@ -98,7 +99,10 @@ async fn handle(
         caller,
         tab,
     };
-    let answer = dispatch::run(gw, job).await?;
+    let mut answer = dispatch::run(gw, job).await?;
+    if responses.is_none() && messages.is_none() {
+        answer = shadow::tap(gw, &chat, &class, answer);
+    }
     Ok(respond(gw, tab, plan, limits, answer, how))
 }
 
