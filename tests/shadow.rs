@@ -371,6 +371,42 @@ async fn shadow_outcomes_feed_route_fit() {
         fitted["fitted"]["held_out"]["apgr"].as_f64().unwrap() > 0.7,
         "{stdout}"
     );
+
+    // The report closes the loop: the heads in use on these outcomes, and
+    // what a fit would change, held out.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["report", "--ledger"])
+        .arg(format!("sqlite:{}", s.ledger.display()))
+        .arg("--outcomes")
+        .arg(&s.outcomes)
+        .output()
+        .unwrap();
+    let report = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("ROUTER QUALITY on the last 24 of 24 outcomes")
+            && report.contains("at the strong share they saw (0.0%)"),
+        "{report}"
+    );
+    let apgr = |after: &str| -> f64 {
+        let at = report.find(after).unwrap() + after.len();
+        report[at..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .trim_end_matches(',')
+            .parse()
+            .unwrap()
+    };
+    let (in_use, fit) = (
+        apgr("heads in use: APGR "),
+        apgr("route fit, held out: APGR "),
+    );
+    assert!(fit > 0.7, "{report}");
+    assert!(
+        report.contains(&format!("({:+.3})", fit - in_use)),
+        "{report}"
+    );
 }
 
 #[test]

@@ -19,7 +19,7 @@ mod design;
 mod quality;
 
 use design::Design;
-pub use quality::{quality, Quality};
+pub use quality::{quality, recovered_at, Quality};
 
 /// One outcome row: the router's features and the two models' scores.
 pub struct Row {

@@ -41,9 +41,15 @@ pub struct ReportArgs {
     by: Vec<String>,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Outcomes to judge the router on (default: the policy's
+    /// `shadow.outcomes`, when it has one): how the heads in use rank the
+    /// last 2,000, and what `route fit` would change.
+    #[arg(long)]
+    outcomes: Option<PathBuf>,
 }
 
 pub fn run(args: ReportArgs) -> ExitCode {
+    let mut policy = None;
     let target = match &args.ledger {
         Some(l) if l.starts_with("postgres://") || l.starts_with("postgresql://") => {
             LedgerTarget::Postgres(Secret::new(l.clone()))
@@ -54,13 +60,24 @@ pub fn run(args: ReportArgs) -> ExitCode {
                 .to_string(),
         ),
         None => match load_file_offline(&args.config) {
-            Ok(p) => p.ledger.clone(),
+            Ok(p) => {
+                let t = p.ledger.clone();
+                policy = Some(p);
+                t
+            }
             Err(e) => {
                 eprintln!("error: invalid policy:\n{e}");
                 return ExitCode::from(2);
             }
         },
     };
+    let outcomes = args.outcomes.clone().or_else(|| {
+        policy
+            .as_ref()
+            .and_then(|p| p.shadow.as_ref())
+            .map(|s| s.outcomes.clone())
+            .filter(|o| o.exists())
+    });
     if let LedgerTarget::Sqlite(path) = &target {
         if !std::path::Path::new(path).exists() {
             eprintln!("error: no ledger at {path} (has the gateway run with this policy?)");
@@ -102,6 +119,9 @@ pub fn run(args: ReportArgs) -> ExitCode {
     match build(store.as_mut(), &opts.by, from, to) {
         Ok(r) => {
             print!("{}", r.render(opts.format));
+            if let (Some(path), Format::Table) = (outcomes, opts.format) {
+                print!("{}", router_quality(policy.as_ref(), &path));
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -109,4 +129,18 @@ pub fn run(args: ReportArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The "closing the loop" lines under the table: the router the policy
+/// routes with, judged on the outcomes.
+fn router_quality(policy: Option<&crate::policy::Policy>, path: &std::path::Path) -> String {
+    let args = super::plan::RouterArgs {
+        dir: crate::classify::Router::default_dir(),
+    };
+    let router = match policy.map_or_else(|| args.load(), |p| args.load_for(p)) {
+        Ok(Some(r)) => r,
+        _ => return "\nROUTER QUALITY: needs the learned router's files (scripts/fetch-test-model)\n".into(),
+    };
+    super::route::fit::closing_the_loop(&router, path, 2000)
+        .unwrap_or_else(|e| format!("\nROUTER QUALITY: {e}\n"))
 }

@@ -311,7 +311,7 @@ fn features(args: FeaturesArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-mod fit;
+pub(super) mod fit;
 
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,50 @@ pub struct Quality {
 /// The quality of `scores` on `rows`; `None` when the strong model gains
 /// nothing overall (no gap to recover).
 pub fn quality(scores: &[f64], rows: &[(f64, f64)]) -> Option<Quality> {
+    let curve = curve(scores, rows)?;
+    let mut area = 0.0;
+    let mut cpt50 = None;
+    for w in curve.windows(2) {
+        let ((c0, p0), (c1, p1)) = (w[0], w[1]);
+        area += (c1 - c0) * (p0 + p1) / 2.0;
+        if cpt50.is_none() && p1 >= 0.5 {
+            let t = if p1 > p0 {
+                ((0.5 - p0) / (p1 - p0)).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            cpt50 = Some(c0 + t * (c1 - c0));
+        }
+    }
+    Some(Quality {
+        apgr: area,
+        cpt50: cpt50.unwrap_or(1.0),
+    })
+}
+
+/// The share of the quality gap recovered when the `share` of rows scored
+/// highest go to the strong model; `None` with no gap.
+pub fn recovered_at(scores: &[f64], rows: &[(f64, f64)], share: f64) -> Option<f64> {
+    let curve = curve(scores, rows)?;
+    let share = share.clamp(0.0, 1.0);
+    curve.windows(2).find_map(|w| {
+        let ((c0, p0), (c1, p1)) = (w[0], w[1]);
+        (share <= c1).then(|| {
+            let t = if c1 > c0 {
+                (share - c0) / (c1 - c0)
+            } else {
+                1.0
+            };
+            p0 + t * (p1 - p0)
+        })
+    })
+}
+
+/// The gap-recovered curve: (strong share, PGR) from (0, 0) to (1, 1),
+/// a point at the end of each run of tied scores. Tied scores go strong
+/// together: within a tie the curve is the straight line a random order
+/// gives on average.
+fn curve(scores: &[f64], rows: &[(f64, f64)]) -> Option<Vec<(f64, f64)>> {
     let n = rows.len();
     let total: f64 = rows.iter().map(|(s, w)| s - w).sum();
     if n == 0 || total <= 0.0 || !total.is_finite() {
@@ -23,35 +67,17 @@ pub fn quality(scores: &[f64], rows: &[(f64, f64)]) -> Option<Quality> {
     }
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
-    // Tied scores go strong together: within a tie the curve is the
-    // straight line a random order gives on average.
-    let (mut area, mut gained, mut share, mut cpt50) = (0.0, 0.0, 0.0, None);
-    let mut i = 0;
+    let mut points = vec![(0.0, 0.0)];
+    let (mut gained, mut i) = (0.0, 0);
     while i < n {
         let mut j = i;
-        let mut gain = 0.0;
         while j < n && scores[order[j]] == scores[order[i]] {
             let (s, w) = rows[order[j]];
-            gain += s - w;
+            gained += s - w;
             j += 1;
         }
-        let (pgr0, pgr1) = (gained / total, (gained + gain) / total);
-        let width = (j - i) as f64 / n as f64;
-        if cpt50.is_none() && pgr1 >= 0.5 {
-            let t = if pgr1 > pgr0 {
-                ((0.5 - pgr0) / (pgr1 - pgr0)).clamp(0.0, 1.0)
-            } else {
-                0.0
-            };
-            cpt50 = Some(share + t * width);
-        }
-        area += width * (pgr0 + pgr1) / 2.0;
-        gained += gain;
-        share += width;
+        points.push((j as f64 / n as f64, gained / total));
         i = j;
     }
-    Some(Quality {
-        apgr: area,
-        cpt50: cpt50.unwrap_or(1.0),
-    })
+    Some(points)
 }

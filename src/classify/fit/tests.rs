@@ -171,3 +171,14 @@ fn platt_scaling_orders_and_calibrates() {
         p(-1.0)
     );
 }
+
+#[test]
+fn the_gap_recovered_at_a_share_follows_the_curve() {
+    let rows: Vec<(f64, f64)> = [1.0, 0.0, 0.0, 0.0].iter().map(|g| (*g, 0.0)).collect();
+    let best = [4.0, 3.0, 2.0, 1.0];
+    assert_eq!(recovered_at(&best, &rows, 0.25), Some(1.0));
+    assert_eq!(recovered_at(&best, &rows, 0.125), Some(0.5));
+    assert_eq!(recovered_at(&[0.0; 4], &rows, 0.5), Some(0.5));
+    assert_eq!(recovered_at(&[1.0, 3.0, 2.0, 4.0], &rows, 0.75), Some(0.0));
+    assert_eq!(recovered_at(&best, &[(1.0, 1.0)], 0.5), None);
+}

@@ -306,3 +306,62 @@ pub fn eval(args: EvalArgs) -> ExitCode {
     println!("(random routing: APGR 0.500, CPT(50%) 50.0%)");
     ExitCode::SUCCESS
 }
+
+/// For `tollgate report`: how the heads in use rank the last `last`
+/// outcomes of `path`, and what `route fit` would change, held out, at
+/// the strong share those outcomes saw (the share a shadow line's
+/// `answered` names the strong model, else a half).
+pub fn closing_the_loop(
+    router: &Router,
+    path: &std::path::Path,
+    last: usize,
+) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read outcomes {}: {e}", path.display()))?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = &lines[lines.len().saturating_sub(last)..];
+    let data = read(&(tail.join("\n") + "\n"), path, router)
+        .map_err(|e| format!("in the last {} outcomes: {e}", tail.len()))?;
+    let (mut strong, mut known) = (0usize, 0usize);
+    for l in tail {
+        let v: Value = serde_json::from_str(l).unwrap_or_default();
+        if let (Some(a), Some(s)) = (v["answered"].as_str(), v["strong_model"].as_str()) {
+            known += 1;
+            strong += usize::from(a == s);
+        }
+    }
+    let share = if known > 0 {
+        strong as f64 / known as f64
+    } else {
+        0.5
+    };
+    let pairs = data.pairs();
+    let heads = router.heads();
+    let in_use = data.scores(heads);
+    let q = fit::quality(&in_use, &pairs).ok_or("the strong model gains nothing on them")?;
+    let at = fit::recovered_at(&in_use, &pairs, share).unwrap_or(0.0);
+    let mut out = format!(
+        "\nROUTER QUALITY on the last {} of {} outcomes ({}), at the strong share they saw ({:.1}%):\n  heads in use: APGR {:.3}, {:.1}% of the quality gap recovered\n",
+        data.rows.len(),
+        lines.len(),
+        path.display(),
+        100.0 * share,
+        q.apgr,
+        100.0 * at
+    );
+    match fit::fit(&data.rows, (&heads.strong.w, heads.strong.b), 5) {
+        Ok(f) => {
+            let fit_at = fit::recovered_at(&f.held_out_scores, &pairs, share).unwrap_or(0.0);
+            out.push_str(&format!(
+                "  route fit, held out: APGR {:.3} ({:+.3}), {:.1}% recovered ({:+.1} points)\n  refit: tollgate route fit --outcomes {} --out heads.json --keep-better\n",
+                f.held_out.apgr,
+                f.held_out.apgr - q.apgr,
+                100.0 * fit_at,
+                100.0 * (fit_at - at),
+                path.display()
+            ));
+        }
+        Err(e) => out.push_str(&format!("  route fit cannot fit them yet: {e}\n")),
+    }
+    Ok(out)
+}
