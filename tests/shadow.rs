@@ -437,3 +437,34 @@ shadow: {{ sample: 2, weak: nope, judge: big, budget_usd: 1, period: hourly, out
         assert!(e.contains(want), "{want}\n{e}");
     }
 }
+
+#[test]
+fn a_short_block_takes_the_catch_all_route_and_a_default_file() {
+    let policy = |routes: &str| {
+        format!(
+            "version: 1\nledger: none\nproviders:\n  s: {{ kind: openai, base_url: \"http://127.0.0.1:9/v1\", api_key: k }}\nmodels:\n  gpt-4: {{ provider: s, price: {{ input: 30, output: 60 }} }}\n  small: {{ provider: s, price: {{ input: 0.5, output: 1.5 }} }}\naliases: {{ auto: router }}\nroutes:\n{routes}shadow: {{ sample: 0.02, judge: gpt-4, budget_usd: 5, period: day }}\n"
+        )
+    };
+    let p = tollgate::policy::load_str(
+        "short.yaml",
+        &policy("  - { name: hard, when: { task: [code] }, to: gpt-4 }\n  - { name: rest, to: small }\n"),
+        Path::new("."),
+        &|_| None,
+    )
+    .unwrap();
+    let s = p.shadow.as_ref().unwrap();
+    assert_eq!(p.models[s.strong].name, "gpt-4"); // the baseline
+    assert_eq!(p.models[s.weak].name, "small"); // the catch-all route's
+    assert_eq!(s.outcomes, Path::new("router-outcomes.jsonl"));
+    assert!(p.budgets.iter().any(|b| b.name == s.budget));
+    // Without a catch-all route, the weak model must be named.
+    let e = tollgate::policy::load_str(
+        "short.yaml",
+        &policy("  - { name: hard, when: { task: [code] }, to: small }\n"),
+        Path::new("."),
+        &|_| None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("shadow.weak: name the weak model"), "{e}");
+}

@@ -259,8 +259,14 @@ pub fn compile(
     let ledger_journal = spend::journal(raw.ledger_journal, &ledger, env, &mut errs);
     let mut budgets = spend::budgets(raw.budgets, &declared, &mut errs);
     let key_ids: Vec<String> = keys.iter().flatten().map(|k| k.id.clone()).collect();
-    let (shadow, shadow_budget) =
-        super::shadow::compile(raw.shadow, &model_ids, &baseline.name, &key_ids, &mut errs);
+    let around = super::shadow::Around {
+        model_ids: &model_ids,
+        models: &models,
+        baseline: &baseline.name,
+        key_ids: &key_ids,
+        routes: &routes,
+    };
+    let (shadow, shadow_budget) = super::shadow::compile(raw.shadow, &around, &mut errs);
     if let Some(b) = shadow_budget {
         if budgets.iter().any(|o| o.name == b.name) {
             errs.add(

@@ -58,13 +58,16 @@ pub struct RawShadow {
     pub sample: f64,
     /// Default: the policy's baseline model.
     pub strong: Option<String>,
-    pub weak: String,
+    /// Default: the first model of the policy's catch-all route (one
+    /// without `when`).
+    pub weak: Option<String>,
     pub judge: String,
     pub budget_usd: f64,
     /// day (default), week, month or total.
     pub period: Option<String>,
-    /// The JSON lines file outcomes are appended to. It holds the prompts.
-    pub outcomes: String,
+    /// The JSON lines file outcomes are appended to (default
+    /// `router-outcomes.jsonl`). It holds the prompts.
+    pub outcomes: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -32,13 +32,30 @@ pub struct Shadow {
 }
 
 /// The compiled block and the budget its calls are kept under.
+/// Where outcomes go when `outcomes:` is not given.
+pub const DEFAULT_OUTCOMES: &str = "router-outcomes.jsonl";
+
+/// The policy around the block: its models, baseline, keys and routes.
+pub(super) struct Around<'a> {
+    pub model_ids: &'a HashMap<String, ModelId>,
+    pub models: &'a [super::Model],
+    pub baseline: &'a str,
+    pub key_ids: &'a [String],
+    pub routes: &'a [super::Route],
+}
+
 pub(super) fn compile(
     raw: Option<RawShadow>,
-    model_ids: &HashMap<String, ModelId>,
-    baseline: &str,
-    key_ids: &[String],
+    around: &Around<'_>,
     errs: &mut Errors,
 ) -> (Option<Shadow>, Option<Budget>) {
+    let Around {
+        model_ids,
+        models,
+        baseline,
+        key_ids,
+        routes,
+    } = *around;
     let Some(raw) = raw else {
         return (None, None);
     };
@@ -51,16 +68,33 @@ pub(super) fn compile(
             format!("the key id `{KEY}` is the shadow calls' own; rename that key"),
         );
     }
-    let mut model = |field: &str, name: &str| -> Option<ModelId> {
+    let model = |errs: &mut Errors, field: &str, name: &str| -> Option<ModelId> {
         let id = model_ids.get(name).copied();
         if id.is_none() {
             errs.add(format!("shadow.{field}"), format!("unknown model `{name}`"));
         }
         id
     };
-    let strong = model("strong", raw.strong.as_deref().unwrap_or(baseline));
-    let weak = model("weak", &raw.weak);
-    let judge = model("judge", &raw.judge);
+    let strong = model(errs, "strong", raw.strong.as_deref().unwrap_or(baseline));
+    // The catch-all route's first model: where routed traffic lands when
+    // nothing marks it hard.
+    let catch_all = routes
+        .iter()
+        .rev()
+        .find(|r| catches_all(&r.when))
+        .and_then(|r| r.chain.first())
+        .map(|id| models[*id].name.clone());
+    let weak = match raw.weak.as_deref().or(catch_all.as_deref()) {
+        Some(name) => model(errs, "weak", name),
+        None => {
+            errs.add(
+                "shadow.weak",
+                "name the weak model: the policy has no catch-all route to take it from",
+            );
+            None
+        }
+    };
+    let judge = model(errs, "judge", &raw.judge);
     if strong.is_some() && strong == weak {
         errs.add("shadow.weak", "must differ from the strong model");
     }
@@ -72,7 +106,8 @@ pub(super) fn compile(
         "shadow.period",
         super::spend::period(raw.period.as_deref(), Period::Day),
     );
-    if raw.outcomes.trim().is_empty() {
+    let outcomes = raw.outcomes.unwrap_or_else(|| DEFAULT_OUTCOMES.into());
+    if outcomes.trim().is_empty() {
         errs.add("shadow.outcomes", "name the JSON lines file outcomes go to");
     }
     let (Some(strong), Some(weak), Some(judge), Some(limit), Some(period)) =
@@ -99,8 +134,17 @@ pub(super) fn compile(
         strong,
         weak,
         judge,
-        outcomes: PathBuf::from(raw.outcomes),
+        outcomes: PathBuf::from(outcomes),
         budget: name,
     };
     (Some(shadow), Some(budget))
+}
+
+/// A route `when` nothing narrows.
+fn catches_all(w: &super::When) -> bool {
+    w.model.is_none()
+        && w.task.is_none()
+        && w.complexity.is_none()
+        && w.strong_score.is_none()
+        && w.prompt_tokens.is_none()
 }
