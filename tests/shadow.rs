@@ -468,3 +468,27 @@ fn a_short_block_takes_the_catch_all_route_and_a_default_file() {
     .to_string();
     assert!(e.contains("shadow.weak: name the weak model"), "{e}");
 }
+
+#[tokio::test]
+async fn tool_calls_and_several_choices_are_never_shadowed() {
+    let s = setup("1", "1").await;
+    let tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    for extra in [json!({"tools": tools}), json!({"n": 2})] {
+        let mut body = json!({"model": "auto",
+            "messages": [{"role": "user", "content": "Write me a poem about Paris weather"}]});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", s.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!((s.weak.hits(), s.strong.hits(), s.judge.hits()), (2, 0, 0));
+    assert!(!s.outcomes.exists());
+}

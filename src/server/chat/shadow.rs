@@ -45,7 +45,12 @@ pub(super) fn tap(gw: &Arc<Gateway>, chat: &ChatRequest, class: &Class, answer: 
         return answer;
     };
     let ours = answer.model == s.strong || answer.model == s.weak;
+    // A judge grades text: tool calls and several choices are not sampled.
+    let text_only = !["tools", "functions", "n"]
+        .iter()
+        .any(|k| chat.body.get(*k).is_some_and(|v| !v.is_null() && v != 1));
     if !ours
+        || !text_only
         || !crate::route::is_routed(&gw.policy, &chat.model)
         || rand::random::<f64>() >= s.sample
     {
@@ -157,6 +162,9 @@ fn start(gw: &Arc<Gateway>, picked: Sampled, text: String) {
 
 /// The other side's answer, the judge's grades, the outcome line.
 async fn learn(gw: &Arc<Gateway>, picked: Sampled, answered_text: String) -> Result<(), String> {
+    if answered_text.trim().is_empty() {
+        return Err("the answer had no text to judge".into());
+    }
     let s = gw
         .policy
         .shadow
