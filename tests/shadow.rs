@@ -16,6 +16,8 @@ use support::fake_openai::{Behavior, Fake, Options as FakeOptions};
 use tollgate::gateway::{Gateway, Options};
 
 const STRONG_SAYS: &str = "A careful, complete answer from the strong model.";
+const APP_KEY: &str = "tg_shadow_app";
+const OPS_KEY: &str = "tg_shadow_ops";
 
 struct Setup {
     url: String,
@@ -63,20 +65,21 @@ routes:
   - {{ name: hard, when: {{ task: [code] }}, to: big }}
   - {{ name: easy, to: small }}
 shadow: {{ sample: {sample}, strong: big, weak: small, judge: grader, budget_usd: {budget_usd}, period: day, outcomes: "{out}" }}
+keys:
+  - {{ id: app, team: web, hash: "{app}" }}
+  - {{ id: ops, team: ops, hash: "{ops}", admin: true }}
 "#,
         ledger = ledger.display(),
         s = strong.base_url(),
         w = weak.base_url(),
         j = judge.base_url(),
         out = outcomes.display(),
+        app = support::hash(APP_KEY),
+        ops = support::hash(OPS_KEY),
     );
     let policy = tollgate::policy::load_str("shadow.yaml", &yaml, Path::new("."), &|_| None)
         .unwrap_or_else(|e| panic!("{e}"));
-    let opts = Options {
-        allow_anonymous: true,
-        ..Options::default()
-    };
-    let gw = Arc::new(Gateway::new(policy, &opts).unwrap());
+    let gw = Arc::new(Gateway::new(policy, &Options::default()).unwrap());
     let url = format!("http://{}", support::serve(gw.clone()).await);
     Setup {
         url,
@@ -94,6 +97,7 @@ impl Setup {
     async fn ask(&self, prompt: &str, stream: bool) -> (reqwest::StatusCode, String) {
         let r = reqwest::Client::new()
             .post(format!("{}/v1/chat/completions", self.url))
+            .bearer_auth(APP_KEY)
             .json(&json!({"model": "auto", "stream": stream,
                           "messages": [{"role": "user", "content": prompt}]}))
             .send()
@@ -178,10 +182,7 @@ async fn a_weak_answer_is_shadowed_by_the_strong_model_judged_and_written() {
     // Three rows: the client's, and two of router learning, priced.
     let rows = s.rows();
     assert_eq!(rows.len(), 3, "{rows:?}");
-    assert_eq!(
-        (rows[0].0.as_str(), rows[0].2.as_str()),
-        ("anonymous", "small")
-    );
+    assert_eq!((rows[0].0.as_str(), rows[0].2.as_str()), ("app", "small"));
     let learning: Vec<_> = rows.iter().filter(|r| r.0 == "router-learning").collect();
     assert_eq!(learning.len(), 2);
     assert!(
@@ -211,6 +212,18 @@ async fn a_weak_answer_is_shadowed_by_the_strong_model_judged_and_written() {
     assert!(
         metrics.contains("tollgate_router_learning_outcomes_total 1"),
         "{metrics}"
+    );
+    let page = reqwest::Client::new()
+        .get(format!("{}/dashboard", s.url))
+        .bearer_auth(OPS_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("<h2>Router learning</h2><div>2 shadow and judge calls"),
+        "{page}"
     );
 }
 
@@ -281,7 +294,7 @@ async fn learning_stops_at_its_own_budget_and_the_client_is_untouched() {
     assert!(!s.outcomes.exists());
     assert_eq!((s.strong.hits(), s.judge.hits()), (0, 0));
     let rows = s.rows();
-    assert_eq!(rows.iter().filter(|r| r.0 == "anonymous").count(), 1);
+    assert_eq!(rows.iter().filter(|r| r.0 == "app").count(), 1);
     assert!(
         rows.iter()
             .filter(|r| r.0 == "router-learning")
@@ -482,6 +495,7 @@ async fn tool_calls_and_several_choices_are_never_shadowed() {
         }
         let r = reqwest::Client::new()
             .post(format!("{}/v1/chat/completions", s.url))
+            .bearer_auth(APP_KEY)
             .json(&body)
             .send()
             .await
