@@ -375,3 +375,47 @@ fn serve_routes_by_the_policys_heads_and_reloads_a_refitted_file() {
         text(&check)
     );
 }
+
+#[test]
+fn a_broken_heads_file_is_refused_by_every_command_that_takes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = write(dir.path(), "broken.json", "{\"features\": 3}");
+    let prompts = write(dir.path(), "p.jsonl", "{\"prompt\": \"hi\"}\n");
+    for args in [
+        vec!["classify", "--jsonl"],
+        vec!["route", "eval", "--outcomes"],
+    ] {
+        let out = tollgate()
+            .args(&args)
+            .arg(&prompts)
+            .arg("--router")
+            .arg(&broken)
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("broken.json: router heads"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let out = tollgate()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--allow-anonymous",
+            "--config",
+            "policies/default.yaml",
+            "--router",
+        ])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).1.contains("broken.json: router heads"),
+        "{:?}",
+        text(&out)
+    );
+}

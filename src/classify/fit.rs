@@ -43,6 +43,8 @@ pub struct Fitted {
     pub held_out: Quality,
     /// Held-out raw outputs, in row order, for comparing on the same rows.
     pub held_out_scores: Vec<f64>,
+    /// Rows in each fold.
+    pub fold_sizes: Vec<usize>,
 }
 
 /// Penalties tried, as a share of the training rows (the features are
@@ -103,6 +105,9 @@ pub fn fit(rows: &[Row], prior: (&[f32], f32), folds: usize) -> Result<Fitted, S
         penalty,
         held_out: held,
         held_out_scores: held_out,
+        fold_sizes: (0..folds)
+            .map(|f| fold_of.iter().filter(|g| **g == f).count())
+            .collect(),
     })
 }
 

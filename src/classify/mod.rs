@@ -54,8 +54,18 @@ pub enum RouterLoad {
     Broken(String),
 }
 
-/// Loads the learned router from `dir` (see [`learned::Router::load`]).
-pub fn load_router(dir: &std::path::Path) -> RouterLoad {
+/// Loads the learned router from `path`: its directory (see
+/// [`learned::Router::load`]), or a heads file written by `route fit`,
+/// whose embedding comes from [`Router::default_dir`]. Missing embedding
+/// files are `Missing` for a directory, `Broken` for a heads file (it
+/// asked for the learned router by name).
+pub fn load_router(path: &std::path::Path) -> RouterLoad {
+    let heads = path.is_file().then(|| learned::heads::Heads::read(path));
+    let dir = match &heads {
+        Some(Err(e)) => return RouterLoad::Broken(e.clone()),
+        Some(Ok(_)) => Router::default_dir(),
+        None => path.to_path_buf(),
+    };
     let missing: Vec<String> = [learned::TOKENIZER_FILE, learned::TABLE_FILE]
         .iter()
         .map(|f| dir.join(f))
@@ -63,15 +73,26 @@ pub fn load_router(dir: &std::path::Path) -> RouterLoad {
         .map(|p| p.display().to_string())
         .collect();
     if !missing.is_empty() {
-        return RouterLoad::Missing(format!(
+        let msg = format!(
             "learned router not loaded: {} not found (scripts/fetch-test-model fetches it); \
              the keyword classifier routes",
             missing.join(", ")
-        ));
+        );
+        return match heads {
+            Some(_) => {
+                RouterLoad::Broken(format!("{} names a heads file, but {msg}", path.display()))
+            }
+            None => RouterLoad::Missing(msg),
+        };
     }
-    match Router::load(dir) {
+    let loaded = Router::load(&dir).map_err(|e| format!("learned router: {e}"));
+    let with_heads = match heads {
+        Some(Ok(h)) => loaded.and_then(|r| r.with_heads(std::sync::Arc::new(h))),
+        _ => loaded,
+    };
+    match with_heads {
         Ok(r) => RouterLoad::Loaded(Box::new(r)),
-        Err(e) => RouterLoad::Broken(format!("learned router: {e}")),
+        Err(e) => RouterLoad::Broken(e),
     }
 }
 

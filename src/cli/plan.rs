@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use serde_json::{json, Value};
 
 use crate::classify::counting::Counter;
-use crate::classify::learned::heads::Heads;
 use crate::classify::{classify_with, load_router, tokens, Class, Router, RouterLoad, Texts};
 use crate::money::Nanos;
 use crate::policy::Policy;
@@ -37,32 +36,17 @@ impl RouterArgs {
         if self.dir.as_os_str() == "off" {
             return Ok(None);
         }
-        let heads_file = self.dir.is_file().then_some(&self.dir);
-        let dir = match heads_file {
-            Some(_) => Router::default_dir(),
-            None => self.dir.clone(),
-        };
-        let router = match load_router(&dir) {
-            RouterLoad::Loaded(r) => *r,
-            RouterLoad::Missing(msg) if heads_file.is_none() => {
+        match load_router(&self.dir) {
+            RouterLoad::Loaded(r) => Ok(Some(*r)),
+            RouterLoad::Missing(msg) => {
                 eprintln!("note: {msg}");
-                return Ok(None);
+                Ok(None)
             }
-            RouterLoad::Missing(msg) | RouterLoad::Broken(msg) => {
+            RouterLoad::Broken(msg) => {
                 eprintln!("error: {msg}");
-                return Err(ExitCode::from(2));
+                Err(ExitCode::from(2))
             }
-        };
-        let Some(file) = heads_file else {
-            return Ok(Some(router));
-        };
-        Heads::read(file)
-            .and_then(|h| router.with_heads(std::sync::Arc::new(h)))
-            .map(Some)
-            .map_err(|e| {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            })
+        }
     }
 
     /// The router for a policy: its `router: { heads }` in place of the
@@ -115,6 +99,11 @@ pub fn input_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 /// optional `max_tokens`), as a chat request for `model`.
 pub fn parse_input(line: &str, model: &str) -> Result<(Value, ChatRequest), String> {
     let input: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    input_request(&input, model)
+}
+
+/// `parse_input` on a line already parsed.
+pub fn input_request(input: &Value, model: &str) -> Result<(Value, ChatRequest), String> {
     let messages = match (&input["messages"], &input["prompt"]) {
         (Value::Array(m), _) => Value::Array(m.clone()),
         (_, Value::String(p)) => json!([{"role": "user", "content": p}]),

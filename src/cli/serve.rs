@@ -59,23 +59,11 @@ fn load_router(dir: &std::path::Path) -> anyhow::Result<Option<Arc<crate::classi
         tracing::info!("learned router off: the keyword classifier routes");
         return Ok(None);
     }
-    // `--router HEADS.json`: the embedding from the default directory with
-    // that file's heads.
-    let heads = match dir.is_file() {
-        true => Some(
-            crate::classify::learned::heads::Heads::read(dir)
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        ),
-        false => None,
-    };
     let started = std::time::Instant::now();
     // On a thread of its own: the loader's temporary buffers (the parsed
     // tokenizer JSON) go back to the OS with that thread's heap.
     let load = {
-        let dir = match heads {
-            Some(_) => crate::classify::Router::default_dir(),
-            None => dir.to_path_buf(),
-        };
+        let dir = dir.to_path_buf();
         std::thread::spawn(move || crate::classify::load_router(&dir))
             .join()
             .map_err(|_| anyhow::anyhow!("loading the learned router panicked"))?
@@ -83,16 +71,7 @@ fn load_router(dir: &std::path::Path) -> anyhow::Result<Option<Arc<crate::classi
     match load {
         RouterLoad::Loaded(r) => {
             tracing::info!(dir = %dir.display(), took = ?started.elapsed(), "learned router loaded");
-            match heads {
-                Some(h) => Ok(Some(Arc::new(
-                    r.with_heads(Arc::new(h))
-                        .map_err(|e| anyhow::anyhow!("{e}"))?,
-                ))),
-                None => Ok(Some(Arc::from(r))),
-            }
-        }
-        RouterLoad::Missing(msg) if heads.is_some() => {
-            anyhow::bail!("--router names a heads file, but {msg}")
+            Ok(Some(Arc::from(r)))
         }
         RouterLoad::Missing(msg) => {
             tracing::warn!("{msg}");

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::super::plan::{input_lines, parse_input, read_input, RouterArgs};
+use super::super::plan::{input_lines, input_request, read_input, RouterArgs};
 use crate::classify::fit::{self, Quality, Row};
 use crate::classify::learned::heads::{Heads, Linear};
 use crate::classify::{tokens, Router, Texts};
@@ -54,6 +54,8 @@ pub struct EvalArgs {
 struct Outcomes {
     rows: Vec<Row>,
     length: Vec<f64>,
+    /// A shadow line's `answered` is its `strong_model` (other files: none).
+    answered_strong: Vec<Option<bool>>,
     distinct: usize,
 }
 
@@ -77,6 +79,7 @@ fn read(text: &str, path: &std::path::Path, router: &Router) -> Result<Outcomes,
     let mut out = Outcomes {
         rows: Vec::new(),
         length: Vec::new(),
+        answered_strong: Vec::new(),
         distinct: 0,
     };
     let mut groups = std::collections::HashSet::new();
@@ -97,13 +100,19 @@ fn read(text: &str, path: &std::path::Path, router: &Router) -> Result<Outcomes,
             }
         };
         let (strong, weak) = (score("strong")?, score("weak")?);
-        let (_, chat) = parse_input(line, "auto").map_err(|e| format!("line {n}: {e}"))?;
+        let (_, chat) = input_request(&value, "auto").map_err(|e| format!("line {n}: {e}"))?;
         let texts = Texts::of(&chat);
         let prompt_tokens = tokens::count_chat(chat.messages());
         let (features, _, _) = router.features(&texts.conversation(&chat, prompt_tokens));
         let group = prompt_hash(&[&texts.system, &texts.earlier, &texts.last_user]);
         groups.insert(group);
         out.length.push(f64::from(prompt_tokens));
+        out.answered_strong.push(
+            value["answered"]
+                .as_str()
+                .zip(value["strong_model"].as_str())
+                .map(|(a, s)| a == s),
+        );
         out.rows.push(Row {
             features,
             strong,
@@ -202,7 +211,6 @@ pub fn fit(args: FitArgs) -> ExitCode {
         }
     };
     let pairs = data.pairs();
-    let folds = fit::assign_folds(&data.rows, args.folds).unwrap_or_default();
     let in_use = fit::quality(&data.scores(base), &pairs);
     let length = fit::quality(&data.length, &pairs);
     let name = router_name(&args.router);
@@ -245,7 +253,7 @@ pub fn fit(args: FitArgs) -> ExitCode {
         "rows": data.rows.len(),
         "distinct_prompts": data.distinct,
         "folds": args.folds,
-        "fold_sizes": (0..args.folds).map(|f| folds.iter().filter(|g| **g == f).count()).collect::<Vec<_>>(),
+        "fold_sizes": fitted.fold_sizes,
         "penalty": fitted.penalty,
         "held_out": {"apgr": round(fitted.held_out.apgr), "cpt50": round(fitted.held_out.cpt50)},
         "router_in_use": in_use.map(|q| json!({"name": name, "apgr": round(q.apgr), "cpt50": round(q.cpt50)})),
@@ -322,18 +330,11 @@ pub fn closing_the_loop(
     let tail = &lines[lines.len().saturating_sub(last)..];
     let data = read(&(tail.join("\n") + "\n"), path, router)
         .map_err(|e| format!("in the last {} outcomes: {e}", tail.len()))?;
-    let (mut strong, mut known) = (0usize, 0usize);
-    for l in tail {
-        let v: Value = serde_json::from_str(l).unwrap_or_default();
-        if let (Some(a), Some(s)) = (v["answered"].as_str(), v["strong_model"].as_str()) {
-            known += 1;
-            strong += usize::from(a == s);
-        }
-    }
-    let share = if known > 0 {
-        strong as f64 / known as f64
-    } else {
+    let known: Vec<bool> = data.answered_strong.iter().flatten().copied().collect();
+    let share = if known.is_empty() {
         0.5
+    } else {
+        known.iter().filter(|s| **s).count() as f64 / known.len() as f64
     };
     let pairs = data.pairs();
     let heads = router.heads();

@@ -44,16 +44,17 @@ pub(super) fn tap(gw: &Arc<Gateway>, chat: &ChatRequest, class: &Class, answer: 
     let Some(s) = &gw.policy.shadow else {
         return answer;
     };
-    let ours = answer.model == s.strong || answer.model == s.weak;
     // A judge grades text: tool calls and several choices are not sampled.
-    let text_only = !["tools", "functions", "n"]
-        .iter()
-        .any(|k| chat.body.get(*k).is_some_and(|v| !v.is_null() && v != 1));
-    if !ours
-        || !text_only
-        || !crate::route::is_routed(&gw.policy, &chat.model)
-        || rand::random::<f64>() >= s.sample
-    {
+    let text_only = || {
+        !["tools", "functions", "n"]
+            .iter()
+            .any(|k| chat.body.get(*k).is_some_and(|v| !v.is_null() && v != 1))
+    };
+    let picked = (answer.model == s.strong || answer.model == s.weak)
+        && crate::route::is_routed(&gw.policy, &chat.model)
+        && text_only()
+        && rand::random::<f64>() < s.sample;
+    if !picked {
         return answer;
     }
     let picked = Sampled {
@@ -61,34 +62,15 @@ pub(super) fn tap(gw: &Arc<Gateway>, chat: &ChatRequest, class: &Class, answer: 
         class: class.clone(),
         answered: answer.model,
     };
-    let Answer { reply, .. } = &answer;
-    match reply {
-        Reply::Json { body, .. } => {
-            let text = judge::answer_text(body);
-            start(gw, picked, text);
+    match answer.reply {
+        Reply::Json { ref body, .. } => {
+            start(gw, picked, judge::answer_text(body));
             answer
         }
-        Reply::Stream(_) => {
-            let Answer {
-                model,
-                reply,
-                remaining,
-                fell_back,
-                notes,
-                limits,
-            } = answer;
-            let Reply::Stream(s) = reply else {
-                unreachable!("matched a stream above")
-            };
-            Answer {
-                model,
-                reply: Reply::Stream(collect(gw.clone(), picked, s)),
-                remaining,
-                fell_back,
-                notes,
-                limits,
-            }
-        }
+        Reply::Stream(s) => Answer {
+            reply: Reply::Stream(collect(gw.clone(), picked, s)),
+            ..answer
+        },
     }
 }
 
@@ -123,7 +105,9 @@ fn collect(gw: Arc<Gateway>, picked: Sampled, s: SseStream) -> SseStream {
     }))
 }
 
-/// The content delta of one SSE frame, appended to `text`.
+/// The content delta of one SSE frame, appended to `text` until it holds
+/// what the judge is shown (`judge::MAX_PART`, cut there): a long stream
+/// keeps no more than that and one chunk.
 fn read_frame(frame: &Bytes, text: &mut String, done: &mut bool) {
     let Some(data) = frame.strip_prefix(b"data: ") else {
         return;
@@ -135,7 +119,9 @@ fn read_frame(frame: &Bytes, text: &mut String, done: &mut bool) {
     }
     if let Ok(v) = serde_json::from_slice::<Value>(data) {
         if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
-            text.push_str(t);
+            if text.len() < judge::MAX_PART {
+                text.push_str(t);
+            }
         }
     }
 }

@@ -19,7 +19,7 @@ ignore which answer comes first. Reply with JSON only, in exactly this form: \
 {\"A\": <grade>, \"B\": <grade>}";
 
 /// Text beyond this many bytes is cut from each part the judge sees.
-const MAX_PART: usize = 12 * 1024;
+pub(super) const MAX_PART: usize = 12 * 1024;
 
 /// The text of a chat completion's first choice (empty when it has none).
 pub(super) fn answer_text(body: &[u8]) -> String {

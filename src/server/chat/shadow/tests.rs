@@ -52,3 +52,14 @@ fn the_judge_sees_both_answers_and_a_long_one_is_cut() {
     assert_eq!(r["model"], "judge-model");
     assert_eq!(r["temperature"], 0);
 }
+
+#[test]
+fn a_long_stream_keeps_only_what_the_judge_sees() {
+    let (mut text, mut done) = (String::new(), false);
+    let frame = Bytes::from("data: {\"choices\":[{\"delta\":{\"content\":\"0123456789\"}}]}\n\n");
+    for _ in 0..10_000 {
+        read_frame(&frame, &mut text, &mut done);
+    }
+    assert!(text.len() >= judge::MAX_PART && text.len() < judge::MAX_PART + 10);
+    assert!(text.starts_with("0123456789"));
+}
