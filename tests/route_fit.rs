@@ -185,6 +185,9 @@ fn a_fit_learns_what_the_shipped_router_cannot_and_classify_uses_it() {
         let kept = written["fitted"]["held_out"]["apgr"].as_f64().unwrap();
         assert!((kept - fitted).abs() < 6e-4, "{kept} {fitted}");
         assert_eq!(written["features"], 275);
+        // One head fitted on the deployment's mix: the shipped domain heads
+        // would override it on maths and multiple-choice prompts.
+        assert!(written.get("domains").is_none(), "{}", written["domains"]);
     }
     // The shipped router cannot rank both families' way round.
     assert!(in_use.iter().any(|a| *a < 0.75), "{in_use:?}");

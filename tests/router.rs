@@ -138,6 +138,29 @@ fn hard_requests_score_above_easy_ones_and_tasks_come_out() {
     assert_eq!(hello.complexity, Complexity::Low);
 }
 
+/// Within maths the strong model's gain grows with the problem's length
+/// (more quantities, more steps), though on chat a long prompt is often an
+/// easy extraction: the maths domain's head ranks by the former.
+#[test]
+fn within_maths_a_longer_problem_scores_above_a_shorter_one() {
+    let r = router();
+    let short = ask(&r, "A box holds 12 eggs. How many eggs are in 5 boxes?");
+    let long = ask(
+        &r,
+        "A farmer keeps chickens and cows. Last week he counted 40 heads in the barn, and his \
+         daughter counted 112 legs. This week he sold a quarter of his cows to a neighbour and \
+         bought 6 more chickens at the market, while 2 chickens were taken by a fox. How many \
+         chickens and how many cows does he have this week?",
+    );
+    assert_eq!((short.task, long.task), (Task::Math, Task::Math));
+    assert!(
+        long.strong_score > short.strong_score,
+        "long {} short {}",
+        long.strong_score,
+        short.strong_score
+    );
+}
+
 #[test]
 fn any_prompt_length_is_bounded_and_deterministic() {
     let r = router();

@@ -18,12 +18,15 @@
 mod design;
 mod quality;
 
+use super::learned::Domain;
 use design::Design;
 pub use quality::{quality, recovered_at, Quality};
 
 /// One outcome row: the router's features and the two models' scores.
 pub struct Row {
     pub features: Vec<f32>,
+    /// Which of the heads' domain heads scores it (`Router::judge`).
+    pub domain: Option<Domain>,
     pub strong: f64,
     pub weak: f64,
     /// Rows with the same group (the same prompt) share a fold.

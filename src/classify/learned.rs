@@ -18,8 +18,10 @@ use std::sync::Arc;
 
 use super::embed::{bounded_text, Embedder, DIM};
 use super::{rules, Class, Complexity, Conversation, Task};
+pub use domain::Domain;
 use heads::{dot, Heads};
 
+mod domain;
 pub mod heads;
 
 /// Cue features after the embedding: see [`Router::features`].
@@ -93,7 +95,7 @@ impl Router {
     /// Everything here reads at most the head and tail of the last user
     /// message (`embed::bounded_text`), so the cost is bounded whatever
     /// the prompt's length.
-    pub fn features(&self, c: &Conversation<'_>) -> (Vec<f32>, Class, f32) {
+    pub fn features(&self, c: &Conversation<'_>) -> Features {
         let text = bounded_text(c.last_user);
         let (system, earlier) = (bounded_text(c.system), bounded_text(c.earlier));
         let rules = rules::classify(&Conversation {
@@ -124,30 +126,52 @@ impl Router {
                 .iter()
                 .map(|t| f32::from(u8::from(*t == rules.task))),
         );
-        (f, rules, cjk_share)
+        Features {
+            vector: f,
+            choices: domain::has_choices(&text),
+            quantities: domain::quantities(&text),
+            rules,
+            cjk_share,
+        }
     }
 
-    pub fn classify(&self, c: &Conversation<'_>) -> Class {
-        let (f, mut class, cjk_share) = self.features(c);
+    /// The task these heads answer for `f`, and the domain that follows.
+    pub fn judge(&self, f: &Features) -> (Task, Option<Domain>) {
         let h = &*self.heads;
-        let strong = h.strong_score(h.strong_raw(&f));
-        let keep_rules_task = h.rules_task_above_cjk.is_some_and(|t| cjk_share > t)
-            || h.keep_rules_tasks.iter().any(|t| t == class.task.as_str());
+        let keep_rules_task = h.rules_task_above_cjk.is_some_and(|t| f.cjk_share > t)
+            || h.keep_rules_tasks
+                .iter()
+                .any(|t| t == f.rules.task.as_str());
+        let mut task = f.rules.task;
         if !keep_rules_task {
             let best = h
                 .task
                 .w
                 .iter()
                 .zip(&h.task.b)
-                .map(|(w, b)| dot(w, &f) + b)
+                .map(|(w, b)| dot(w, &f.vector) + b)
                 .enumerate()
                 .max_by(|a, b| a.1.total_cmp(&b.1))
                 .map(|(i, _)| i);
             if let Some(i) = best {
-                class.task = self.tasks[i];
+                task = self.tasks[i];
             }
         }
-        let difficulty = f64::from(dot(&h.difficulty.w, &f) + h.difficulty.b);
+        (task, Domain::of(f.choices, f.quantities, task))
+    }
+
+    pub fn classify(&self, c: &Conversation<'_>) -> Class {
+        let features = self.features(c);
+        let (task, domain) = self.judge(&features);
+        let Features {
+            vector: f,
+            rules: mut class,
+            ..
+        } = features;
+        let h = &*self.heads;
+        let strong = h.strong_score(h.strong_raw(&f, domain));
+        class.task = task;
+        let difficulty = f64::from(h.difficulty_raw(&f, domain));
         let size = difficulty + length_term(c, class.prompt_tokens);
         class.complexity = if size >= h.complexity.high {
             Complexity::High
@@ -160,6 +184,21 @@ impl Router {
         class.signals.insert(0, "learned router");
         class
     }
+}
+
+/// What the heads read for one prompt.
+pub struct Features {
+    /// The vector every head is a linear function of.
+    pub vector: Vec<f32>,
+    /// The keyword classifier's answer (its cues are in the vector).
+    pub rules: Class,
+    /// The share of CJK characters in the last user message.
+    pub cjk_share: f32,
+    /// Whether the last user message offers lettered options (the
+    /// `choices` domain, whatever the task).
+    pub choices: bool,
+    /// Distinct numbers it states, counted up to two (the `math` domain).
+    pub quantities: usize,
 }
 
 /// Long prompts are bigger work whatever their difficulty.

@@ -302,8 +302,9 @@ fn features(args: FeaturesArgs) -> ExitCode {
         };
         let texts = Texts::of(&chat);
         let prompt_tokens = tokens::count_chat(chat.messages());
-        let (f, _, _) = router.features(&texts.conversation(&chat, prompt_tokens));
-        let row = json!({"id": id, "features": f, "prompt_tokens": prompt_tokens});
+        let f = router.features(&texts.conversation(&chat, prompt_tokens));
+        let row = json!({"id": id, "features": f.vector, "prompt_tokens": prompt_tokens,
+                         "choices": f.choices, "quantities": f.quantities});
         if writeln!(out, "{row}").is_err() {
             return ExitCode::from(2);
         }

@@ -46,6 +46,7 @@ fn planted(n: usize, p: usize, seed: u64) -> Vec<Row> {
             let hard = f64::from(features[0]) + 0.3 * (uniform(&mut s) - 0.5) > 0.6;
             Row {
                 features,
+                domain: None,
                 strong: 1.0,
                 weak: if hard { 0.0 } else { 1.0 },
                 group: i as u64,

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::super::Task;
-use super::FEATURES;
+use super::{Domain, FEATURES};
 
 /// The shipped heads (written by `scripts/train-router`).
 const SHIPPED: &str = include_str!("../router.json");
@@ -33,6 +33,11 @@ pub struct Heads {
     /// Tasks the head had too few examples of: when the keyword classifier
     /// says one of these, its answer stands.
     pub keep_rules_tasks: Vec<String>,
+    /// Strong and difficulty heads for prompts of one kind (`Domain`),
+    /// used instead of the general ones there; none in a `route fit` file,
+    /// whose head is fitted on the deployment's own mix.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<DomainHeads>,
     /// What `route fit` measured when it wrote these heads; absent in the
     /// shipped ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,6 +48,14 @@ pub struct Heads {
 pub struct Linear {
     pub w: Vec<f32>,
     pub b: f32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DomainHeads {
+    /// `choices`, `math` or `code`.
+    pub domain: String,
+    pub strong: Linear,
+    pub difficulty: Linear,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -80,6 +93,10 @@ impl Heads {
             || !self.task.w.iter().all(|w| width_ok(w))
             || self.task.w.len() != self.task.labels.len()
             || self.task.b.len() != self.task.labels.len()
+            || !self
+                .domains
+                .iter()
+                .all(|d| width_ok(&d.strong.w) && width_ok(&d.difficulty.w))
         {
             return Err(format!(
                 "router heads: built for {} features, this build computes {FEATURES}",
@@ -95,12 +112,32 @@ impl Heads {
             .chain(&self.task.b)
             .chain(&self.platt)
             .chain([&self.strong.b, &self.difficulty.b])
+            .chain(self.domains.iter().flat_map(|d| {
+                d.strong
+                    .w
+                    .iter()
+                    .chain(&d.difficulty.w)
+                    .chain([&d.strong.b, &d.difficulty.b])
+            }))
             .all(|x| x.is_finite());
         if !finite || !self.complexity.medium.is_finite() || !self.complexity.high.is_finite() {
             return Err("router heads: a weight is not a finite number".into());
         }
         self.tasks()?;
+        for d in &self.domains {
+            if Domain::parse(&d.domain).is_none() {
+                return Err(format!(
+                    "router heads: unknown domain \"{}\" (known: choices, math, code)",
+                    d.domain
+                ));
+            }
+        }
         Ok(())
+    }
+
+    fn domain(&self, domain: Option<Domain>) -> Option<&DomainHeads> {
+        let name = domain?.as_str();
+        self.domains.iter().find(|d| d.domain == name)
     }
 
     /// The task head's labels, in its row order.
@@ -113,9 +150,19 @@ impl Heads {
             .map_err(|e| format!("router heads: {e}"))
     }
 
-    /// The strong head's raw output on a feature vector.
-    pub fn strong_raw(&self, f: &[f32]) -> f32 {
-        dot(&self.strong.w, f) + self.strong.b
+    /// The strong head's raw output on a feature vector: the domain's
+    /// head where the heads carry one, else the general head.
+    pub fn strong_raw(&self, f: &[f32], domain: Option<Domain>) -> f32 {
+        let h = self.domain(domain).map_or(&self.strong, |d| &d.strong);
+        dot(&h.w, f) + h.b
+    }
+
+    /// The difficulty head's raw output, chosen the same way.
+    pub fn difficulty_raw(&self, f: &[f32], domain: Option<Domain>) -> f32 {
+        let h = self
+            .domain(domain)
+            .map_or(&self.difficulty, |d| &d.difficulty);
+        dot(&h.w, f) + h.b
     }
 
     /// The calibrated strong_score for a raw output.
@@ -164,6 +211,32 @@ mod tests {
         h.task.labels[0] = "poetry".into();
         let e = Heads::parse(&serde_json::to_string(&h).unwrap()).unwrap_err();
         assert!(e.contains("poetry"), "{e}");
+        let mut h = Heads::shipped().unwrap();
+        h.domains.push(DomainHeads {
+            domain: "poetry".into(),
+            strong: h.strong.clone(),
+            difficulty: h.difficulty.clone(),
+        });
+        let e = Heads::parse(&serde_json::to_string(&h).unwrap()).unwrap_err();
+        assert!(e.contains("unknown domain \"poetry\""), "{e}");
+    }
+
+    #[test]
+    fn a_domain_head_answers_only_for_its_domain() {
+        let mut h = Heads::shipped().unwrap();
+        h.domains.clear();
+        let f = vec![0.01; FEATURES];
+        let general = h.strong_raw(&f, Some(Domain::Math));
+        let mut math = h.strong.clone();
+        math.b += 1.0;
+        h.domains.push(DomainHeads {
+            domain: "math".into(),
+            strong: math,
+            difficulty: h.difficulty.clone(),
+        });
+        assert!((h.strong_raw(&f, Some(Domain::Math)) - general - 1.0).abs() < 1e-5);
+        assert_eq!(h.strong_raw(&f, Some(Domain::Choices)), general);
+        assert_eq!(h.strong_raw(&f, None), general);
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl Outcomes {
     fn scores(&self, heads: &Heads) -> Vec<f64> {
         self.rows
             .iter()
-            .map(|r| heads.strong_score(heads.strong_raw(&r.features)))
+            .map(|r| heads.strong_score(heads.strong_raw(&r.features, r.domain)))
             .collect()
     }
 }
@@ -103,7 +103,7 @@ fn read(text: &str, path: &std::path::Path, router: &Router) -> Result<Outcomes,
         let (_, chat) = input_request(&value, "auto").map_err(|e| format!("line {n}: {e}"))?;
         let texts = Texts::of(&chat);
         let prompt_tokens = tokens::count_chat(chat.messages());
-        let (features, _, _) = router.features(&texts.conversation(&chat, prompt_tokens));
+        let features = router.features(&texts.conversation(&chat, prompt_tokens));
         let group = prompt_hash(&[&texts.system, &texts.earlier, &texts.last_user]);
         groups.insert(group);
         out.length.push(f64::from(prompt_tokens));
@@ -114,7 +114,8 @@ fn read(text: &str, path: &std::path::Path, router: &Router) -> Result<Outcomes,
                 .map(|(a, s)| a == s),
         );
         out.rows.push(Row {
-            features,
+            domain: router.judge(&features).1,
+            features: features.vector,
             strong,
             weak,
             group,
@@ -243,6 +244,9 @@ pub fn fit(args: FitArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     let mut heads: Heads = base.clone();
+    // One head fitted on the deployment's own mix replaces the general
+    // and every domain head.
+    heads.domains.clear();
     heads.strong = Linear {
         w: fitted.w.clone(),
         b: fitted.b,
