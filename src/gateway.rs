@@ -23,6 +23,7 @@ use crate::state::budgets::{BudgetGuard, Budgets, MemoryBudgets, RedisBudgets};
 use crate::state::cache::{MemoryCache, RedisCache, ResponseCache};
 use crate::state::limits::{LimitGuard, MemoryLimits, RateLimits, RedisLimits};
 use crate::state::{Outages, Redis};
+use crate::upstream::http::Http;
 use crate::upstream::openai::OpenAiUpstream;
 
 pub enum Backend {
@@ -192,14 +193,10 @@ impl Gateway {
                     anthropic,
                 } => {
                     let http = match clients.get(&model.provider) {
-                        Some(c) => reqwest::Client::clone(c),
+                        Some(c) => Http::clone(c),
                         None => {
-                            let c = reqwest::Client::builder()
-                                .tcp_nodelay(true)
-                                .pool_max_idle_per_host(1024)
-                                .connect_timeout(*connect_timeout)
-                                .build()
-                                .context("building the HTTP client")?;
+                            let c =
+                                Http::new(*connect_timeout).context("building the HTTP client")?;
                             clients.insert(model.provider, c.clone());
                             c
                         }

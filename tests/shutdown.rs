@@ -81,14 +81,15 @@ fn exits_in_time(child: &mut std::process::Child, started: std::time::Instant, l
 #[test]
 fn sigterm_finishes_streams_and_flushes_the_ledger() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    // 50 streams of ~8 × 100 ms each: mid-flight at SIGTERM.
+    // 50 streams of ~8 × 100 ms each: mid-flight at SIGTERM, spread over
+    // four serving threads (each its own listener and runtime).
     let Run {
         fake,
         mut child,
         url,
         ledger,
         _dir,
-    } = run(&rt, Duration::from_millis(100), &[]);
+    } = run(&rt, Duration::from_millis(100), &["--threads", "4"]);
 
     let results = rt.block_on(async {
         let client = reqwest::Client::new();

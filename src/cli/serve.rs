@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// wait in the kernel's backlog until one closes.
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
+    /// Threads that accept and serve connections, each with its own
+    /// runtime and listener (`SO_REUSEPORT`); 0 means one per core.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     #[command(flatten)]
     router: super::plan::RouterArgs,
 }
@@ -131,54 +135,52 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, policy = %args.config.display(), "tollgate listening");
-    println!("tollgate listening on http://{addr}");
-    let live = Arc::new(Live::new(gw));
-    let stopping = Arc::new(tokio::sync::Notify::new());
-    let signal = {
-        let stopping = stopping.clone();
-        async move {
-            shutdown_signal().await;
-            stopping.notify_one();
-        }
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     };
-    let server = crate::server::listen::serve(
-        listener,
+    let live = Arc::new(Live::new(gw));
+    let mut plane = crate::server::listen::plane::start(
+        args.listen,
+        threads,
         crate::server::app_live(live.clone()),
         crate::server::listen::Limits {
             header_timeout: args.header_timeout,
             max_connections: args.max_connections,
         },
-        signal,
-    );
-    let mut server = std::pin::pin!(server);
+    )
+    .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = plane.addr;
+    tracing::info!(%addr, threads, policy = %args.config.display(), "tollgate listening");
+    println!("tollgate listening on http://{addr}");
     let grace = args.shutdown_grace;
-    let deadline = async move {
-        stopping.notified().await;
-        tokio::time::sleep(grace).await;
+    let stopped = tokio::select! {
+        () = shutdown_signal() => true,
+        () = watch_policy(live.clone(), args.config.clone()) => false,
+        r = plane.finished() => {
+            r.context("server error")?;
+            false
+        }
     };
-    let done = tokio::select! {
-        r = &mut server => Some(r),
-        () = watch_policy(live.clone(), args.config.clone()) => None,
-        () = deadline => None,
-    };
-    match done {
-        Some(r) => r.context("server error")?,
-        None => {
+    if stopped {
+        plane.stop();
+        let finished = tokio::time::timeout(grace, plane.finished()).await;
+        if let Ok(r) = finished {
+            r.context("server error")?;
+        } else {
             // Grace period over: end what is still open (each request
             // closes its tab), then let the connections finish.
             tracing::warn!(grace = ?grace, "shutdown grace period over; ending the requests still open");
             live.stop.cancel();
-            server.await.context("server error")?;
+            plane.finished().await.context("server error")?;
         }
     }
     // Every request has finished and closed its tab: write the rows still
     // queued for the ledger before exiting.
     live.load().shutdown().await;
+    tokio::task::spawn_blocking(move || plane.release())
+        .await
+        .context("joining the serving threads")?;
     tracing::info!("shut down cleanly; ledger flushed");
     Ok(())
 }

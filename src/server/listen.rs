@@ -23,14 +23,18 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
+pub mod plane;
+
+/// One accept loop; `slots` bounds the connections open at once (shared by
+/// every loop of a `plane`).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let header_timeout = limits.header_timeout;
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let connections = TaskTracker::new();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);

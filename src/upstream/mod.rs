@@ -10,6 +10,7 @@
 
 pub mod anthropic;
 mod errors;
+pub mod http;
 pub mod openai;
 mod responses;
 mod rewrite;

@@ -30,7 +30,7 @@ mod messages;
 
 #[derive(Clone)]
 pub struct OpenAiUpstream {
-    pub(super) http: reqwest::Client,
+    pub(super) http: super::http::Http,
     pub(super) url: reqwest::Url,
     pub(super) embeddings_url: reqwest::Url,
     pub(super) completions_url: reqwest::Url,
@@ -48,7 +48,7 @@ pub struct OpenAiUpstream {
 
 impl OpenAiUpstream {
     pub fn new(
-        http: reqwest::Client,
+        http: super::http::Http,
         base_url: &str,
         api_key: &Secret,
         timeout: Duration,
@@ -236,6 +236,7 @@ impl OpenAiUpstream {
     async fn send(&self, url: &reqwest::Url, body: Bytes) -> Result<reqwest::Response, Failure> {
         let send = self
             .http
+            .client()
             .post(url.clone())
             .headers(self.headers.clone())
             .body(body)

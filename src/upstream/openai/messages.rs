@@ -20,7 +20,7 @@ impl OpenAiUpstream {
     /// An upstream that speaks Messages at `{base_url}/v1/messages`, with
     /// `x-api-key` and `anthropic-version`.
     pub fn anthropic(
-        http: reqwest::Client,
+        http: crate::upstream::http::Http,
         base_url: &str,
         api_key: &Secret,
         version: &str,
