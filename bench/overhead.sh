@@ -7,10 +7,12 @@
 #   bench/overhead.sh                 # 10 s per scenario
 #   DURATION=30 bench/overhead.sh
 #
-# Scenarios (non-streaming chat completions, keep-alive connections):
+# Scenarios (chat completions, keep-alive connections):
 #   max RPS   closed loop, $CONNS connections (default 64)
 #   fixed     open loop at $RATE requests/s (default 2000), $CONNS connections,
 #             oha --latency-correction, so p50/p99 include queueing
+#   stream    closed loop, $STREAM_CONNS connections (default 16), "stream": true:
+#             chunks per second, time to the first byte and to the last chunk
 # Prints a table with the added latency (proxy − direct) and each proxy's
 # CPU time per request. Needs oha (installed into ~/.cache/tollgate/tools
 # with cargo if missing) and nginx (Debian's package, installed if missing).
@@ -20,6 +22,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 RATE=${RATE:-2000}
 CONNS=${CONNS:-64}
+STREAM_CONNS=${STREAM_CONNS:-16}
 TOOLS=${TOLLGATE_TOOLS:-$HOME/.cache/tollgate/tools}
 OHA=${OHA:-$(command -v oha || echo "$TOOLS/bin/oha")}
 
@@ -67,6 +70,7 @@ http {
   server {
     listen 127.0.0.1:$nginx_port;
     location / {
+      proxy_buffering off;
       proxy_pass http://fake;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -97,6 +101,11 @@ pids+=($tg_pid)
 gateway=$(url_from "$tmp/tg.out")
 
 body='{"model":"gpt-3.5-turbo","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in one short sentence."}],"max_tokens":32}'
+stream_body='{"model":"gpt-3.5-turbo","stream":true,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in one short sentence."}],"max_tokens":32}'
+# Data events (the [DONE] line apart) in one streamed answer, straight
+# from the upstream: every proxy relays the same ones.
+chunks=$(curl -sN -H 'authorization: Bearer upstream-secret' -H 'content-type: application/json' \
+  -d "$stream_body" "$upstream/v1/chat/completions" | grep -c '^data: {')
 # CPU ticks of a process and its children (nginx's workers).
 cpu_ticks() {
   local total=0 p
@@ -108,27 +117,32 @@ cpu_ticks() {
 
 run() { # run LABEL URL KEY SCENARIO PID (the proxy whose CPU is counted)
   local label=$1 url=$2 k=$3 sc=$4 proxy_pid=$5 load
-  if [ "$sc" = max ]; then load=(-c "$CONNS"); else load=(-c "$CONNS" -q "$RATE" --latency-correction); fi
+  local b=$body
+  case $sc in
+    max) load=(-c "$CONNS") ;;
+    fixed) load=(-c "$CONNS" -q "$RATE" --latency-correction) ;;
+    stream) load=(-c "$STREAM_CONNS"); b=$stream_body ;;
+  esac
   "$OHA" --no-tui -z 2s -c 16 -m POST -H "authorization: Bearer $k" -H 'content-type: application/json' \
-    -d "$body" "$url/v1/chat/completions" > /dev/null 2>&1 || true
+    -d "$b" "$url/v1/chat/completions" > /dev/null 2>&1 || true
   local before up_before; before=$(cpu_ticks "$proxy_pid"); up_before=$(cpu_ticks "$up_pid")
   "$OHA" --no-tui --output-format json -o "$tmp/$label-$sc.json" -z "${DURATION}s" "${load[@]}" -m POST \
-    -H "authorization: Bearer $k" -H 'content-type: application/json' -d "$body" "$url/v1/chat/completions" \
+    -H "authorization: Bearer $k" -H 'content-type: application/json' -d "$b" "$url/v1/chat/completions" \
     > /dev/null 2> "$tmp/oha.err"
   echo "$(( $(cpu_ticks "$proxy_pid") - before ))" > "$tmp/$label-$sc.cpu"
   echo "$(( $(cpu_ticks "$up_pid") - up_before ))" > "$tmp/$label-$sc.upcpu"
 }
 
 echo "oha $("$OHA" --version | awk '{print $2}'); $("$NGINX" -v 2>&1 | sed 's/.*: //'); ${DURATION}s per scenario; $(nproc) cores; $(uname -m)"
-for sc in max fixed; do
+for sc in max fixed stream; do
   run direct "$upstream" upstream-secret "$sc" "$up_pid"
   run nginx "$floor" upstream-secret "$sc" "$nginx_pid"
   run tollgate "$gateway" "$key" "$sc" "$tg_pid"
 done
 
-python3 - "$tmp" "$RATE" "$CONNS" "$(getconf CLK_TCK)" <<'PY'
+python3 - "$tmp" "$RATE" "$CONNS" "$(getconf CLK_TCK)" "$STREAM_CONNS" "$chunks" <<'PY'
 import json, sys
-tmp, rate, conns, hz = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+tmp, rate, conns, hz, sconns, chunks = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
 def load(label, sc):
     r = json.load(open(f"{tmp}/{label}-{sc}.json"))
     s, lat = r["summary"], r["latencyPercentiles"]
@@ -137,10 +151,12 @@ def load(label, sc):
     total = sum(codes.values()) or 1
     cpu = int(open(f"{tmp}/{label}-{sc}.cpu").read()) / hz
     up = int(open(f"{tmp}/{label}-{sc}.upcpu").read()) / hz
+    fb = r.get("firstBytePercentiles") or {}
     return {"rps": s["requestsPerSec"], "p50": lat["p50"] * 1e6, "p99": lat["p99"] * 1e6,
+            "fb50": (fb.get("p50") or 0) * 1e6,
             "ok": 100.0 * ok / total, "cpu_us": 1e6 * cpu / max(ok, 1), "up_us": 1e6 * up / max(ok, 1)}
 labels = ("direct", "nginx", "tollgate")
-rows = {(l, sc): load(l, sc) for l in labels for sc in ("max", "fixed")}
+rows = {(l, sc): load(l, sc) for l in labels for sc in ("max", "fixed", "stream")}
 print(f"\n| scenario | target | ok % | RPS | p50 µs | p99 µs | proxy CPU µs/req | upstream CPU µs/req |")
 print("|---|---|---|---|---|---|---|---|")
 for sc, name in (("max", f"max RPS, {conns} conns"), ("fixed", f"{rate} RPS fixed, {conns} conns")):
@@ -155,4 +171,14 @@ for l in ("nginx", "tollgate"):
     m = rows[(l, "max")]["rps"] / rows[("direct", "max")]["rps"]
     print(f"{l}: added latency at {rate} RPS p50 +{t['p50'] - d['p50']:.0f} µs, p99 +{t['p99'] - d['p99']:.0f} µs; "
           f"CPU {t['cpu_us']:.0f} µs/req; max RPS {100 * m:.0f}% of direct")
+ds = rows[("direct", "stream")]
+print(f"\nstreams, {sconns} conns, {chunks} chunks each:")
+print("| target | chunks/s | share of direct | first byte p50 µs | last chunk p50 µs | added first byte | added last chunk | proxy CPU µs/stream |")
+print("|---|---|---|---|---|---|---|---|")
+for l in labels:
+    r = rows[(l, "stream")]
+    added = "" if l == "direct" else f"+{r['fb50'] - ds['fb50']:.0f} | +{r['p50'] - ds['p50']:.0f}"
+    cpu = f"{r['cpu_us']:.0f}" if l != "direct" else ""
+    print(f"| {l} | {r['rps'] * chunks:.0f} | {r['rps'] / ds['rps']:.3f}× | {r['fb50']:.0f} | {r['p50']:.0f} | "
+          f"{added if added else ' | '} | {cpu} |")
 PY
