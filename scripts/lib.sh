@@ -36,3 +36,15 @@ start_fake() {
   pids+=($!)
   upstream=$(url_from "$1/fake.out")
 }
+
+# ensure_oha: sets OHA to the load generator, installing oha 1.16.0 into
+# ${TOLLGATE_TOOLS:-~/.cache/tollgate/tools} with cargo when it is missing.
+ensure_oha() {
+  local tools=${TOLLGATE_TOOLS:-$HOME/.cache/tollgate/tools}
+  OHA=${OHA:-$(command -v oha || echo "$tools/bin/oha")}
+  if [ ! -x "$OHA" ]; then
+    echo "oha not found: installing oha 1.16.0 into $tools (a few minutes)"
+    cargo install --locked --no-default-features --features native-tls --root "$tools" --version 1.16.0 oha
+    OHA="$tools/bin/oha"
+  fi
+}

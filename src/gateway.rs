@@ -81,6 +81,8 @@ pub struct Gateway {
     /// Names sent in `model` fields, shared by every reply.
     pub model_names: Vec<Arc<str>>,
     pub anonymous: bool,
+    /// Each key's place in `policy.keys`, by its hash.
+    pub key_index: std::collections::HashMap<[u8; 32], usize>,
     pub clock: Clock,
     pub budgets: Arc<BudgetGuard>,
     /// What settlements have shown of each model's billing.
@@ -315,7 +317,9 @@ impl Gateway {
             })
             .collect();
         let bounds = Arc::new(crate::state::bounds::Bounds::new(policy.models.len()));
+        let key_index = policy.keys.iter().flatten().enumerate();
         Ok(Gateway {
+            key_index: key_index.map(|(i, k)| (k.hash, i)).collect(),
             policy: Arc::new(policy),
             bounds,
             backends,

@@ -29,7 +29,7 @@ pub use redis::RedisBudgets;
 use super::{Fut, Unavailable};
 use crate::clock::{period_bounds, Clock, Millis};
 use crate::money::Nanos;
-use crate::policy::{Budget, OnExhausted, Subject};
+use crate::policy::{Budget, OnExhausted, Scope, Subject};
 
 /// One budget's bucket: (budget index, subject, period start).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -171,13 +171,44 @@ pub trait Budgets: Send + Sync {
 /// The budgets of a gateway: scope matching above a store.
 pub struct BudgetGuard {
     defs: Vec<Budget>,
+    /// The budgets that name one key, team or model, by that name; the
+    /// rest (global, `"*"`) are in `open`. A request checks its own
+    /// budgets and the open ones, never the whole list.
+    named: [std::collections::HashMap<String, Vec<usize>>; 3],
+    open: Vec<usize>,
     clock: Clock,
     store: Arc<dyn Budgets>,
 }
 
+/// Which part of a subject a scope names: key, team, model.
+fn dimension(scope: &Scope) -> usize {
+    match scope {
+        Scope::Global | Scope::Key(_) => 0,
+        Scope::Team(_) => 1,
+        Scope::Model(_) => 2,
+    }
+}
+
 impl BudgetGuard {
     pub fn new(defs: Vec<Budget>, clock: Clock, store: Arc<dyn Budgets>) -> BudgetGuard {
-        BudgetGuard { defs, clock, store }
+        let mut named: [std::collections::HashMap<String, Vec<usize>>; 3] = Default::default();
+        let mut open = Vec::new();
+        for (i, b) in defs.iter().enumerate() {
+            match (&b.scope, b.scope.named()) {
+                (Scope::Global, _) | (_, None) => open.push(i),
+                (scope, Some(name)) => named[dimension(scope)]
+                    .entry(name.to_string())
+                    .or_default()
+                    .push(i),
+            }
+        }
+        BudgetGuard {
+            defs,
+            named,
+            open,
+            clock,
+            store,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -187,8 +218,22 @@ impl BudgetGuard {
     /// The buckets of the budgets that apply to `s` now.
     pub fn keys_for(&self, s: Subject<'_>) -> Vec<BucketKey> {
         let now = self.clock.now();
+        let mut which = self.open.clone();
+        if self.named.iter().any(|m| !m.is_empty()) {
+            for (dim, name) in [(0, s.key), (1, s.team)]
+                .into_iter()
+                .chain(s.model.map(|m| (2, m)))
+            {
+                if let Some(v) = self.named[dim].get(name) {
+                    which.extend_from_slice(v);
+                }
+            }
+            // In the policy's order, as a scan of every budget gave them.
+            which.sort_unstable();
+        }
         let mut out = Vec::new();
-        for (i, b) in self.defs.iter().enumerate() {
+        for i in which {
+            let b = &self.defs[i];
             if let Some(subject) = b.scope.subject(s) {
                 out.push(BucketKey {
                     budget: i,

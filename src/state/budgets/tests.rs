@@ -140,3 +140,66 @@ fn random_interleavings_never_go_negative_or_overspend() {
         }
     }
 }
+
+#[test]
+fn the_budgets_that_apply_come_in_the_policy_order_whatever_its_size() {
+    let one = |s: &str| Target::One(s.into());
+    let mut defs = vec![
+        budget(
+            Scope::Model(one("gpt-4")),
+            9,
+            Period::Day,
+            OnExhausted::Reject,
+        ),
+        budget(Scope::Team(one("web")), 9, Period::Day, OnExhausted::Reject),
+        budget(Scope::Global, 9, Period::Day, OnExhausted::Reject),
+    ];
+    // Thousands of budgets for other keys and teams around them.
+    for i in 0..5_000 {
+        defs.push(budget(
+            Scope::Key(one(&format!("k{i}0"))),
+            9,
+            Period::Day,
+            OnExhausted::Reject,
+        ));
+        defs.push(budget(
+            Scope::Team(one(&format!("t{i}"))),
+            9,
+            Period::Day,
+            OnExhausted::Reject,
+        ));
+    }
+    defs.push(budget(
+        Scope::Key(one("k1")),
+        9,
+        Period::Day,
+        OnExhausted::Reject,
+    ));
+    defs.push(budget(
+        Scope::Key(Target::Each),
+        9,
+        Period::Day,
+        OnExhausted::Reject,
+    ));
+    defs.push(budget(
+        Scope::Model(one("gpt-3.5")),
+        9,
+        Period::Day,
+        OnExhausted::Reject,
+    ));
+    let n = defs.len();
+    let b = guard(defs, Clock::manual(0));
+    let got: Vec<(usize, String)> = b
+        .keys_for(WEB)
+        .into_iter()
+        .map(|k| (k.budget, k.subject))
+        .collect();
+    let want: Vec<(usize, String)> = vec![
+        (0, "gpt-4".into()),
+        (1, "web".into()),
+        (2, String::new()),
+        (n - 3, "k1".into()),
+        (n - 2, "k1".into()),
+    ];
+    assert_eq!(got, want);
+}
