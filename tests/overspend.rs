@@ -23,6 +23,11 @@ const KEY: &str = "tg_overspend_key";
 /// $1 in nano-dollars.
 const LIMIT: i64 = 1_000_000_000;
 
+/// The tests here are bursts of hundreds of requests that compare
+/// admissions: one at a time, so one burst's load does not skew another's
+/// count.
+static ONE_BURST_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn yaml(upstream: &str, ledger: &str, state: &str, model: &str) -> String {
     format!(
         r#"
@@ -163,12 +168,14 @@ const ALIASED: &str = "gpt-3.5-turbo";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_bills_twice_cl100k_cannot_overspend_in_memory() {
+    let _one = ONE_BURST_AT_A_TIME.lock().await;
     holds(LLAMA, 1, None, 1).await;
     holds(LLAMA, 16, None, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nor_in_redis_nor_across_two_replicas() {
+    let _one = ONE_BURST_AT_A_TIME.lock().await;
     let redis = RedisServer::start();
     holds(LLAMA, 1, Some(&redis), 1).await;
     let redis = RedisServer::start();
@@ -179,6 +186,7 @@ async fn nor_in_redis_nor_across_two_replicas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nor_under_a_known_name_whose_tokenizer_it_does_not_use() {
+    let _one = ONE_BURST_AT_A_TIME.lock().await;
     holds(ALIASED, 1, None, 1).await;
     holds(ALIASED, 16, None, 1).await;
     let redis = RedisServer::start();
@@ -223,6 +231,7 @@ async fn honest_burst(verified: bool) -> (usize, i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_honest_upstreams_first_burst_admits_about_as_many_as_a_verified_one() {
+    let _one = ONE_BURST_AT_A_TIME.lock().await;
     let (fresh, fresh_spent) = honest_burst(false).await;
     let (verified, verified_spent) = honest_burst(true).await;
     eprintln!(
@@ -240,6 +249,7 @@ async fn an_honest_upstreams_first_burst_admits_about_as_many_as_a_verified_one(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_ignores_max_tokens_is_charged_counted_and_bounded() {
+    let _one = ONE_BURST_AT_A_TIME.lock().await;
     let fake = Fake::start_with(FakeOptions {
         ignore_max_tokens: true,
         ..FakeOptions::default()
@@ -287,6 +297,7 @@ async fn an_upstream_that_ignores_max_tokens_is_charged_counted_and_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_settlements_taught_survives_a_restart_through_the_ledger() {
+    let _one = ONE_BURST_AT_A_TIME.lock().await;
     let fake = Fake::start_with(FakeOptions {
         prompt_scale: Some(2),
         ..FakeOptions::default()
