@@ -1,7 +1,9 @@
 //! The request path's other hot spots, each on its own: the cache key of
 //! a chat body, the policy's route match, a budget reservation and its
 //! settlement (memory), a rate-limit check (memory), and the crash
-//! journal's append (each request writes two: its reservation, its row).
+//! journal's append (each request writes two: its reservation, its row),
+//! and counting a prompt's tokens (a short message; 1 MiB of one word, the
+//! worst case for a byte-pair encoder that merges a word in quadratic time).
 //!
 //!   cargo bench --bench hot_paths
 
@@ -145,8 +147,24 @@ fn journal(c: &mut Criterion) {
     ledger.close();
 }
 
+fn counting(c: &mut Criterion) {
+    use tollgate::classify::counting::Counter;
+    let short = "Say hello to the benchmark in one short sentence.";
+    c.bench_function("count cl100k tokens: one short sentence", |b| {
+        b.iter(|| Counter::Cl100k.text(black_box(short)))
+    });
+    let word = "abcdefghij".repeat(1 << 17);
+    let mut g = c.benchmark_group("count cl100k tokens");
+    g.sample_size(10);
+    g.bench_function("1.25 MB without a space", |b| {
+        b.iter(|| Counter::Cl100k.text(black_box(&word)))
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    counting,
     cache_key,
     policy_match,
     budgets,

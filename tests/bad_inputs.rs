@@ -222,3 +222,31 @@ async fn every_bad_input_gets_a_clear_error_and_nothing_breaks() {
         .unwrap();
     assert_eq!(ok.status(), 200);
 }
+
+/// A prompt of one word as large as the body allows (the worst case for a
+/// byte-pair encoder that merges a word in time quadratic in its length)
+/// is counted exactly and answered at once: here, that it is larger than
+/// every model's context.
+#[tokio::test]
+async fn a_megabyte_word_is_counted_exactly() {
+    let up = Fake::start().await;
+    let yaml = policy(&up.base_url(), &up.base_url(), "30s").replace("64KiB", "1MiB");
+    let url = format!("http://{}", start(&yaml).await);
+    let word = "abcdefghij".repeat(100_000);
+    let res = reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .timeout(std::time::Duration::from_secs(120))
+        .json(&serde_json::json!({"model": "gpt-3.5-turbo",
+            "messages": [{"role": "user", "content": word}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let b: Value = res.json().await.unwrap();
+    assert_eq!(b["error"]["code"], "context_length_exceeded", "{b}");
+    // cl100k reads the word as 200,000 tokens; the chat format adds 3 + 1 + 3.
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(message.contains("200007 in the messages"), "{message}");
+    assert_eq!(up.hits(), 0);
+}

@@ -78,10 +78,8 @@ impl Counter {
     /// Tokens of one text.
     pub fn text(&self, s: &str) -> u64 {
         let n = match self {
-            Counter::Cl100k => tiktoken_rs::cl100k_base_singleton()
-                .encode_ordinary(s)
-                .len(),
-            Counter::O200k => tiktoken_rs::o200k_base_singleton().encode_ordinary(s).len(),
+            Counter::Cl100k => cl100k(s),
+            Counter::O200k => bpe_openai::o200k_base().count(s),
             Counter::File(t) => t.encode(s, false).map_or(s.len(), |e| e.len()),
             Counter::Bytes => s.len(),
         };
@@ -128,6 +126,18 @@ impl Counter {
             _ => 0,
         }
     }
+}
+
+/// The cl100k_base tokens of `s`, in time linear in its length.
+pub fn cl100k(s: &str) -> usize {
+    bpe_openai::cl100k_base().count(s)
+}
+
+/// Loads both OpenAI encodings now (tens of milliseconds), so the first
+/// request does not pay for it.
+pub fn warm() {
+    cl100k("");
+    bpe_openai::o200k_base().count("");
 }
 
 /// OpenAI's encodings by model name (`openai/gpt-4o` counts as `gpt-4o`).

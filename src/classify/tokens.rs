@@ -23,7 +23,6 @@ const ROLES: &[&str] = &[
 
 /// Counts the prompt tokens of OpenAI chat `messages`.
 pub fn count_chat(messages: &[Value]) -> u32 {
-    let bpe = tiktoken_rs::cl100k_base_singleton();
     let mut n = REPLY_PRIMING;
     for m in messages {
         n += PER_MESSAGE;
@@ -39,7 +38,7 @@ pub fn count_chat(messages: &[Value]) -> u32 {
                     Value::String(_) | Value::Array(_) => super::content_text(v),
                     _ => continue,
                 };
-                n += bpe.encode_ordinary(&text).len();
+                n += super::counting::cl100k(&text);
                 if k == "name" {
                     n += PER_NAME;
                 }
@@ -69,15 +68,15 @@ mod tests {
 
     #[test]
     fn each_role_is_one_token() {
-        let bpe = tiktoken_rs::cl100k_base_singleton();
+        let cl100k = super::super::counting::cl100k;
         for role in ROLES {
-            assert_eq!(bpe.encode_ordinary(role).len(), 1, "{role}");
+            assert_eq!(cl100k(role), 1, "{role}");
         }
         // An unknown role is counted by the tokenizer, as before.
         let odd = [json!({"role": "narrator of things", "content": "Hello"})];
         assert_eq!(
             count_chat(&odd),
-            3 + 3 + 1 + bpe.encode_ordinary("narrator of things").len() as u32
+            3 + 3 + 1 + cl100k("narrator of things") as u32
         );
     }
 }

@@ -73,8 +73,7 @@ pub fn need(
 /// count one each). `None` when it is none of these, or empty where
 /// `empty` is false.
 pub fn count_input(v: Option<&Value>, empty: bool) -> Option<u32> {
-    let bpe = tiktoken_rs::cl100k_base_singleton();
-    let text = |s: &str| (empty || !s.is_empty()).then(|| bpe.encode_ordinary(s).len());
+    let text = |s: &str| (empty || !s.is_empty()).then(|| crate::classify::counting::cl100k(s));
     let ids = |a: &[Value]| (!a.is_empty() && a.iter().all(Value::is_u64)).then_some(a.len());
     let n = match v? {
         Value::String(s) => text(s)?,
