@@ -118,6 +118,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let policy = load_file(&args.config).map_err(|e| anyhow::anyhow!("invalid policy:\n{e}"))?;
     let router = load_router(&args.router.dir)?;
+    crate::classify::counting::warm();
     let gw = Arc::new(Gateway::new(
         policy,
         &Options {
@@ -228,10 +229,12 @@ async fn watch_policy(live: Arc<Live>, path: PathBuf) {
             }
         };
         last = stamp(&live);
+        let started = std::time::Instant::now();
         match crate::server::reload_policy(&live, &path).await {
             Ok(()) => {
                 last = stamp(&live);
-                tracing::info!(policy = %path.display(), trigger = why, "policy reloaded");
+                let took_ms = started.elapsed().as_millis() as u64;
+                tracing::info!(policy = %path.display(), trigger = why, took_ms, "policy reloaded");
             }
             Err(errors) => {
                 for line in errors.lines() {
