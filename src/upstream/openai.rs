@@ -20,8 +20,8 @@ use http::{header, HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use super::errors::{self, error_chain};
-use super::rewrite::rewrite;
-use super::sse::{error_frame, frame, SseParser};
+use super::rewrite::{rewrite, splice, Spliced};
+use super::sse::{error_frame, frame, Event, SseParser};
 use super::{into_sse, Ending, Failure, OnFinish, Outbox, Pull, Reply, RetryReason};
 use crate::error::ApiError;
 use crate::secret::Secret;
@@ -166,6 +166,7 @@ impl OpenAiUpstream {
                 wire,
                 translator: matches!(wire, Wire::Anthropic | Wire::AnthropicRaw)
                     .then(|| super::anthropic::stream::Translator::new(&model, client_wants_usage)),
+                name: serde_json::to_string(&*model).unwrap_or_default(),
                 model,
                 client_wants_usage,
                 out: Outbox::default(),
@@ -277,6 +278,8 @@ struct Relay {
     wire: Wire,
     translator: Option<super::anthropic::stream::Translator>,
     model: Arc<str>,
+    /// `model` as a JSON string, as it is spliced into chunks.
+    name: String,
     client_wants_usage: bool,
     out: Outbox,
     /// The provider's total timeout: past it the stream ends with an error.
@@ -308,14 +311,13 @@ impl Relay {
         };
         match next {
             Some(Ok(chunk)) => {
-                let mut events = Vec::new();
-                self.parser.feed(&chunk, |e| events.push(e));
-                for e in events {
-                    self.on_event(e);
-                    if self.out.ending.is_some() {
-                        break;
+                let mut parser = std::mem::take(&mut self.parser);
+                parser.feed_bytes(&chunk, |e| {
+                    if self.out.ending.is_none() {
+                        self.on_event(e);
                     }
-                }
+                });
+                self.parser = parser;
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %error_chain(&e), "upstream stream broke off");
@@ -335,15 +337,16 @@ impl Relay {
         self.out.ending = Some(Ending::UpstreamBroke);
     }
 
-    fn on_event(&mut self, data: Vec<u8>) {
+    fn on_event(&mut self, event: Event) {
+        let data = &event.data[..];
         if self.translator.is_some() {
-            return self.anthropic_event(&data);
+            return self.anthropic_event(data);
         }
         if data != b"[DONE]" {
-            self.out.produced.push_event(&data);
+            self.out.produced.push_event(data);
         }
         if self.wire == Wire::Responses {
-            let e = super::responses::rewrite_event(&data, &self.model);
+            let e = super::responses::rewrite_event(data, &self.model);
             if e.usage.is_some() {
                 self.out.usage = e.usage;
             }
@@ -362,19 +365,25 @@ impl Relay {
             self.out.ending = Some(Ending::Complete);
             return;
         }
-        match rewrite(&data, &self.model, !self.client_wants_usage) {
-            Ok((body, usage)) => {
-                // Usage is kept for accounting even when its chunk is not
-                // forwarded (the client did not ask for it).
-                if usage.is_some() {
-                    self.out.usage = usage;
-                }
-                if let Some(body) = body {
-                    self.out.ready.push_back(frame(&body));
-                }
+        // Most chunks: `model` spliced in, or nothing to change at all.
+        let drop_usage = !self.client_wants_usage;
+        let wrap = (&b"data: "[..], &b"\n\n"[..]);
+        let (out, usage) = splice(data, &self.name, drop_usage, wrap).unwrap_or_else(|| {
+            match rewrite(data, &self.model, drop_usage) {
+                Ok((Some(body), usage)) => (Spliced::Rewritten(frame(&body).to_vec()), usage),
+                Ok((None, usage)) => (Spliced::Dropped, usage),
+                Err(_) => (Spliced::Unchanged, None),
             }
-            Err(_) => self.out.ready.push_back(frame(&data)),
+        });
+        // Usage is kept for accounting even when its chunk is dropped.
+        if usage.is_some() {
+            self.out.usage = usage;
         }
+        self.out.ready.extend(match out {
+            Spliced::Unchanged => Some(event.frame.unwrap_or_else(|| frame(data))),
+            Spliced::Rewritten(f) => Some(Bytes::from(f)),
+            Spliced::Dropped => None,
+        });
     }
 }
 

@@ -39,7 +39,36 @@ pub struct SseParser {
     has_data: bool,
 }
 
+/// One event's data, and the event itself when it arrived as one plain
+/// frame (`data: <data>\n\n`) inside one read: both slices of that read,
+/// so it can go on as it came, without a copy.
+pub struct Event {
+    pub data: Bytes,
+    pub frame: Option<Bytes>,
+}
+
 impl SseParser {
+    /// `feed` for a read that can be kept: events that arrived whole and
+    /// plain come out as slices of it; the rest as `feed` makes them.
+    pub fn feed_bytes(&mut self, chunk: &Bytes, mut on_event: impl FnMut(Event)) {
+        let mut at = 0;
+        if self.buf.is_empty() && !self.has_data {
+            while let Some((data, end)) = plain_frame(&chunk[at..]) {
+                on_event(Event {
+                    data: chunk.slice(at + data.0..at + data.1),
+                    frame: Some(chunk.slice(at..at + end)),
+                });
+                at += end;
+            }
+        }
+        self.feed(&chunk[at..], |data| {
+            on_event(Event {
+                data: Bytes::from(data),
+                frame: None,
+            })
+        });
+    }
+
     /// Feeds a chunk; calls `on_event` with each complete event's data.
     pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(Vec<u8>)) {
         self.buf.extend_from_slice(chunk);
@@ -69,31 +98,15 @@ impl SseParser {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_events_split_across_chunks() {
-        let text = b"data: {\"a\":1}\n\n: comment\r\ndata: x\r\n\r\ndata: [DONE]\n\n";
-        for split in 0..text.len() {
-            let mut p = SseParser::default();
-            let mut out = Vec::new();
-            p.feed(&text[..split], |e| out.push(e));
-            p.feed(&text[split..], |e| out.push(e));
-            assert_eq!(
-                out,
-                vec![b"{\"a\":1}".to_vec(), b"x".to_vec(), b"[DONE]".to_vec()],
-                "split at {split}"
-            );
-        }
-    }
-
-    #[test]
-    fn joins_multiline_data() {
-        let mut p = SseParser::default();
-        let mut out = Vec::new();
-        p.feed(b"data: a\ndata: b\n\n", |e| out.push(e));
-        assert_eq!(out, vec![b"a\nb".to_vec()]);
-    }
+/// The span of the data and the end of a plain frame at the start of
+/// `s`: `data: `, one line without a carriage return, a blank line.
+fn plain_frame(s: &[u8]) -> Option<((usize, usize), usize)> {
+    let rest = s.strip_prefix(b"data: ")?;
+    let nl = rest.iter().position(|&b| b == b'\n')?;
+    let line = &rest[..nl];
+    (rest.get(nl + 1) == Some(&b'\n') && !line.contains(&b'\r'))
+        .then_some(((6, 6 + nl), 6 + nl + 2))
 }
+
+#[cfg(test)]
+mod tests;
