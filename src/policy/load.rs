@@ -118,12 +118,22 @@ pub fn load_str(
             message: format!("invalid YAML: {}", e.message),
         }])
     })?;
+    // Positions are found only for a policy with something to report.
+    let located = std::cell::OnceCell::new();
+    let position = |path: &str| {
+        located
+            .get_or_init(|| yaml::parse_with_positions(text).unwrap_or_default())
+            .position(path)
+    };
     // An unknown key is reported and taken out, and the rest is read
     // again, so one run lists every unknown key and then every other
     // error; any other shape error stops the reading there.
-    let mut value = doc.value.clone();
+    let mut value = doc.value;
     let mut diagnostics = Vec::new();
-    let raw = loop {
+    // Read plainly first; the path of what is wrong is tracked only when
+    // something is.
+    let plain = <raw::RawPolicy as serde::Deserialize>::deserialize(&value).ok();
+    let raw = plain.or_else(|| loop {
         let e = match serde_path_to_error::deserialize::<_, raw::RawPolicy>(&value) {
             Ok(raw) => break Some(raw),
             Err(e) => e,
@@ -141,7 +151,7 @@ pub fn load_str(
             }
         }
         let path = join(&segments);
-        let pos = doc.position(&path);
+        let pos = position(&path);
         diagnostics.push(Diagnostic {
             line: pos.line,
             col: pos.col,
@@ -152,7 +162,7 @@ pub fn load_str(
         if !removed {
             break None;
         }
-    };
+    });
     let compiled = match raw {
         Some(raw) => compile(raw, base, env),
         None => return Err(err(diagnostics)),
@@ -162,7 +172,7 @@ pub fn load_str(
         Ok(_) => Err(err(diagnostics)),
         Err(errors) => {
             diagnostics.extend(errors.into_iter().map(|(path, message)| {
-                let pos = doc.position(&path);
+                let pos = position(&path);
                 Diagnostic {
                     line: pos.line,
                     col: pos.col,

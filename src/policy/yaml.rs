@@ -59,9 +59,23 @@ pub struct SyntaxError {
     pub message: String,
 }
 
-/// Parses one YAML document.
+/// Parses one YAML document, without positions: what loading a good
+/// policy needs (a policy with 100,000 keys has half a million paths).
 pub fn parse(text: &str) -> Result<Document, SyntaxError> {
-    let mut builder = Builder::default();
+    build(text, false)
+}
+
+/// Parses one YAML document with the position of every path in it, to
+/// point diagnostics at their line.
+pub fn parse_with_positions(text: &str) -> Result<Document, SyntaxError> {
+    build(text, true)
+}
+
+fn build(text: &str, track: bool) -> Result<Document, SyntaxError> {
+    let mut builder = Builder {
+        track,
+        ..Builder::default()
+    };
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, false).map_err(|e| SyntaxError {
         pos: pos(*e.marker()),
@@ -100,6 +114,8 @@ enum Frame {
 
 #[derive(Default)]
 struct Builder {
+    /// Whether paths and positions are kept.
+    track: bool,
     stack: Vec<Frame>,
     root: Option<Value>,
     positions: HashMap<String, Pos>,
@@ -108,8 +124,11 @@ struct Builder {
 }
 
 impl Builder {
-    /// The path the next value will have.
+    /// The path the next value will have (empty when not tracked).
     fn next_path(&self) -> Option<String> {
+        if !self.track {
+            return Some(String::new());
+        }
         match self.stack.last() {
             None => Some(String::new()),
             Some(Frame::Seq { path, items, .. }) => Some(format!("{path}[{}]", items.len())),
@@ -192,12 +211,14 @@ impl MarkedEventReceiver for Builder {
                             });
                             return;
                         }
-                        self.positions.insert(join(path, &text), pos(mark));
+                        if self.track {
+                            self.positions.insert(join(path, &text), pos(mark));
+                        }
                         *pending_key = Some(text);
                     }
                     return;
                 }
-                if let Some(p) = self.next_path() {
+                if let Some(p) = self.next_path().filter(|_| self.track) {
                     self.positions.entry(p).or_insert(pos(mark));
                 }
                 let v = scalar(text, style);
@@ -215,7 +236,9 @@ impl MarkedEventReceiver for Builder {
                     return;
                 }
                 let path = self.next_path().unwrap_or_default();
-                self.positions.entry(path.clone()).or_insert(pos(mark));
+                if self.track {
+                    self.positions.entry(path.clone()).or_insert(pos(mark));
+                }
                 self.stack.push(if matches!(ev, Event::SequenceStart(..)) {
                     Frame::Seq {
                         path,
