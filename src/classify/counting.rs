@@ -133,11 +133,15 @@ pub fn cl100k(s: &str) -> usize {
     bpe_openai::cl100k_base().count(s)
 }
 
-/// Loads both OpenAI encodings now (tens of milliseconds), so the first
-/// request does not pay for it.
-pub fn warm() {
+/// Loads the OpenAI encodings `counters` need now (tens of milliseconds
+/// each), so the first request does not pay for it: cl100k always (the
+/// classifier counts every prompt with it, 33 MB), o200k only where a
+/// model counts with it (66 MB).
+pub fn warm<'a>(counters: impl IntoIterator<Item = &'a Counter>) {
     cl100k("");
-    bpe_openai::o200k_base().count("");
+    if counters.into_iter().any(|c| *c == Counter::O200k) {
+        bpe_openai::o200k_base().count("");
+    }
 }
 
 /// OpenAI's encodings by model name (`openai/gpt-4o` counts as `gpt-4o`).

@@ -118,7 +118,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let policy = load_file(&args.config).map_err(|e| anyhow::anyhow!("invalid policy:\n{e}"))?;
     let router = load_router(&args.router.dir)?;
-    crate::classify::counting::warm();
+    crate::classify::counting::warm(policy.models.iter().map(|m| &m.counter));
     let gw = Arc::new(Gateway::new(
         policy,
         &Options {
