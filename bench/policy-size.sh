@@ -4,7 +4,8 @@
 # 2 routes) and a large one (100,000 keys, 10,000 budgets, 1,000 models,
 # 200 routes), both with the SQLite ledger, in front of the fake upstream.
 # For each: `policy check` time (parse and compile), time from start to
-# listening, RSS once listening and after the load, and at $RATE requests/s
+# listening, a hot reload (SIGHUP) as the gateway logs it, RSS once
+# listening and after the load, and at $RATE requests/s
 # ($CONNS connections, model "auto" so the routes are walked) p50/p99 and
 # CPU per request.
 #
@@ -15,6 +16,7 @@ DURATION=${DURATION:-8} RATE=${RATE:-2000} CONNS=${CONNS:-64}
 . scripts/lib.sh
 ensure_oha
 build_binaries
+TG=${TOLLGATE_BIN:-$BIN/tollgate}   # another build: a before/after pair
 tmp=$(mktemp -d)
 start_fake "$tmp"
 
@@ -55,14 +57,14 @@ PY
 
 body='{"model":"auto","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in one short sentence."}],"max_tokens":32}'
 rss() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
-printf '| policy | file | policy check | start to listening | RSS listening | RSS after | p50 µs | p99 µs | CPU µs/req |\n|---|---|---|---|---|---|---|---|---|\n'
+printf '| policy | file | policy check | start to listening | hot reload | RSS listening | RSS after load | p50 µs | p99 µs | CPU µs/req |\n|---|---|---|---|---|---|---|---|---|---|\n'
 for name in small large; do
   size=$(du -h "$tmp/$name.yaml" | cut -f1)
   t0=$(date +%s.%N)
-  "$BIN/tollgate" policy check "$tmp/$name.yaml" > /dev/null
+  "$TG" policy check "$tmp/$name.yaml" > /dev/null
   check=$(python3 -c "import time; print(f'{time.time() - $t0:.2f} s')")
   t0=$(date +%s.%N)
-  "$BIN/tollgate" serve --config "$tmp/$name.yaml" --listen 127.0.0.1:0 > "$tmp/$name.out" 2> "$tmp/$name.log" &
+  "$TG" serve --config "$tmp/$name.yaml" --listen 127.0.0.1:0 > "$tmp/$name.out" 2> "$tmp/$name.log" &
   pid=$!
   pids+=($pid)
   url=$(url_from "$tmp/$name.out" 300)
@@ -76,13 +78,23 @@ for name in small large; do
     --latency-correction -m POST -H "authorization: Bearer $key" -H 'content-type: application/json' \
     -d "$body" "$url/v1/chat/completions" > /dev/null 2>&1
   c1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  python3 - "$tmp/$name.json" "$((c1 - c0))" "$(getconf CLK_TCK)" "$name" "$size" "$check" "$start" "$rss0" "$(rss $pid)" <<'PY'
+  rss1=$(rss $pid)
+  # A hot reload of the same file (SIGHUP), as the gateway times it.
+  kill -HUP "$pid"
+  reload=""
+  for _ in $(seq 1 300); do
+    reload=$(sed -n 's/.*policy reloaded.*took_ms=\([0-9]*\).*/\1/p' "$tmp/$name.log" | head -1)
+    [ -n "$reload" ] && break
+    sleep 0.1
+  done
+  reload=$(python3 -c "print(f'{${reload:-0} / 1000:.2f} s')")
+  python3 - "$tmp/$name.json" "$((c1 - c0))" "$(getconf CLK_TCK)" "$name" "$size" "$check" "$start" "$rss0" "$rss1" "$reload" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); ticks, hz = int(sys.argv[2]), int(sys.argv[3])
 codes = r.get("statusCodeDistribution", {}); ok = sum(v for k, v in codes.items() if k.startswith("2"))
 lat = r["latencyPercentiles"]
 bad = "" if ok == sum(codes.values()) else f" ({sum(codes.values()) - ok} not 2xx: {codes})"
-print(f"| {sys.argv[4]} | {sys.argv[5]} | {sys.argv[6]} | {sys.argv[7]} | {sys.argv[8]} MiB | {sys.argv[9]} MiB | "
+print(f"| {sys.argv[4]} | {sys.argv[5]} | {sys.argv[6]} | {sys.argv[7]} | {sys.argv[10]} | {sys.argv[8]} MiB | {sys.argv[9]} MiB | "
       f"{lat['p50'] * 1e6:.0f} | {lat['p99'] * 1e6:.0f} | {1e6 * ticks / hz / max(ok, 1):.0f} |{bad}")
 PY
   kill "$pid"; wait "$pid" 2>/dev/null || true

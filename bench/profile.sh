@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Where the gateway's CPU goes on the proxied path: tollgate in front of
-# the fake OpenAI upstream (the same policy and body as bench/overhead.sh),
+# the fake OpenAI upstream (the same policies and body as bench/overhead.sh),
 # under an open-loop load of $RATE requests/s, sampled with perf.
 #
 #   bench/profile.sh              # 10 s at 2000 RPS, prints the top entries
 #   RATE=4000 DURATION=20 bench/profile.sh
+#   POLICY=stripped bench/profile.sh   # bench/overhead.sh's stripped policy
+#
+# By default tollgate runs the shipped policies/default.yaml with one key.
 #
 # Prints the functions with the most self time (perf report --no-children)
 # and, grouped by crate, where the samples fall. Needs perf (Debian's
@@ -28,7 +31,13 @@ tmp=$(mktemp -d)
 start_fake "$tmp"
 "$BIN/tollgate" key new --id bench --team bench > "$tmp/key.out"
 key=$(sed -n 's/^key:  //p' "$tmp/key.out")
-cat > "$tmp/policy.yaml" <<YAML
+key_hash=$(sed -n 's/^hash: //p' "$tmp/key.out")
+if [ "${POLICY:-default}" = default ]; then
+  # As shipped (bench/overhead.sh's "tollgate"): the default policy, one key.
+  { cat policies/default.yaml; printf 'keys:\n  - { id: bench, team: bench, hash: "%s" }\n' "$key_hash"; } \
+    > "$tmp/policy.yaml"
+else
+  cat > "$tmp/policy.yaml" <<YAML
 version: 1
 ledger: "sqlite:$tmp/ledger.sqlite"
 providers:
@@ -36,12 +45,14 @@ providers:
 models:
   gpt-3.5-turbo: { provider: fake, price: { input: 0.5, output: 1.5 } }
 keys:
-  - { id: bench, team: bench, hash: "$(sed -n 's/^hash: //p' "$tmp/key.out")" }
+  - { id: bench, team: bench, hash: "$key_hash" }
 YAML
-env ${TOLLGATE_ENV:-} "$BIN/tollgate" serve --config "$tmp/policy.yaml" --listen 127.0.0.1:0 > "$tmp/tg.out" 2> "$tmp/tg.log" &
+fi
+OPENAI_BASE_URL="$upstream/v1" OPENAI_API_KEY=upstream-secret TOLLGATE_LEDGER="sqlite:$tmp/ledger.sqlite" \
+  env ${TOLLGATE_ENV:-} "$BIN/tollgate" serve --config "$tmp/policy.yaml" --listen 127.0.0.1:0 > "$tmp/tg.out" 2> "$tmp/tg.log" &
 tg_pid=$!
 pids+=($tg_pid)
-gateway=$(url_from "$tmp/tg.out")
+gateway=$(url_from "$tmp/tg.out" 600)
 body='{"model":"gpt-3.5-turbo","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in one short sentence."}],"max_tokens":32}'
 load() {
   "$OHA" --no-tui -z "$1" -c "$CONNS" -q "$RATE" --latency-correction -m POST \
