@@ -99,8 +99,7 @@ for _ in $(seq 1 50); do curl -s -o /dev/null "$floor/" && break; sleep 0.1; don
 key=$(sed -n 's/^key:  //p' "$tmp/key.out")
 key_hash=$(sed -n 's/^hash: //p' "$tmp/key.out")
 # As shipped: the default policy, one key added, OpenAI at the fake upstream.
-{ cat policies/default.yaml; printf 'keys:\n  - { id: bench, team: bench, hash: "%s" }\n' "$key_hash"; } \
-  > "$tmp/default.yaml"
+shipped_policy "$tmp/default.yaml" "$key_hash"
 cat > "$tmp/stripped.yaml" <<YAML
 version: 1
 ledger: "sqlite:$tmp/stripped.sqlite"

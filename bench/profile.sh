@@ -34,8 +34,7 @@ key=$(sed -n 's/^key:  //p' "$tmp/key.out")
 key_hash=$(sed -n 's/^hash: //p' "$tmp/key.out")
 if [ "${POLICY:-default}" = default ]; then
   # As shipped (bench/overhead.sh's "tollgate"): the default policy, one key.
-  { cat policies/default.yaml; printf 'keys:\n  - { id: bench, team: bench, hash: "%s" }\n' "$key_hash"; } \
-    > "$tmp/policy.yaml"
+  shipped_policy "$tmp/policy.yaml" "$key_hash"
 else
   cat > "$tmp/policy.yaml" <<YAML
 version: 1

@@ -48,3 +48,10 @@ ensure_oha() {
     OHA="$tools/bin/oha"
   fi
 }
+
+# shipped_policy OUT KEY_HASH: policies/default.yaml as shipped, with one
+# gateway key (id and team `bench`) added, written to OUT. Run it with
+# OPENAI_BASE_URL, OPENAI_API_KEY and TOLLGATE_LEDGER set.
+shipped_policy() {
+  { cat policies/default.yaml; printf 'keys:\n  - { id: bench, team: bench, hash: "%s" }\n' "$2"; } > "$1"
+}

@@ -20,7 +20,7 @@ use http::{header, HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use super::errors::{self, error_chain};
-use super::rewrite::{rewrite, splice, Spliced};
+use super::rewrite::{rewrite, rewrite_map, splice, Spliced};
 use super::sse::{error_frame, frame, Event, SseParser};
 use super::{into_sse, Ending, Failure, OnFinish, Outbox, Pull, Reply, RetryReason};
 use crate::error::ApiError;
@@ -369,7 +369,7 @@ impl Relay {
         let drop_usage = !self.client_wants_usage;
         let wrap = (&b"data: "[..], &b"\n\n"[..]);
         let (out, usage) = splice(data, &self.name, drop_usage, wrap).unwrap_or_else(|| {
-            match rewrite(data, &self.model, drop_usage) {
+            match rewrite_map(data, &self.model, drop_usage) {
                 Ok((Some(body), usage)) => (Spliced::Rewritten(frame(&body).to_vec()), usage),
                 Ok((None, usage)) => (Spliced::Dropped, usage),
                 Err(_) => (Spliced::Unchanged, None),

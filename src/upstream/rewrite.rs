@@ -150,8 +150,9 @@ fn field_span(data: &[u8], (vstart, vend): (usize, usize), key: &[u8]) -> Option
     }
 }
 
-/// The full rewrite: every top-level field read and written again.
-fn rewrite_map(data: &[u8], model: &str, drop_usage: bool) -> Result<Rewritten, String> {
+/// The full rewrite: every top-level field read and written again (what
+/// `splice` cannot tell).
+pub(super) fn rewrite_map(data: &[u8], model: &str, drop_usage: bool) -> Result<Rewritten, String> {
     let mut fields: Fields = match serde_json::from_slice(data) {
         Ok(f) => f,
         // Keys with escapes cannot be borrowed; take the slow path.
