@@ -60,15 +60,18 @@ rss() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 printf '| policy | file | policy check | start to listening | hot reload | RSS listening | RSS after load | p50 µs | p99 µs | CPU µs/req |\n|---|---|---|---|---|---|---|---|---|---|\n'
 for name in small large; do
   size=$(du -h "$tmp/$name.yaml" | cut -f1)
-  t0=$(date +%s.%N)
+  t0=$EPOCHREALTIME
   "$TG" policy check "$tmp/$name.yaml" > /dev/null
-  check=$(python3 -c "import time; print(f'{time.time() - $t0:.2f} s')")
-  t0=$(date +%s.%N)
+  t1=$EPOCHREALTIME
+  check=$(python3 -c "print(f'{$t1 - $t0:.2f} s')")
+  t0=$EPOCHREALTIME
   "$TG" serve --config "$tmp/$name.yaml" --listen 127.0.0.1:0 > "$tmp/$name.out" 2> "$tmp/$name.log" &
   pid=$!
   pids+=($pid)
   url=$(url_from "$tmp/$name.out" 300)
-  start=$(python3 -c "import time; print(f'{time.time() - $t0:.2f} s')")
+  t1=$EPOCHREALTIME
+  # url_from looks every 0.1 s.
+  start=$(python3 -c "print(f'{$t1 - $t0:.1f} s')")
   rss0=$(rss $pid)
   key=$(cat "$tmp/$name.key")
   "$OHA" --no-tui -z 2s -c 16 -m POST -H "authorization: Bearer $key" -H 'content-type: application/json' \

@@ -210,16 +210,23 @@ pub fn compile(
         let mut ids = HashSet::new();
         let mut out = Vec::new();
         for (i, k) in keys.into_iter().enumerate() {
-            let path = format!("keys[{i}]");
+            // Paths are written only for an error: a policy may hold
+            // 100,000 keys.
+            let path = || format!("keys[{i}]");
             if !ids.insert(k.id.clone()) {
-                errs.add(format!("{path}.id"), format!("duplicate key id `{}`", k.id));
+                errs.add(
+                    format!("{}.id", path()),
+                    format!("duplicate key id `{}`", k.id),
+                );
             }
-            let hash = errs.ok(format!("{path}.hash"), parse_hash(&k.hash));
+            let hash = parse_hash(&k.hash)
+                .map_err(|m| errs.add(format!("{}.hash", path()), m))
+                .ok();
             if let Some(models) = &k.models {
                 for (j, m) in models.iter().enumerate() {
                     if !declared.contains(m) && !aliases.contains_key(m) {
                         errs.add(
-                            format!("{path}.models[{j}]"),
+                            format!("{}.models[{j}]", path()),
                             format!("`{m}` is neither a model nor an alias"),
                         );
                     }

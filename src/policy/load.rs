@@ -128,11 +128,15 @@ pub fn load_str(
     // An unknown key is reported and taken out, and the rest is read
     // again, so one run lists every unknown key and then every other
     // error; any other shape error stops the reading there.
-    let mut value = doc.value;
     let mut diagnostics = Vec::new();
-    // Read plainly first; the path of what is wrong is tracked only when
-    // something is.
-    let plain = <raw::RawPolicy as serde::Deserialize>::deserialize(&value).ok();
+    // Read plainly first, from the document itself: its strings move into
+    // the raw types and the rest is freed as it is read. Only a policy
+    // with something wrong is parsed again, to track the path of what is.
+    let plain = <raw::RawPolicy as serde::Deserialize>::deserialize(doc.value).ok();
+    let mut value = serde_json::Value::Null;
+    if plain.is_none() {
+        value = yaml::parse(text).map(|d| d.value).unwrap_or_default();
+    }
     let raw = plain.or_else(|| loop {
         let e = match serde_path_to_error::deserialize::<_, raw::RawPolicy>(&value) {
             Ok(raw) => break Some(raw),
