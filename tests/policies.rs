@@ -70,6 +70,7 @@ routes:
     fallback: [zzz]
 keys:
   - { id: k, team: t, hash: \"md5:abc\" }
+  - { id: k, team: t, hash: \"sha256:0000000000000000000000000000000000000000000000000000000000000000\", models: [nope] }
 ";
     let err = tollgate::policy::load_str("bad.yaml", text, Path::new("."), &|_| None).unwrap_err();
     let shown = err.to_string();
@@ -85,6 +86,8 @@ keys:
         "routes[0].when.task[0]: unknown task `poetry`",
         "routes[0].when.strong_score: strong_score is between 0 and 1",
         "keys[0].hash: key hashes start with `sha256:`",
+        "keys[1].id: duplicate key id `k`",
+        "keys[1].models[0]: `nope` is neither a model nor an alias",
     ];
     for e in expected {
         assert!(shown.contains(e), "missing `{e}` in:\n{shown}");

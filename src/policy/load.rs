@@ -133,38 +133,38 @@ pub fn load_str(
     // the raw types and the rest is freed as it is read. Only a policy
     // with something wrong is parsed again, to track the path of what is.
     let plain = <raw::RawPolicy as serde::Deserialize>::deserialize(doc.value).ok();
-    let mut value = serde_json::Value::Null;
-    if plain.is_none() {
-        value = yaml::parse(text).map(|d| d.value).unwrap_or_default();
-    }
-    let raw = plain.or_else(|| loop {
-        let e = match serde_path_to_error::deserialize::<_, raw::RawPolicy>(&value) {
-            Ok(raw) => break Some(raw),
-            Err(e) => e,
-        };
-        let mut segments: Vec<String> = e.path().iter().map(|s| s.to_string()).collect();
-        let message = e.inner().to_string();
-        let unknown = message
-            .strip_prefix("unknown field `")
-            .and_then(|m| m.split('`').next())
-            .map(str::to_string);
-        // Point unknown keys at the key itself, not at its parent.
-        if let Some(key) = &unknown {
-            if segments.last() != Some(key) {
-                segments.push(key.clone());
+    let raw = plain.or_else(|| {
+        let mut value = yaml::parse(text).map(|d| d.value).unwrap_or_default();
+        loop {
+            let e = match serde_path_to_error::deserialize::<_, raw::RawPolicy>(&value) {
+                Ok(raw) => break Some(raw),
+                Err(e) => e,
+            };
+            let mut segments: Vec<String> = e.path().iter().map(|s| s.to_string()).collect();
+            let message = e.inner().to_string();
+            let unknown = message
+                .strip_prefix("unknown field `")
+                .and_then(|m| m.split('`').next())
+                .map(str::to_string);
+            // Point unknown keys at the key itself, not at its parent.
+            if let Some(key) = &unknown {
+                if segments.last() != Some(key) {
+                    segments.push(key.clone());
+                }
             }
-        }
-        let path = join(&segments);
-        let pos = position(&path);
-        diagnostics.push(Diagnostic {
-            line: pos.line,
-            col: pos.col,
-            path,
-            message,
-        });
-        let removed = unknown.is_some() && diagnostics.len() < 100 && remove(&mut value, &segments);
-        if !removed {
-            break None;
+            let path = join(&segments);
+            let pos = position(&path);
+            diagnostics.push(Diagnostic {
+                line: pos.line,
+                col: pos.col,
+                path,
+                message,
+            });
+            let removed =
+                unknown.is_some() && diagnostics.len() < 100 && remove(&mut value, &segments);
+            if !removed {
+                break None;
+            }
         }
     });
     let compiled = match raw {
