@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The upstream client's own cost: examples/client_cost.rs sends the bench's
-# chat request to the fake upstream through the gateway's client (reqwest,
-# built as src/upstream/http.rs builds it) and through a bare hyper client
-# with its own keep-alive pool, each on one current-thread runtime, and
-# prints the CPU of the client's thread per request. The two alternate,
-# $ROUNDS times.
+# chat request to the fake upstream through reqwest (built as
+# src/upstream/http.rs builds it for upstreams behind a proxy) and through
+# the gateway's client (src/upstream/http.rs: hyper's pooled client on the
+# direct path), each on one current-thread runtime, and prints the CPU of
+# the client's thread per request. The two alternate, $ROUNDS times.
 #
 #   bench/client.sh              # ROUNDS=3 REQUESTS=40000 CONNS=64
 set -euo pipefail

@@ -6,6 +6,7 @@
 #   bench/profile.sh              # 10 s at 2000 RPS, prints the top entries
 #   RATE=4000 DURATION=20 bench/profile.sh
 #   POLICY=stripped bench/profile.sh   # bench/overhead.sh's stripped policy
+#   STREAM=1 bench/profile.sh     # streamed answers ("stream": true) instead
 #
 # By default tollgate runs the shipped policies/default.yaml with one key.
 #
@@ -53,6 +54,7 @@ tg_pid=$!
 pids+=($tg_pid)
 gateway=$(url_from "$tmp/tg.out" 600)
 body='{"model":"gpt-3.5-turbo","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in one short sentence."}],"max_tokens":32}'
+[ -n "${STREAM:-}" ] && body=${body/\"max_tokens\"/\"stream\":true,\"max_tokens\"}
 load() {
   "$OHA" --no-tui -z "$1" -c "$CONNS" -q "$RATE" --latency-correction -m POST \
     -H "authorization: Bearer $key" -H 'content-type: application/json' -d "$body" \

@@ -1,8 +1,9 @@
 //! What the upstream client costs per request: the gateway's client
-//! (reqwest, as `upstream::http` builds it) against a bare hyper client
-//! with its own keep-alive pool, each on one current-thread runtime (as
-//! `serve`'s per-core threads run it), sending the bench's chat request
-//! to an upstream and reading the whole answer.
+//! (`upstream::http::Http`, hyper's pooled client on the direct path)
+//! against reqwest (built as `upstream::http` builds it for upstreams
+//! behind a proxy), each on one current-thread runtime (as `serve`'s
+//! per-core threads run it), sending the bench's chat request to an
+//! upstream and reading the whole answer.
 //!
 //!   cargo run --release --example client_cost -- URL [REQUESTS] [CONNS]
 //!
@@ -15,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use http_body_util::{BodyExt, Full};
 
 const BODY: &str = r#"{"model":"gpt-3.5-turbo","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark in one short sentence."}],"max_tokens":32}"#;
 
@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let requests: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let conns: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
     let url = format!("{}/v1/chat/completions", base.trim_end_matches('/'));
-    for client in ["reqwest", "hyper"] {
+    for client in ["reqwest", "gateway"] {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -72,14 +72,13 @@ async fn run(send: &Sender, requests: usize, conns: usize) -> (usize, Duration, 
     (ok, t0.elapsed(), thread_cpu().saturating_sub(c0))
 }
 
-type Hyper = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Full<Bytes>,
->;
-
 enum Sender {
     Reqwest(reqwest::Client, reqwest::Url, http::HeaderMap),
-    Hyper(Box<Hyper>, http::Uri, http::HeaderMap),
+    Gateway(
+        Box<tollgate::upstream::http::Http>,
+        reqwest::Url,
+        http::HeaderMap,
+    ),
 }
 
 impl Sender {
@@ -102,13 +101,9 @@ impl Sender {
                 .build()?;
             return Ok(Sender::Reqwest(c, url.parse()?, headers));
         }
-        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        let c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_max_idle_per_host(1024)
-            .build(connector);
-        Ok(Sender::Hyper(Box::new(c), url.parse()?, headers))
+        let http = tollgate::upstream::http::Http::new(Duration::from_secs(10))
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(Sender::Gateway(Box::new(http), url.parse()?, headers))
     }
 
     /// One request, its whole answer read; true on a 200.
@@ -126,16 +121,12 @@ impl Sender {
                 };
                 r.status().is_success() && r.bytes().await.is_ok()
             }
-            Sender::Hyper(c, uri, headers) => {
-                let mut req = http::Request::new(Full::new(body));
-                *req.method_mut() = http::Method::POST;
-                *req.uri_mut() = uri.clone();
-                *req.headers_mut() = headers.clone();
-                let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(60), c.request(req)).await
-                else {
+            Sender::Gateway(http, url, headers) => {
+                let send = http.post(url, headers, body);
+                let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(60), send).await else {
                     return false;
                 };
-                r.status().is_success() && r.into_body().collect().await.is_ok()
+                r.status().is_success() && tollgate::upstream::http::bytes(r).await.is_ok()
             }
         }
     }

@@ -11,14 +11,14 @@ use super::{Failure, RetryReason};
 use crate::error::{ApiError, Cause};
 
 /// Maps an upstream error status to retry-or-answer.
-pub(super) async fn classify(resp: reqwest::Response, timeout: Duration) -> Failure {
+pub(super) async fn classify(resp: super::http::Response, timeout: Duration) -> Failure {
     let status = resp.status();
     let retry_after = resp
         .headers()
         .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let body = tokio::time::timeout(timeout, resp.bytes())
+    let body = tokio::time::timeout(timeout, super::http::bytes(resp))
         .await
         .ok()
         .and_then(Result::ok)
@@ -65,7 +65,7 @@ pub(super) async fn classify(resp: reqwest::Response, timeout: Duration) -> Fail
     }
 }
 
-/// The error with its sources, for logs (reqwest hides the cause otherwise).
+/// The error with its sources, for logs (the clients hide the cause otherwise).
 pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();

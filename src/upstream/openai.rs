@@ -7,7 +7,8 @@
 //! retries 429/5xx on its own, and re-parses streams into typed events. A
 //! gateway needs the status (to choose between fallback and passing the
 //! error on), its own bounded retry across models, and the SSE frames as
-//! they arrive, so requests go through the same reqwest client directly.
+//! they arrive, so requests go through the gateway's own client
+//! (`upstream::http`) directly.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use http::{header, HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use super::errors::{self, error_chain};
+use super::http as client;
 use super::rewrite::{rewrite, rewrite_map, splice, Spliced};
 use super::sse::{error_frame, frame, Event, SseParser};
 use super::{into_sse, Ending, Failure, OnFinish, Outbox, Pull, Reply, RetryReason};
@@ -30,7 +32,7 @@ mod messages;
 
 #[derive(Clone)]
 pub struct OpenAiUpstream {
-    pub(super) http: super::http::Http,
+    pub(super) http: client::Http,
     pub(super) url: reqwest::Url,
     pub(super) embeddings_url: reqwest::Url,
     pub(super) completions_url: reqwest::Url,
@@ -48,7 +50,7 @@ pub struct OpenAiUpstream {
 
 impl OpenAiUpstream {
     pub fn new(
-        http: super::http::Http,
+        http: client::Http,
         base_url: &str,
         api_key: &Secret,
         timeout: Duration,
@@ -161,7 +163,7 @@ impl OpenAiUpstream {
         let resp = self.send(url, body).await?;
         if stream {
             let mut relay = Relay {
-                upstream: Box::pin(resp.bytes_stream()),
+                upstream: Box::pin(client::chunks(resp)),
                 parser: SseParser::default(),
                 wire,
                 translator: matches!(wire, Wire::Anthropic | Wire::AnthropicRaw)
@@ -182,9 +184,11 @@ impl OpenAiUpstream {
             }
         } else {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let bytes = match tokio::time::timeout(left.min(self.timeout), resp.bytes()).await {
+            let bytes = match tokio::time::timeout(left.min(self.timeout), client::bytes(resp))
+                .await
+            {
                 Err(_) => return Err(Failure::Retry(RetryReason::Timeout)),
-                Ok(Err(e)) => return Err(Failure::Retry(RetryReason::Connect(error_chain(&e)))),
+                Ok(Err(e)) => return Err(Failure::Retry(RetryReason::Connect(error_chain(&*e)))),
                 Ok(Ok(b)) => b,
             };
             if wire == Wire::AnthropicRaw {
@@ -217,9 +221,9 @@ impl OpenAiUpstream {
         model: Arc<str>,
     ) -> Result<(Bytes, Option<u64>), Failure> {
         let resp = self.send(&self.embeddings_url, body).await?;
-        let bytes = match tokio::time::timeout(self.total, resp.bytes()).await {
+        let bytes = match tokio::time::timeout(self.total, client::bytes(resp)).await {
             Err(_) => return Err(Failure::Retry(RetryReason::Timeout)),
-            Ok(Err(e)) => return Err(Failure::Retry(RetryReason::Connect(error_chain(&e)))),
+            Ok(Err(e)) => return Err(Failure::Retry(RetryReason::Connect(error_chain(&*e)))),
             Ok(Ok(b)) => b,
         };
         let prompt_tokens = serde_json::from_slice::<Value>(&bytes)
@@ -234,18 +238,14 @@ impl OpenAiUpstream {
 
     /// Sends `body` to `url` and waits (up to `timeout`) for a successful
     /// status; a failing one is mapped to retry-or-answer.
-    async fn send(&self, url: &reqwest::Url, body: Bytes) -> Result<reqwest::Response, Failure> {
-        let send = self
-            .http
-            .client()
-            .post(url.clone())
-            .headers(self.headers.clone())
-            .body(body)
-            .send();
+    async fn send(&self, url: &reqwest::Url, body: Bytes) -> Result<client::Response, Failure> {
+        let send = self.http.post(url, &self.headers, body);
         let resp = match tokio::time::timeout(self.timeout, send).await {
             Err(_) => return Err(Failure::Retry(RetryReason::Timeout)),
-            Ok(Err(e)) if e.is_timeout() => return Err(Failure::Retry(RetryReason::Timeout)),
-            Ok(Err(e)) => return Err(Failure::Retry(RetryReason::Connect(error_chain(&e)))),
+            Ok(Err(e)) if client::is_timeout(&*e) => {
+                return Err(Failure::Retry(RetryReason::Timeout))
+            }
+            Ok(Err(e)) => return Err(Failure::Retry(RetryReason::Connect(error_chain(&*e)))),
             Ok(Ok(r)) => r,
         };
         if resp.status().is_success() {
@@ -273,7 +273,7 @@ enum Wire {
 /// the usage chunk for accounting, forwards it only to clients that asked,
 /// and ends a broken stream with an error event instead of a silent cut.
 struct Relay {
-    upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    upstream: Pin<Box<dyn Stream<Item = Result<Bytes, client::BoxError>> + Send>>,
     parser: SseParser,
     wire: Wire,
     translator: Option<super::anthropic::stream::Translator>,
@@ -320,7 +320,7 @@ impl Relay {
                 self.parser = parser;
             }
             Some(Err(e)) => {
-                tracing::warn!(error = %error_chain(&e), "upstream stream broke off");
+                tracing::warn!(error = %error_chain(&*e), "upstream stream broke off");
                 self.broke();
             }
             None => {

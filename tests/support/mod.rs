@@ -131,12 +131,27 @@ pub fn spawn_serve_env(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> (std::process::Child, String) {
+    spawn_serve_setting(bin, policy, log, extra, |c| {
+        c.envs(env.iter().copied());
+    })
+}
+
+/// `spawn_serve_with`, with the command set up by `setup` first (its
+/// environment, say).
+pub fn spawn_serve_setting(
+    bin: &str,
+    policy: &Path,
+    log: impl Into<std::process::Stdio>,
+    extra: &[&str],
+    setup: impl FnOnce(&mut std::process::Command),
+) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    setup(&mut command);
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--allow-anonymous"])
         .args(extra)
-        .envs(env.iter().copied())
         .arg("--config")
         .arg(policy)
         .stdout(Stdio::piped())
