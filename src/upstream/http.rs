@@ -95,7 +95,8 @@ fn build(connect_timeout: Duration) -> anyhow::Result<Clients> {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls()?)
         .https_or_http()
-        .enable_http1()
+        // HTTP/2 where an `https` upstream offers it (ALPN), as reqwest did.
+        .enable_all_versions()
         .wrap_connector(tcp);
     let hyper = Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
@@ -321,6 +322,29 @@ mod tests {
             );
         }
         request
+    }
+
+    #[tokio::test]
+    async fn https_upstreams_are_offered_http2_and_http1() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The client's hello, in the clear: its ALPN list names both.
+        let hello = async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut got = vec![0u8; 4096];
+            let n = sock.read(&mut got).await.unwrap();
+            got.truncate(n);
+            got
+        };
+        let http = Http::with_proxies(Duration::from_secs(3), Matcher::builder().build()).unwrap();
+        let url = reqwest::Url::parse(&format!("https://{addr}/v1/chat/completions")).unwrap();
+        let headers = HeaderMap::new();
+        let post = http.post(&url, &headers, Bytes::new());
+        let (hello, _) = tokio::join!(hello, post);
+        let has = |p: &[u8]| hello.windows(p.len()).any(|w| w == p);
+        assert_eq!(hello.first(), Some(&0x16), "not a TLS handshake");
+        assert!(has(b"\x02h2\x08http/1.1"), "ALPN without h2: {hello:?}");
     }
 
     #[tokio::test]
