@@ -4,11 +4,10 @@
 //! for `https`), except where the environment routes the upstream through
 //! a proxy (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, less `NO_PROXY`):
 //! those go through reqwest, which speaks to proxies (and so do base URLs
-//! with a user and password in them). reqwest on the
-//! direct path costs more per request (its redirect layer parses the URL
-//! twice per request, even with redirects off; `bench/client.sh` weighs
-//! the two). Both answer with the same `Response`, so the callers do not
-//! know which one sent.
+//! with a user and password in them). reqwest on the direct path costs
+//! more per request (its redirect layer parses the URL twice per request,
+//! even with redirects off; `bench/client.sh` weighs the two). Both answer
+//! with the same `Response`, so the callers do not know which one sent.
 //!
 //! hyper's pool runs each connection's task on the runtime that opened it,
 //! so one client shared by `serve`'s per-core runtimes would hand about
