@@ -76,7 +76,7 @@ enum Sender {
     Reqwest(reqwest::Client, reqwest::Url, http::HeaderMap),
     Gateway(
         Box<tollgate::upstream::http::Http>,
-        reqwest::Url,
+        tollgate::upstream::http::Target,
         http::HeaderMap,
     ),
 }
@@ -103,7 +103,8 @@ impl Sender {
         }
         let http = tollgate::upstream::http::Http::new(Duration::from_secs(10))
             .map_err(|e| format!("{e:#}"))?;
-        Ok(Sender::Gateway(Box::new(http), url.parse()?, headers))
+        let target = http.target(url)?;
+        Ok(Sender::Gateway(Box::new(http), target, headers))
     }
 
     /// One request, its whole answer read; true on a 200.

@@ -43,6 +43,16 @@ struct Clients {
     reqwest: reqwest::Client,
 }
 
+/// Where an upstream's requests go: its URL, parsed once for either
+/// client, and which client sends there (decided once, when the policy
+/// is loaded, as the environment's proxies are read).
+#[derive(Clone, Debug)]
+pub struct Target {
+    url: reqwest::Url,
+    uri: Uri,
+    via_reqwest: bool,
+}
+
 #[derive(Clone)]
 pub struct Http {
     connect_timeout: Duration,
@@ -117,13 +127,24 @@ impl Http {
         })
     }
 
-    /// Whether a request to `url` goes through reqwest: a proxy applies
-    /// to it, or it has a user and password (reqwest makes them basic
-    /// auth).
-    fn via_reqwest(&self, url: &reqwest::Url, uri: &Uri) -> bool {
-        !url.username().is_empty()
+    /// `url` as a target of this client: `Err` (the parse error) for one
+    /// that is not a valid absolute URL. It goes through reqwest when a
+    /// proxy applies to it, or when it has a user and password (reqwest
+    /// makes them basic auth).
+    pub fn target(&self, url: &str) -> Result<Target, String> {
+        let url = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+        let uri: Uri = url
+            .as_str()
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+        let via_reqwest = !url.username().is_empty()
             || url.password().is_some()
-            || self.proxies.intercept(uri).is_some()
+            || self.proxies.intercept(&uri).is_some();
+        Ok(Target {
+            url,
+            uri,
+            via_reqwest,
+        })
     }
 
     /// The clients for this thread.
@@ -146,32 +167,42 @@ impl Http {
         })
     }
 
-    /// `POST`s `body` to `url` with `headers`; the answer once its head
+    /// `POST`s `body` to `to` with `headers`; the answer once its head
     /// has come (its body streams).
     pub async fn post(
         &self,
-        url: &reqwest::Url,
+        to: &Target,
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<Response, BoxError> {
-        let uri: Uri = url.as_str().parse()?;
         let clients = self.clients();
-        if self.via_reqwest(url, &uri) {
-            let sent = clients.reqwest.post(url.clone()).headers(headers.clone());
+        if to.via_reqwest {
+            let sent = clients
+                .reqwest
+                .post(to.url.clone())
+                .headers(headers.clone());
             let resp: http::Response<reqwest::Body> = sent.body(body).send().await?.into();
-            return Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()));
+            return Ok(boxed(resp));
         }
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = Method::POST;
-        *req.uri_mut() = uri;
+        *req.uri_mut() = to.uri.clone();
         *req.headers_mut() = headers.clone();
         // What reqwest sends by default, so upstreams see the same request.
         req.headers_mut()
             .entry(header::ACCEPT)
             .or_insert(HeaderValue::from_static("*/*"));
-        let resp = clients.hyper.request(req).await?;
-        Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
+        Ok(boxed(clients.hyper.request(req).await?))
     }
+}
+
+/// `resp` with its body as a `Body`, whichever client it came from.
+fn boxed<B>(resp: http::Response<B>) -> Response
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    resp.map(|b| b.map_err(Into::into).boxed_unsync())
 }
 
 /// The whole body of `resp`.
@@ -234,18 +265,15 @@ mod tests {
             .no("internal.example")
             .build();
         let http = Http::with_proxies(Duration::from_secs(3), proxies).unwrap();
-        let via = |u: &str| {
-            let url = reqwest::Url::parse(u).unwrap();
-            http.via_reqwest(&url, &url.as_str().parse().unwrap())
-        };
+        let via = |u: &str| http.target(u).unwrap().via_reqwest;
         assert!(via("http://api.example.com/v1/chat/completions"));
         assert!(!via("http://internal.example/v1/chat/completions"));
         // No HTTPS proxy set: straight to the server.
         assert!(!via("https://api.example.com/v1/chat/completions"));
         assert!(via("https://user:pass@api.example.com/v1/chat/completions"));
         let none = Http::with_proxies(Duration::from_secs(3), Matcher::builder().build()).unwrap();
-        let url = reqwest::Url::parse("http://127.0.0.1:9/v1").unwrap();
-        assert!(!none.via_reqwest(&url, &url.as_str().parse().unwrap()));
+        assert!(!none.target("http://127.0.0.1:9/v1").unwrap().via_reqwest);
+        assert!(none.target("not a url").is_err());
     }
 
     #[test]
@@ -295,7 +323,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let http = Http::with_proxies(Duration::from_secs(3), Matcher::builder().build()).unwrap();
         let url = format!("http://{userinfo}{addr}/v1/chat/completions");
-        let url = reqwest::Url::parse(&url).unwrap();
+        let url = http.target(&url).unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
@@ -337,7 +365,9 @@ mod tests {
             got
         };
         let http = Http::with_proxies(Duration::from_secs(3), Matcher::builder().build()).unwrap();
-        let url = reqwest::Url::parse(&format!("https://{addr}/v1/chat/completions")).unwrap();
+        let url = http
+            .target(&format!("https://{addr}/v1/chat/completions"))
+            .unwrap();
         let headers = HeaderMap::new();
         let post = http.post(&url, &headers, Bytes::new());
         let (hello, _) = tokio::join!(hello, post);

@@ -33,11 +33,11 @@ mod messages;
 #[derive(Clone)]
 pub struct OpenAiUpstream {
     pub(super) http: client::Http,
-    pub(super) url: reqwest::Url,
-    pub(super) embeddings_url: reqwest::Url,
-    pub(super) completions_url: reqwest::Url,
+    pub(super) url: client::Target,
+    pub(super) embeddings_url: client::Target,
+    pub(super) completions_url: client::Target,
     /// `None` for a server marked `chat_only`.
-    pub(super) responses_url: Option<reqwest::Url>,
+    pub(super) responses_url: Option<client::Target>,
     pub(super) headers: HeaderMap,
     /// Until the first byte of the answer (headers, or the first event).
     pub(super) timeout: Duration,
@@ -70,10 +70,11 @@ impl OpenAiUpstream {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        // Parsed once: reqwest would otherwise parse (and IDNA-map) them per request.
+        // Parsed, and the client chosen, once per URL.
         let parse = |path: &str| {
             let url = config.url(path);
-            reqwest::Url::parse(&url).map_err(|e| format!("invalid base_url {url}: {e}"))
+            http.target(&url)
+                .map_err(|e| format!("invalid base_url {url}: {e}"))
         };
         let url = parse("/chat/completions")?;
         let embeddings_url = parse("/embeddings")?;
@@ -152,7 +153,7 @@ impl OpenAiUpstream {
 
     async fn relay(
         &self,
-        url: &reqwest::Url,
+        url: &client::Target,
         wire: Wire,
         body: Bytes,
         (stream, client_wants_usage): (bool, bool),
@@ -238,7 +239,7 @@ impl OpenAiUpstream {
 
     /// Sends `body` to `url` and waits (up to `timeout`) for a successful
     /// status; a failing one is mapped to retry-or-answer.
-    async fn send(&self, url: &reqwest::Url, body: Bytes) -> Result<client::Response, Failure> {
+    async fn send(&self, url: &client::Target, body: Bytes) -> Result<client::Response, Failure> {
         let send = self.http.post(url, &self.headers, body);
         let resp = match tokio::time::timeout(self.timeout, send).await {
             Err(_) => return Err(Failure::Retry(RetryReason::Timeout)),

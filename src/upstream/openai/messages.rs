@@ -40,7 +40,9 @@ impl OpenAiUpstream {
             HeaderValue::from_static("application/json"),
         );
         let url = format!("{}/v1/messages", base_url.trim_end_matches('/'));
-        let url = reqwest::Url::parse(&url).map_err(|e| format!("invalid base_url {url}: {e}"))?;
+        let url = http
+            .target(&url)
+            .map_err(|e| format!("invalid base_url {url}: {e}"))?;
         Ok(OpenAiUpstream {
             http,
             embeddings_url: url.clone(),
