@@ -2,8 +2,9 @@
 //! a chat body, the policy's route match, a budget reservation and its
 //! settlement (memory), a rate-limit check (memory), and the crash
 //! journal's append (each request writes two: its reservation, its row),
-//! and counting a prompt's tokens (a short message; 1 MiB of one word, the
-//! worst case for a byte-pair encoder that merges a word in quadratic time).
+//! and counting a prompt's tokens (a short message, and the same by the
+//! tokenizer crate alone; 1 MiB of one word, the worst case for a
+//! byte-pair encoder that merges a word in quadratic time).
 //!
 //!   cargo bench --bench hot_paths
 
@@ -153,6 +154,12 @@ fn counting(c: &mut Criterion) {
     c.bench_function("count cl100k tokens: one short sentence", |b| {
         b.iter(|| Counter::Cl100k.text(black_box(short)))
     });
+    // The same count by the tokenizer crate alone: what the whole-token
+    // lookup saves.
+    c.bench_function(
+        "count cl100k tokens: one short sentence, encoder only",
+        |b| b.iter(|| bpe_openai::cl100k_base().count(black_box(short))),
+    );
     let word = "abcdefghij".repeat(1 << 17);
     let mut g = c.benchmark_group("count cl100k tokens");
     g.sample_size(10);

@@ -12,7 +12,8 @@
 //!
 //! `gateway::Bounds` tightens these by what settlements have shown.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::Value;
 
@@ -79,7 +80,7 @@ impl Counter {
     pub fn text(&self, s: &str) -> u64 {
         let n = match self {
             Counter::Cl100k => cl100k(s),
-            Counter::O200k => bpe_openai::o200k_base().count(s),
+            Counter::O200k => O200K.count(s),
             Counter::File(t) => t.encode(s, false).map_or(s.len(), |e| e.len()),
             Counter::Bytes => s.len(),
         };
@@ -130,7 +131,45 @@ impl Counter {
 
 /// The cl100k_base tokens of `s`, in time linear in its length.
 pub fn cl100k(s: &str) -> usize {
-    bpe_openai::cl100k_base().count(s)
+    CL100K.count(s)
+}
+
+static CL100K: LazyLock<Encoding> = LazyLock::new(|| Encoding::of(bpe_openai::cl100k_base()));
+static O200K: LazyLock<Encoding> = LazyLock::new(|| Encoding::of(bpe_openai::o200k_base()));
+
+/// An OpenAI encoding and the set of its tokens' bytes. Most pre-token
+/// pieces (a word with its leading space) are one token of the
+/// vocabulary, and such a piece encodes as that one token (tiktoken
+/// takes the same shortcut), so it is counted by a lookup instead of
+/// the encoder, whose buffers are allocated afresh for every piece.
+struct Encoding {
+    tokenizer: &'static bpe_openai::Tokenizer,
+    whole: HashSet<&'static [u8]>,
+}
+
+impl Encoding {
+    fn of(tokenizer: &'static bpe_openai::Tokenizer) -> Encoding {
+        let bpe = &tokenizer.bpe;
+        let whole = (0..bpe.num_tokens())
+            .filter_map(|id| u32::try_from(id).ok())
+            .map(|id| bpe.token_bytes(id))
+            .collect();
+        Encoding { tokenizer, whole }
+    }
+
+    /// As `Tokenizer::count` (these encodings do not normalise).
+    fn count(&self, s: &str) -> usize {
+        self.tokenizer
+            .split(s)
+            .map(|piece| {
+                if self.whole.contains(piece.as_bytes()) {
+                    1
+                } else {
+                    self.tokenizer.bpe.count(piece.as_bytes())
+                }
+            })
+            .sum()
+    }
 }
 
 /// Loads the OpenAI encodings `counters` need now (tens of milliseconds
@@ -140,7 +179,7 @@ pub fn cl100k(s: &str) -> usize {
 pub fn warm<'a>(counters: impl IntoIterator<Item = &'a Counter>) {
     cl100k("");
     if counters.into_iter().any(|c| *c == Counter::O200k) {
-        bpe_openai::o200k_base().count("");
+        O200K.count("");
     }
 }
 
@@ -220,6 +259,33 @@ mod tests {
         let m = [json!({"role": "user", "content": "Hello"})];
         assert_eq!(o.chat(&m, None), 8);
         assert_eq!(c.chat(&m, None), 8);
+    }
+
+    #[test]
+    fn the_whole_token_lookup_counts_as_the_encoder() {
+        let texts = [
+            "Say hello to the benchmark in one short sentence.",
+            "fn main() {\n    println!(\"{}\", 1_000_000 * 42);\n}\n\n\n",
+            "Übermäßig   lange   Wörter: Donaudampfschifffahrtsgesellschaft",
+            "我们的目标是建立一个更好的世界。 😀👍🏽 ǅǈ",
+            "   leading and trailing spaces   \t\r\n",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "",
+            // Code and prose: this file, whole and line by line.
+            include_str!("counting.rs"),
+        ];
+        let lines = include_str!("counting.rs").lines();
+        for t in texts.into_iter().chain(lines) {
+            assert_eq!(cl100k(t), bpe_openai::cl100k_base().count(t), "{t:?}");
+            assert_eq!(
+                Counter::O200k.text(t) as usize,
+                bpe_openai::o200k_base().count(t),
+                "{t:?}"
+            );
+        }
+        // The shortcut is taken: a word with its space is one token.
+        assert!(CL100K.whole.contains(" hello".as_bytes()));
+        assert_eq!(cl100k(" hello"), 1);
     }
 
     #[test]
