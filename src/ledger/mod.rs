@@ -23,7 +23,7 @@ use crate::money::Nanos;
 use crate::policy::LedgerTarget;
 
 /// One request, as accounted.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     pub ts: Millis,
     pub request_id: String,

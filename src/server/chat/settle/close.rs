@@ -62,10 +62,9 @@ fn believable(u: Usage) -> bool {
 
 impl Account {
     pub(super) fn close(&mut self, c: Close) -> (Nanos, Option<Nanos>) {
-        if self.closed {
-            return (self.row.cost, None);
+        if let Some((_, cost)) = self.settled {
+            return (cost, None);
         }
-        self.closed = true;
         let gw = self.gw.clone();
         let price = self.model.and_then(|id| price_of(&gw, id));
         let reported = c.usage.filter(|u| believable(*u));
@@ -211,8 +210,9 @@ impl Account {
             .filter(|_| !self.upstream.is_zero())
             .map(|t| t.saturating_sub(self.upstream));
         gw.requests.record(&Sample::of(r, overhead));
+        self.settled = Some((usage, cost));
         if let Some(l) = &gw.ledger {
-            l.record(r.clone());
+            l.record(std::mem::take(&mut self.row));
         }
         (cost, remaining)
     }

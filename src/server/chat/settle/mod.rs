@@ -55,7 +55,9 @@ struct Account {
     first_byte: Option<Duration>,
     /// Time spent waiting on upstream attempts (for the overhead metric).
     upstream: Duration,
-    closed: bool,
+    /// Once the tab has closed: the usage and cost it closed with. The
+    /// row itself has gone to the ledger by then.
+    settled: Option<(Usage, Nanos)>,
     /// The model whose reservation is held before verification
     /// (`Bounds::opened`), until it is released or settled.
     verifying: Option<ModelId>,
@@ -92,7 +94,7 @@ impl Tab {
             model: None,
             first_byte: None,
             upstream: Duration::ZERO,
-            closed: false,
+            settled: None,
             verifying: None,
         })))
     }
@@ -197,21 +199,7 @@ impl Tab {
 
     /// The usage and cost the tab closed with (zero while open).
     pub fn outcome(&self) -> (Usage, Nanos) {
-        self.with(|a| {
-            (
-                Usage {
-                    prompt_tokens: a.row.prompt_tokens,
-                    completion_tokens: a.row.completion_tokens,
-                    cached_tokens: a.row.cached_tokens,
-                    cache_write_tokens: a.row.cache_write_tokens,
-                    audio_prompt_tokens: a.row.audio_prompt_tokens,
-                    reasoning_tokens: a.row.reasoning_tokens,
-                    audio_completion_tokens: a.row.audio_completion_tokens,
-                },
-                a.row.cost,
-            )
-        })
-        .unwrap_or_default()
+        self.with(|a| a.settled).flatten().unwrap_or_default()
     }
 
     /// Closes the tab for an answer replayed from the cache: it costs
@@ -219,10 +207,9 @@ impl Tab {
     /// savings count them) and what it cost when it was made.
     pub fn close_cached(&self, e: &Entry) {
         self.with(|a| {
-            if a.closed {
+            if a.settled.is_some() {
                 return;
             }
-            a.closed = true;
             let gw = a.gw.clone();
             let r = &mut a.row;
             r.cache = "hit".into();
@@ -243,8 +230,10 @@ impl Tab {
             tracing::info!(key = %r.key_id, team = %r.team, route = %r.route, model = %r.model,
                 saved_usd = %r.saved, "request finished (cache hit)");
             gw.requests.record(&Sample::of(r, None));
+            let usage = Usage::new(e.prompt_tokens, e.completion_tokens);
+            a.settled = Some((usage, Nanos::ZERO));
             if let Some(l) = &gw.ledger {
-                l.record(r.clone());
+                l.record(std::mem::take(&mut a.row));
             }
         });
     }
@@ -341,7 +330,7 @@ impl Account {
 
 impl Drop for Account {
     fn drop(&mut self) {
-        if !self.closed {
+        if self.settled.is_none() {
             self.close(Close {
                 status: 499,
                 ending: "client_gone",
