@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+pub mod keys;
 mod learn;
 mod router;
 
@@ -81,8 +82,8 @@ pub struct Gateway {
     /// Names sent in `model` fields, shared by every reply.
     pub model_names: Vec<Arc<str>>,
     pub anonymous: bool,
-    /// Each key's place in `policy.keys`, by its hash.
-    pub key_index: std::collections::HashMap<[u8; 32], usize>,
+    /// Each key's place in `policy.keys`, id and team, by its hash.
+    pub key_index: keys::Index,
     pub clock: Clock,
     pub budgets: Arc<BudgetGuard>,
     /// What settlements have shown of each model's billing.
@@ -317,9 +318,8 @@ impl Gateway {
             })
             .collect();
         let bounds = Arc::new(crate::state::bounds::Bounds::new(policy.models.len()));
-        let key_index = policy.keys.iter().flatten().enumerate();
         Ok(Gateway {
-            key_index: key_index.map(|(i, k)| (k.hash, i)).collect(),
+            key_index: keys::index(policy.keys.as_deref().unwrap_or_default()),
             policy: Arc::new(policy),
             bounds,
             backends,

@@ -65,7 +65,7 @@ pub async fn authenticate(
             team: Arc::from("anonymous"),
             key: None,
         },
-        Some(keys) => {
+        Some(_) => {
             let browser = req.uri().path() == "/dashboard";
             // Anthropic's clients send the key as `x-api-key`, and read
             // errors in Anthropic's shape.
@@ -83,11 +83,11 @@ pub async fn authenticate(
             // A lookup by the token's SHA-256: its time says nothing about
             // any key, and it does not grow with the number of keys.
             let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-            match gw.key_index.get(&digest).copied() {
-                Some(i) => Caller {
-                    key_id: Arc::from(keys[i].id.as_str()),
-                    team: Arc::from(keys[i].team.as_str()),
-                    key: Some(i),
+            match gw.key_index.get(&digest) {
+                Some((i, id, team)) => Caller {
+                    key_id: id.clone(),
+                    team: team.clone(),
+                    key: Some(*i),
                 },
                 None => return refuse(ApiError::unauthorized("Incorrect API key provided.")),
             }

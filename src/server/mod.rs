@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use axum::extract::State;
 use axum::http::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -95,18 +94,6 @@ pub async fn reload_policy(live: &Arc<Live>, path: &std::path::Path) -> Result<(
     Ok(())
 }
 
-/// Puts the current gateway (and the stop token) into the request's
-/// extensions.
-async fn current(
-    State(live): State<Arc<Live>>,
-    mut req: Request<axum::body::Body>,
-    next: axum::middleware::Next,
-) -> Response {
-    req.extensions_mut().insert(live.load());
-    req.extensions_mut().insert(Shutdown(live.stop.clone()));
-    next.run(req).await
-}
-
 /// The shutdown stop token, as a request extension.
 #[derive(Clone)]
 pub struct Shutdown(pub tokio_util::sync::CancellationToken);
@@ -136,7 +123,16 @@ pub fn app_live(live: Arc<Live>) -> Router {
             tracing::error!("a request handler panicked; answered 500");
             ApiError::internal().into_response()
         }))
-        .layer(axum::middleware::from_fn_with_state(live.clone(), current))
+        // The current gateway (and the stop token), into the request's
+        // extensions; a plain map, so no future is boxed for it.
+        .map_request({
+            let live = live.clone();
+            move |mut req: Request<axum::body::Body>| {
+                req.extensions_mut().insert(live.load());
+                req.extensions_mut().insert(Shutdown(live.stop.clone()));
+                req
+            }
+        })
         .layer(axum::middleware::from_fn(auth::authenticate));
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
